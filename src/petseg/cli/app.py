@@ -1,0 +1,34 @@
+"""The Typer application and the entry point that turns user errors into one line."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from petseg.errors import PetsegError
+
+app = typer.Typer(
+    name="petseg",
+    help="Train U-Net segmentation models and cut pets out of photos.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+)
+
+
+def fail(message: str, exit_code: int = 2) -> None:
+    """Print one error line to stderr and exit: the CLI's answer to a user mistake."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(exit_code)
+
+
+def main() -> None:
+    try:
+        app()
+    except PetsegError as error:
+        typer.echo(f"error: {error}", err=True)
+        sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)

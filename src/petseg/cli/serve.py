@@ -1,0 +1,3 @@
+"""Commands: serve (to be written)."""
+
+from petseg.cli.app import app  # noqa: F401
