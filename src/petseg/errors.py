@@ -13,3 +13,7 @@ class ImageError(PetsegError):
 
 class LabelError(PetsegError):
     """A mask whose values are not valid labels."""
+
+
+class NotAnImageError(ImageError):
+    """Content that is not an image at all (empty, text, unknown format)."""

@@ -2,6 +2,6 @@
 heavy imports (torch, timm, onnxruntime, fastapi) happen inside the commands."""
 
 from petseg.cli.app import app, main
-from petseg.cli import data, models, training, cutout, serve  # noqa: F401  (registers commands)
+from petseg.cli import data, models, training, evaluate, cutout, serve, demo  # noqa: F401  (registers commands)
 
 __all__ = ["app", "main"]

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from petseg.data.labels import TRIMAP_OFFSET
-from petseg.errors import ImageError, LabelError
+from petseg.errors import ImageError, LabelError, NotAnImageError
 
 ImageSource = Union[str, Path, bytes, BinaryIO]
 
@@ -49,7 +49,7 @@ def open_image(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXE
     except IsADirectoryError:
         raise ImageError(f"{name}: is a directory, not an image") from None
     except UnidentifiedImageError:
-        raise ImageError(f"{name}: not an image (unrecognised or empty file)") from None
+        raise NotAnImageError(f"{name}: not an image (unrecognised or empty file)") from None
     except _DECODE_ERRORS as error:
         raise ImageError(f"{name}: cannot read image ({error})") from None
     width, height = image.size

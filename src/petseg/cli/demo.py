@@ -1,0 +1,3 @@
+"""Commands: demo (to be written)."""
+
+from petseg.cli.app import app  # noqa: F401
