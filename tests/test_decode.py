@@ -1,0 +1,121 @@
+"""Decoding by content: every mode becomes upright RGB, every bad file one clear error."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from petseg.data.decode import load_labels, load_rgb, sniff_format
+from petseg.errors import ImageError, LabelError, NotAnImageError
+
+
+def _encode(image: Image.Image, fmt: str, **params) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **params)
+    return buffer.getvalue()
+
+
+def _gradient(width=40, height=30) -> np.ndarray:
+    x = np.linspace(0, 255, width, dtype=np.uint8)
+    y = np.linspace(0, 255, height, dtype=np.uint8)
+    return np.stack(np.broadcast_arrays(x[None, :], y[:, None], np.full((height, width), 128, np.uint8)), axis=-1)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "P", "RGBA", "CMYK", "LA"])
+def test_every_mode_becomes_rgb(tmp_path, mode):
+    rgb = Image.fromarray(_gradient())
+    image = rgb.convert(mode)
+    fmt = "JPEG" if mode in ("CMYK",) else "PNG"
+    path = tmp_path / "photo.jpg"  # extension lies on purpose for PNGs
+    path.write_bytes(_encode(image, fmt))
+    decoded = load_rgb(path)
+    assert decoded.dtype == np.uint8 and decoded.shape == (30, 40, 3)
+    # Palette and grayscale lose colour by design; the overall brightness must survive.
+    reference = np.asarray(image.convert("RGB"), dtype=np.float64)
+    assert np.abs(decoded.astype(np.float64) - reference).mean() < 8.0
+
+
+def test_sixteen_bit_is_scaled_not_clipped(tmp_path):
+    values = np.linspace(0, 65535, 64 * 8).reshape(8, 64).astype(np.uint16)
+    path = tmp_path / "deep.png"
+    Image.fromarray(values).save(path)
+    decoded = load_rgb(path)
+    assert decoded.shape == (8, 64, 3)
+    expected = np.round(values / 257.0)
+    assert np.abs(decoded[..., 0].astype(float) - expected).max() <= 1.0
+
+
+def test_gif_named_jpg_is_read(tmp_path):
+    path = tmp_path / "Abyssinian_34.jpg"
+    path.write_bytes(_encode(Image.fromarray(_gradient()).convert("P"), "GIF"))
+    assert sniff_format(path) == "GIF"
+    assert load_rgb(path).shape == (30, 40, 3)
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    image = Image.fromarray(_gradient(width=40, height=30))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: rotate 90 degrees clockwise to view
+    path = tmp_path / "rotated.jpg"
+    image.save(path, "JPEG", exif=exif, quality=95)
+    decoded = load_rgb(path)
+    assert decoded.shape == (40, 30, 3)
+    upright = np.asarray(image.transpose(Image.Transpose.ROTATE_270), dtype=float)
+    assert np.abs(decoded.astype(float) - upright).mean() < 4.0
+    assert load_rgb(path, exif=False).shape == (30, 40, 3)
+
+
+def test_bytes_and_file_objects_decode(tmp_path):
+    data = _encode(Image.fromarray(_gradient()), "PNG")
+    assert np.array_equal(load_rgb(data), _gradient())
+    assert np.array_equal(load_rgb(io.BytesIO(data)), _gradient())
+
+
+@pytest.mark.parametrize(
+    "content, error, words",
+    [
+        (b"", NotAnImageError, "not an image"),
+        (b"hello, I am text", NotAnImageError, "not an image"),
+    ],
+)
+def test_non_images_name_the_file(tmp_path, content, error, words):
+    path = tmp_path / "bad.jpg"
+    path.write_bytes(content)
+    with pytest.raises(error, match=words) as raised:
+        load_rgb(path)
+    assert str(path) in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_truncated_jpeg_is_an_image_error(tmp_path):
+    data = _encode(Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 200, 3), np.uint8)), "JPEG")
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageError, match="cut.jpg: corrupt or truncated JPEG"):
+        load_rgb(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ImageError, match="no such file"):
+        load_rgb(tmp_path / "absent.jpg")
+
+
+def test_pixel_limit_is_checked_before_decoding(tmp_path):
+    path = tmp_path / "big.png"
+    Image.new("L", (1000, 1000)).save(path)
+    with pytest.raises(ImageError, match="over the limit"):
+        load_rgb(path, max_pixels=999_999)
+    assert load_rgb(path, max_pixels=1_000_000).shape == (1000, 1000, 3)
+
+
+def test_trimap_becomes_class_indices(tmp_path):
+    path = tmp_path / "trimap.png"
+    Image.fromarray(np.array([[1, 2], [3, 2]], np.uint8)).save(path)
+    assert load_labels(path).tolist() == [[0, 1], [2, 1]]
+
+
+def test_trimap_with_foreign_values_names_file_and_values(tmp_path):
+    path = tmp_path / "trimap.png"
+    Image.fromarray(np.array([[1, 7], [0, 2]], np.uint8)).save(path)
+    with pytest.raises(LabelError, match=r"trimap.png: trimap values must be 1, 2 or 3, found \[0, 7\]"):
+        load_labels(path)
