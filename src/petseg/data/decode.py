@@ -67,6 +67,8 @@ def open_image(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXE
 
 def to_rgb(image: Image.Image) -> Image.Image:
     """Any Pillow mode -> RGB. 16-bit and float images are scaled, not clipped."""
+    if image.mode == "RGB":
+        return image  # convert() would copy: 200 MB for a 50-megapixel photo
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         values = np.asarray(image, dtype=np.float64)
         peak = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
@@ -82,7 +84,7 @@ def load_rgb(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXELS
     image = open_image(source, max_pixels=max_pixels)
     if exif:
         try:
-            image = ImageOps.exif_transpose(image)
+            ImageOps.exif_transpose(image, in_place=True)  # a copy would cost one more full image
         except _DECODE_ERRORS:
             pass  # a broken EXIF block should not cost the user the photo
     return np.asarray(to_rgb(image))

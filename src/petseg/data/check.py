@@ -1,0 +1,178 @@
+"""`petseg data check`: what is in a dataset folder, and what is wrong with it.
+
+Decodes every photo and mask once (threads: Pillow decodes without the GIL) and
+reports split counts, unreadable files with reasons, files whose content is not
+the format their extension says, image/mask size mismatches, masks without any
+pet pixels, and how often each class occurs.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from petseg.data.decode import load_rgb, sniff_format
+from petseg.data.labels import CLASS_NAMES, PET
+from petseg.data.layouts import (
+    LabelMap,
+    Sample,
+    files_by_stem,
+    detect_layout,
+    load_mask,
+    load_samples,
+    read_split_list,
+)
+from petseg.errors import LabelError, PetsegError
+
+_FORMAT_OF_SUFFIX = {
+    ".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".gif": "GIF", ".bmp": "BMP",
+    ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP",
+}  # fmt: skip
+
+# Findings that make a dataset unfit to train on as it is (the check exits non-zero).
+PROBLEMS = ("unreadable", "mislabelled", "missing", "size_mismatches")
+
+
+def _disguise(path: Path) -> dict | None:
+    content = sniff_format(path)
+    expected = _FORMAT_OF_SUFFIX.get(path.suffix.lower())
+    if content is None or content == expected:
+        return None  # unreadable files are reported as such
+    return {"file": str(path), "extension": path.suffix.lstrip("."), "content": content}
+
+
+def _inspect(sample: Sample) -> dict[str, Any]:
+    """Decode one pair and return what the report needs from it."""
+    finding: dict[str, Any] = {"name": sample.name, "disguised": [], "unreadable": [], "mislabelled": []}
+    for path in (sample.image_path, sample.mask_path):
+        disguise = _disguise(path)
+        if disguise:
+            finding["disguised"].append(disguise)
+    try:
+        image = load_rgb(sample.image_path)
+    except PetsegError as error:
+        image = None
+        finding["unreadable"].append({"file": str(sample.image_path), "reason": str(error)})
+    try:
+        mask = load_mask(sample)
+    except LabelError as error:
+        mask = None
+        finding["mislabelled"].append({"file": str(sample.mask_path), "reason": str(error)})
+    except PetsegError as error:
+        mask = None
+        finding["unreadable"].append({"file": str(sample.mask_path), "reason": str(error)})
+    if mask is not None:
+        finding["class_pixels"] = np.bincount(mask.ravel(), minlength=256)
+    if image is not None and mask is not None and image.shape[:2] != mask.shape:
+        stored = load_rgb(sample.image_path, exif=False)  # annotations follow the stored pixels
+        if stored.shape[:2] != mask.shape:
+            finding["size_mismatch"] = {
+                "name": sample.name,
+                "image": [image.shape[1], image.shape[0]],
+                "mask": [mask.shape[1], mask.shape[0]],
+            }
+    return finding
+
+
+def _unpaired(root: Path, layout: str) -> list[dict]:
+    """Photos without a mask and masks without a photo: left out of every split."""
+    mask_folder = root / ("annotations/trimaps" if layout == "oxford" else "masks")
+    images, masks = files_by_stem(root / "images"), files_by_stem(mask_folder)
+    return [{"name": name, "missing": "mask"} for name in sorted(set(images) - set(masks))] + [
+        {"name": name, "missing": "image"} for name in sorted(set(masks) - set(images))
+    ]
+
+
+def _listed_but_absent(root: Path, layout: str, paired: set[str]) -> list[dict]:
+    folder = root / "annotations" if layout == "oxford" else root
+    absent = []
+    for split in ("trainval", "test"):
+        if (folder / f"{split}.txt").is_file():
+            absent += [{"name": n, "missing": f"files (listed in {split}.txt)"}
+                       for n in read_split_list(folder / f"{split}.txt") if n not in paired]  # fmt: skip
+    return absent
+
+
+def check_dataset(
+    root: str | Path,
+    *,
+    layout: str = "auto",
+    label_map: Mapping | LabelMap | None = None,
+    workers: int | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """A JSON-ready report on the dataset in `root`; report["ok"] is False when it has problems."""
+    root = Path(root)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # absent listed files are reported below, not warned
+        samples = load_samples(root, "all", layout=layout, label_map=label_map)
+        split_names = {split: {s.name for s in load_samples(root, split, layout=layout, label_map=label_map)}
+                       for split in ("trainval", "test") if _has_split(root, split)}  # fmt: skip
+    layout = detect_layout(root) if layout == "auto" else layout
+    with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:
+        findings = pool.map(_inspect, samples)
+        if progress:
+            from tqdm import tqdm
+
+            findings = tqdm(findings, total=len(samples), desc="checking", unit="image", disable=None, leave=False)
+        findings = list(findings)
+
+    class_pixels = sum((f["class_pixels"] for f in findings if "class_pixels" in f), np.zeros(256, dtype=np.int64))
+    labelled = int(class_pixels[: len(CLASS_NAMES)].sum())
+    listed = set().union(*split_names.values()) if split_names else set()
+    report = {
+        "root": str(root),
+        "layout": layout,
+        "images": len(samples),
+        "splits": {**{split: len(names) for split, names in split_names.items()}, "all": len(samples)},
+        "unlisted": sorted(s.name for s in samples if split_names and s.name not in listed),
+        "readable": sum(1 for f in findings if not f["unreadable"] and not f["mislabelled"]),
+        "unreadable": [item for f in findings for item in f["unreadable"]],
+        "mislabelled": [item for f in findings for item in f["mislabelled"]],
+        "disguised": [item for f in findings for item in f["disguised"]],
+        "missing": _unpaired(root, layout) + _listed_but_absent(root, layout, {s.name for s in samples}),
+        "size_mismatches": [f["size_mismatch"] for f in findings if "size_mismatch" in f],
+        "no_pet_pixels": sorted(f["name"] for f in findings if "class_pixels" in f and f["class_pixels"][PET] == 0),
+        "class_pixel_frequencies": {
+            name: round(float(class_pixels[index]) / labelled, 6) if labelled else 0.0
+            for index, name in enumerate(CLASS_NAMES)
+        },
+    }
+    report["ok"] = not any(report[key] for key in PROBLEMS)
+    return report
+
+
+def _has_split(root: Path, split: str) -> bool:
+    return (root / "annotations" / f"{split}.txt").is_file() or (root / "masks").is_dir()
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """The report as a few human-readable lines."""
+    splits = ", ".join(f"{split} {count}" for split, count in report["splits"].items())
+    lines = [
+        f"{report['root']} ({report['layout']} layout): {report['images']} images, {report['readable']} readable",
+        f"splits: {splits}",
+        "class pixels: " + ", ".join(f"{k} {v:.1%}" for k, v in report["class_pixel_frequencies"].items()),
+    ]
+    if report["unlisted"]:
+        lines.append(f"in no split list ({len(report['unlisted'])}): {', '.join(report['unlisted'])}")
+    for item in report["disguised"]:
+        lines.append(f"disguised: {item['file']} is {item['content']}, not {item['extension']}")
+    for item in report["unreadable"]:
+        lines.append(f"unreadable: {item['reason']}")
+    for item in report["mislabelled"]:
+        lines.append(f"mislabelled: {item['reason']}")
+    for item in report["missing"]:
+        lines.append(f"missing: {item['name']} has no {item['missing']}")
+    for item in report["size_mismatches"]:
+        lines.append(f"size mismatch: {item['name']} image {item['image'][0]}x{item['image'][1]}, "
+                     f"mask {item['mask'][0]}x{item['mask'][1]}")  # fmt: skip
+    if report["no_pet_pixels"]:
+        lines.append(f"masks with no pet pixels ({len(report['no_pet_pixels'])}): {', '.join(report['no_pet_pixels'])}")
+    lines.append("ok" if report["ok"] else "problems found")
+    return "\n".join(lines)

@@ -1,0 +1,188 @@
+"""Fetch and unpack the Oxford-IIIT Pet archives, safely and resumably.
+
+Each archive is downloaded to `<name>.part` (an interrupted download resumes with an
+HTTP Range request), checked against its md5, checked member by member (nothing may
+land outside the root: no absolute paths, no `..`, no links or devices), unpacked
+into a hidden folder and only then moved into place. A `.<name>.done` marker makes a
+second run a no-op.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import shutil
+import tarfile
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path, PurePosixPath
+from typing import Mapping
+
+from petseg import __version__
+from petseg.errors import PetsegError
+
+OFFICIAL_BASE_URL = "https://www.robots.ox.ac.uk/~vgg/data/pets/data/"
+OFFICIAL_CHECKSUMS = {
+    "images.tar.gz": "5c4f3ee8e5d25df40f4fd59a7f44e54c",
+    "annotations.tar.gz": "95a8c909bbe2e81eed6a22bccdf3f68f",
+}
+_CHUNK = 1 << 16
+# Client errors other than these will not go away by asking again.
+_RETRYABLE_HTTP = {408, 425, 429}
+
+
+class DownloadError(PetsegError):
+    """A network failure, a bad checksum or an unsafe archive."""
+
+
+def download_pets(
+    root: str | Path,
+    *,
+    base_url: str = OFFICIAL_BASE_URL,
+    checksums: Mapping[str, str | None] = OFFICIAL_CHECKSUMS,
+    verify: bool = True,
+    force: bool = False,
+    progress: bool = True,
+    retries: int = 3,
+    retry_wait: float = 2.0,
+    timeout: float = 60.0,
+) -> Path:
+    """Download and unpack each archive named in `checksums` ({file name: md5}) into `root`."""
+    root = Path(root)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DownloadError(f"--root {root}: cannot create folder ({error.strerror})") from None
+    for name, md5 in checksums.items():
+        marker = root / f".{name}.done"
+        if marker.is_file():
+            continue
+        archive = fetch(base_url.rstrip("/") + "/" + name, root / name, progress=progress,
+                        retries=retries, retry_wait=retry_wait, timeout=timeout)  # fmt: skip
+        if verify and md5:
+            actual = file_md5(archive)
+            if actual != md5.lower():
+                archive.unlink()
+                raise DownloadError(
+                    f"{archive}: md5 {actual} does not match the expected {md5}; the file was deleted, "
+                    "run again to download it afresh (or --no-verify for a mirror with other archives)"
+                )
+        extract_safely(archive, root, force=force)
+        marker.write_text(f"{md5 or ''}\n")
+        archive.unlink()
+    return root
+
+
+def file_md5(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fetch(url: str, destination: Path, *, progress: bool = True, retries: int = 3,
+          retry_wait: float = 2.0, timeout: float = 60.0) -> Path:  # fmt: skip
+    """Download `url` to `destination`, resuming `destination.part`; retry dropped connections."""
+    if destination.is_file():
+        return destination
+    partial = destination.with_name(destination.name + ".part")
+    for attempt in range(retries + 1):
+        try:
+            _fetch_once(url, partial, progress=progress, timeout=timeout)
+            os.replace(partial, destination)
+            return destination
+        except urllib.error.HTTPError as error:
+            reason = f"HTTP {error.code} {error.reason}"
+            if 400 <= error.code < 500 and error.code not in _RETRYABLE_HTTP:
+                break
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
+            reason = str(getattr(error, "reason", None) or error) or type(error).__name__
+        if attempt < retries:
+            time.sleep(retry_wait * 2**attempt)
+    kept = f"; {partial.name} is kept, run again to resume" if partial.is_file() else ""
+    raise DownloadError(f"{url}: download failed ({reason}){kept}")
+
+
+def _fetch_once(url: str, partial: Path, *, progress: bool, timeout: float) -> None:
+    offset = partial.stat().st_size if partial.is_file() else 0
+    headers = {"User-Agent": f"petseg/{__version__}"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    try:
+        response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+    except urllib.error.HTTPError as error:
+        if error.code == 416 and offset:
+            return  # the range starts at the end: the partial file is already complete
+        raise
+    with response:
+        resumed = offset and response.status == 206 and response.headers.get("Content-Range", "").startswith(
+            f"bytes {offset}-"
+        )
+        if not resumed:
+            offset = 0  # the server sent the whole file again
+        length = response.headers.get("Content-Length")
+        total = offset + int(length) if length and length.isdigit() else None
+        from tqdm import tqdm
+
+        with open(partial, "ab" if offset else "wb") as out, tqdm(
+            total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
+            desc=partial.name.removesuffix(".part"), disable=None if progress else True, leave=False,
+        ) as bar:  # fmt: skip
+            while chunk := response.read(_CHUNK):
+                out.write(chunk)
+                bar.update(len(chunk))
+    received = partial.stat().st_size
+    if total is not None and received < total:
+        raise http.client.IncompleteRead(b"", total - received)
+
+
+def _refusal(member: tarfile.TarInfo) -> str | None:
+    """Why a member may not be extracted, or None when it is a plain file or folder inside the root."""
+    path = PurePosixPath(member.name)
+    if member.name.startswith(("/", "\\")) or path.is_absolute() or (path.parts and ":" in path.parts[0]):
+        return "absolute path"
+    if ".." in path.parts:
+        return "path leaves the folder ('..')"
+    if member.issym() or member.islnk():
+        return "links are not allowed"
+    if not (member.isfile() or member.isdir()):
+        return "not a regular file or folder"
+    return None
+
+
+def extract_safely(archive: Path, root: Path, *, force: bool = False) -> None:
+    """Unpack `archive` into `root`, all or nothing; refuse the whole archive if one member is unsafe."""
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            members = tar.getmembers()
+            for member in members:
+                reason = _refusal(member)
+                if reason:
+                    raise DownloadError(f"{archive}: refusing to extract {member.name!r}: {reason}")
+            staging = Path(tempfile.mkdtemp(prefix=f".{archive.name}.", dir=root))
+            try:
+                tar.extractall(staging, members=members, filter="data")
+                _move_into_place(staging, root, archive, force)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+    except (tarfile.TarError, EOFError, OSError) as error:
+        raise DownloadError(f"{archive}: cannot unpack ({error})") from None
+
+
+def _move_into_place(staging: Path, root: Path, archive: Path, force: bool) -> None:
+    entries = sorted(staging.iterdir())
+    clashes = [root / entry.name for entry in entries if (root / entry.name).exists()]
+    if clashes and not force:
+        raise DownloadError(f"{clashes[0]} already exists and was not unpacked from {archive.name}; "
+                            "move it away or pass --force to replace it")  # fmt: skip
+    for entry in entries:
+        target = root / entry.name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        elif target.exists() or target.is_symlink():
+            target.unlink()
+        os.replace(entry, target)

@@ -1,0 +1,246 @@
+"""Find the (photo, mask) pairs of a dataset folder, for a split.
+
+Two layouts:
+- oxford: the official Oxford-IIIT Pet layout, `images/<Name>.jpg`,
+  `annotations/trimaps/<Name>.png` and the split lists `annotations/{list,trainval,test}.txt`.
+- folder: users' own data, `images/<stem>.<ext>` + `masks/<stem>.<ext>`, with the mask
+  values mapped to classes by `classes.json` / `classes.yaml` in the root or by the
+  caller (`label_map`, e.g. from `--mask-values 0=background,255=pet`). Optional
+  `trainval.txt` / `test.txt` in the root list stems; without them a stable hash of each
+  stem puts one image in five in `test`.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from petseg.data.decode import load_labels, load_rgb, open_image
+from petseg.data.labels import CLASS_NAMES, IGNORE_INDEX
+from petseg.errors import ImageError, LabelError, PetsegError
+
+SPLITS = ("trainval", "test", "all")
+LAYOUTS = ("auto", "oxford", "folder")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+LABEL_MAP_FILES = ("classes.json", "classes.yaml", "classes.yml")
+# Mapped to IGNORE_INDEX: pixels that count in neither loss nor metrics.
+IGNORE_NAMES = ("ignore", "void")
+
+LabelMap = tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One photo and its mask. `label_map` (mask value -> class) is None for Oxford trimaps."""
+
+    name: str
+    image_path: Path
+    mask_path: Path
+    label_map: LabelMap | None = None
+
+
+def load_mask(sample: Sample) -> np.ndarray:
+    """A sample's mask as class indices (H, W) uint8: 0 pet, 1 background, 2 border, 255 ignored."""
+    if sample.label_map is None:
+        return load_labels(sample.mask_path)
+    image = open_image(sample.mask_path, max_pixels=None)
+    if image.mode not in ("L", "P", "I", "I;16", "1"):
+        image = image.convert("L")  # masks saved as RGB gray-scale are common
+    values = np.asarray(image).astype(np.int64)
+    lookup = dict(sample.label_map)
+    unknown = np.setdiff1d(np.unique(values), list(lookup))
+    if unknown.size:
+        raise LabelError(f"{sample.mask_path}: mask values {unknown[:5].tolist()} are not in the class mapping")
+    table = np.full(int(values.max()) + 1, IGNORE_INDEX, dtype=np.uint8)
+    for value, label in lookup.items():
+        if value < table.size:
+            table[value] = label
+    return table[values]
+
+
+def load_sample(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
+    """Decode a photo (H, W, 3) uint8 and its mask (H, W) uint8, checking they line up."""
+    mask = load_mask(sample)
+    image = load_rgb(sample.image_path)
+    if image.shape[:2] != mask.shape:
+        # Masks are drawn on the stored pixels: when the photo's EXIF rotation turns it
+        # away from its mask, the stored orientation is the one that matches.
+        unrotated = load_rgb(sample.image_path, exif=False)
+        if unrotated.shape[:2] != mask.shape:
+            height, width = image.shape[:2]
+            raise ImageError(
+                f"{sample.image_path}: photo is {width}x{height} but its mask {sample.mask_path.name} "
+                f"is {mask.shape[1]}x{mask.shape[0]}"
+            )
+        image = unrotated
+    return image, mask
+
+
+def _class_index(label, source: str) -> int:
+    if isinstance(label, str) and label.strip().lower() in CLASS_NAMES:
+        return CLASS_NAMES.index(label.strip().lower())
+    if isinstance(label, str) and label.strip().lower() in IGNORE_NAMES:
+        return IGNORE_INDEX
+    try:
+        index = int(label)
+    except (TypeError, ValueError):
+        index = -1
+    if index not in (*range(len(CLASS_NAMES)), IGNORE_INDEX):
+        raise PetsegError(f"{source}: class {label!r} must be one of {', '.join((*CLASS_NAMES, *IGNORE_NAMES))} or 0-2")
+    return index
+
+
+def normalize_label_map(mapping: Mapping, source: str = "label map") -> LabelMap:
+    """{mask value: class name or index} -> sorted ((value, class index), ...)."""
+    if not isinstance(mapping, Mapping) or not mapping:
+        raise PetsegError(f"{source}: expected a non-empty mapping of mask value -> class")
+    pairs = {}
+    for value, label in mapping.items():
+        try:
+            value = int(value)
+        except (TypeError, ValueError):
+            raise PetsegError(f"{source}: mask value {value!r} is not an integer") from None
+        if not 0 <= value <= 65535:
+            raise PetsegError(f"{source}: mask value {value} is outside 0..65535")
+        pairs[value] = _class_index(label, source)
+    return tuple(sorted(pairs.items()))
+
+
+def parse_label_map(text: str) -> LabelMap:
+    """`0=background,255=pet,128=border` (the --mask-values flag) -> a label map."""
+    mapping = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        value, separator, label = item.partition("=")
+        if not separator:
+            raise PetsegError(f"--mask-values: {item!r} should look like VALUE=CLASS, e.g. 255=pet")
+        mapping[value.strip()] = label.strip()
+    return normalize_label_map(mapping, "--mask-values")
+
+
+def read_label_map_file(path: str | Path) -> LabelMap:
+    """A JSON or YAML file holding {mask value: class}."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise PetsegError(f"{path}: cannot read class mapping ({error.strerror})") from None
+    if path.suffix.lower() == ".json":
+        try:
+            mapping = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise PetsegError(f"{path}: not valid JSON ({error})") from None
+    else:
+        import yaml
+
+        try:
+            mapping = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise PetsegError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+    return normalize_label_map(mapping, str(path))
+
+
+def detect_layout(root: Path) -> str:
+    if (root / "images").is_dir() and (root / "annotations" / "trimaps").is_dir():
+        return "oxford"
+    if (root / "images").is_dir() and (root / "masks").is_dir():
+        return "folder"
+    raise PetsegError(
+        f"{root}: not a dataset folder (expected images/ + annotations/trimaps/, "
+        "the Oxford-IIIT Pet layout, or images/ + masks/)"
+    )
+
+
+def read_split_list(path: Path) -> list[str]:
+    """Names from an Oxford list file: the first word of each line, '#' lines skipped."""
+    names = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            names.append(line.split()[0])
+    return names
+
+
+def files_by_stem(folder: Path) -> dict[str, Path]:
+    """Image files by stem; macOS '._' resource forks (found in the official tarballs) are not images."""
+    files = {}
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith("._"):
+            files.setdefault(path.stem, path)
+    return files
+
+
+def _select(names: list[str], images: dict[str, Path], masks: dict[str, Path], label_map, root: Path) -> list[Sample]:
+    missing = [name for name in names if name not in images or name not in masks]
+    if missing:
+        warnings.warn(f"{root}: {len(missing)} listed images have no photo or mask and are left out "
+                      f"(first: {missing[0]})", stacklevel=3)
+    return [Sample(name, images[name], masks[name], label_map) for name in names if name in images and name in masks]
+
+
+def _oxford_samples(root: Path, split: str) -> list[Sample]:
+    images = files_by_stem(root / "images")
+    trimaps = files_by_stem(root / "annotations" / "trimaps")
+    if split == "all":
+        return _select(sorted(name for name in images if name in trimaps), images, trimaps, None, root)
+    list_path = root / "annotations" / f"{split}.txt"
+    if not list_path.is_file():
+        raise PetsegError(f"{list_path}: split list not found (use split 'all' for every image with a trimap)")
+    return _select(read_split_list(list_path), images, trimaps, None, root)
+
+
+def in_folder_test_split(name: str) -> bool:
+    """Stable across runs and machines, and unchanged when images are added."""
+    return zlib.crc32(name.encode()) % 5 == 0
+
+
+def _folder_samples(root: Path, split: str, label_map: LabelMap | None) -> list[Sample]:
+    if label_map is None:
+        found = [root / name for name in LABEL_MAP_FILES if (root / name).is_file()]
+        if not found:
+            raise PetsegError(
+                f"{root}: masks/ needs a class mapping: add classes.json (e.g. "
+                '{"0": "background", "255": "pet"}) or pass --mask-values 0=background,255=pet'
+            )
+        label_map = read_label_map_file(found[0])
+    images = files_by_stem(root / "images")
+    masks = files_by_stem(root / "masks")
+    if split == "all":
+        return _select(sorted(name for name in images if name in masks), images, masks, label_map, root)
+    list_path = root / f"{split}.txt"
+    if list_path.is_file():
+        return _select(read_split_list(list_path), images, masks, label_map, root)
+    wanted = split == "test"
+    names = sorted(name for name in images if name in masks and in_folder_test_split(name) == wanted)
+    return _select(names, images, masks, label_map, root)
+
+
+def load_samples(
+    root: str | Path,
+    split: str = "trainval",
+    *,
+    layout: str = "auto",
+    label_map: Mapping | LabelMap | None = None,
+) -> list[Sample]:
+    """The samples of `split` ('trainval', 'test' or 'all') in a dataset folder."""
+    root = Path(root)
+    if split not in SPLITS:
+        raise PetsegError(f"split {split!r} is not one of {', '.join(SPLITS)}")
+    if layout not in LAYOUTS:
+        raise PetsegError(f"layout {layout!r} is not one of {', '.join(LAYOUTS)}")
+    if not root.is_dir():
+        raise PetsegError(f"{root}: dataset folder not found")
+    if layout == "auto":
+        layout = detect_layout(root)
+    if isinstance(label_map, Mapping):
+        label_map = normalize_label_map(label_map)
+    if layout == "oxford":
+        if label_map is not None:
+            raise PetsegError(f"{root}: a class mapping applies to the images/ + masks/ layout, not to Oxford trimaps")
+        return _oxford_samples(root, split)
+    return _folder_samples(root, split, label_map)

@@ -1,0 +1,104 @@
+"""`petseg data check` and the other data commands, through the library and the CLI."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from petseg.data.check import check_dataset, format_report
+from petseg.data.layouts import read_split_list
+
+
+def _petseg(*args):
+    return subprocess.run([sys.executable, "-m", "petseg", *map(str, args)], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.shared_data
+@pytest.mark.slow
+def test_shared_sample_report(shared_sample):
+    result = _petseg("data", "check", shared_sample, "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["images"] == 450 and report["readable"] == 450 and report["ok"]
+    assert report["splits"] == {
+        "trainval": len(read_split_list(shared_sample / "annotations" / "trainval.txt")),
+        "test": len(read_split_list(shared_sample / "annotations" / "test.txt")),
+        "all": 450,
+    }
+    assert report["unreadable"] == [] and report["mislabelled"] == [] and report["size_mismatches"] == []
+    disguised = {item["file"].rsplit("/", 1)[-1]: item["content"] for item in report["disguised"]}
+    assert disguised == {"Abyssinian_34.jpg": "GIF"}  # the RGBA PNG Abyssinian_5 is not in the sample
+    assert report["unlisted"] == ["Abyssinian_34", "Abyssinian_82"]
+    assert "Abyssinian_34" in report["no_pet_pixels"]
+    frequencies = report["class_pixel_frequencies"]
+    assert abs(sum(frequencies.values()) - 1) < 1e-4 and frequencies["background"] > frequencies["pet"] > 0
+
+
+def test_report_names_every_problem(toy_data, tmp_path):
+    root = shutil.copytree(toy_data, tmp_path / "pets")
+    names = read_split_list(root / "annotations" / "list.txt")
+    images, trimaps = root / "images", root / "annotations" / "trimaps"
+    truncated = (images / f"{names[0]}.jpg").read_bytes()[:400]
+    (images / f"{names[0]}.jpg").write_bytes(truncated)  # unreadable
+    Image.open(images / f"{names[1]}.jpg").save(images / f"{names[1]}.jpg", "PNG")  # disguised
+    Image.fromarray(np.full((5, 5), 7, np.uint8)).save(trimaps / f"{names[2]}.png")  # bad values, wrong size
+    Image.fromarray(np.full((7, 9), 2, np.uint8)).save(trimaps / f"{names[3]}.png")  # size mismatch, no pet
+    (trimaps / f"{names[4]}.png").unlink()  # photo without mask
+    report = check_dataset(root)
+    assert not report["ok"]
+    assert report["images"] == 23 and report["readable"] == 21
+    assert [item["file"] for item in report["unreadable"]] == [str(images / f"{names[0]}.jpg")]
+    assert "truncated" in report["unreadable"][0]["reason"].lower()
+    assert report["disguised"] == [{"file": str(images / f"{names[1]}.jpg"), "extension": "jpg", "content": "PNG"}]
+    assert [item["file"] for item in report["mislabelled"]] == [str(trimaps / f"{names[2]}.png")]
+    assert "[7]" in report["mislabelled"][0]["reason"]
+    assert [item["name"] for item in report["size_mismatches"]] == [names[3]]
+    assert report["size_mismatches"][0]["mask"] == [9, 7]
+    assert {"name": names[4], "missing": "mask"} in report["missing"]
+    assert names[3] in report["no_pet_pixels"]
+    text = format_report(report)
+    for name in names[:5]:
+        assert name in text
+    assert text.endswith("problems found")
+
+
+def test_check_cli_exit_codes_and_text(toy_data, tmp_path):
+    result = _petseg("data", "check", toy_data, "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert "24 images, 24 readable" in result.stdout and "trainval 12, test 12" in result.stdout
+    missing = _petseg("data", "check", tmp_path / "nowhere")
+    assert missing.returncode == 2 and missing.stderr.strip() == f"error: {tmp_path / 'nowhere'}: dataset folder not found"
+    root = shutil.copytree(toy_data, tmp_path / "pets")
+    next((root / "images").iterdir()).write_bytes(b"broken")
+    broken = _petseg("data", "check", root, "--json")
+    assert broken.returncode == 1 and len(json.loads(broken.stdout)["unreadable"]) == 1
+
+
+def test_check_cli_on_a_folder_layout_with_mask_values(tmp_path):
+    root = tmp_path / "mine"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(root / "images" / "a.jpg")
+    mask = np.zeros((8, 8), np.uint8)
+    mask[2:6, 2:6] = 255
+    Image.fromarray(mask).save(root / "masks" / "a.png")
+    no_mapping = _petseg("data", "check", root)
+    assert no_mapping.returncode == 2 and "--mask-values" in no_mapping.stderr and "Traceback" not in no_mapping.stderr
+    result = _petseg("data", "check", root, "--json", "--mask-values", "0=background,255=pet")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["layout"] == "folder" and report["images"] == 1
+    assert report["class_pixel_frequencies"]["pet"] == pytest.approx(16 / 64, abs=1e-6)
+
+
+def test_toy_cli_writes_once_and_refuses_overwrite(tmp_path):
+    created = _petseg("data", "toy", tmp_path / "toy", "--n", 5, "--size", 40, "--seed", 2)
+    assert created.returncode == 0, created.stderr
+    assert len(list((tmp_path / "toy" / "images").glob("*.jpg"))) == 5
+    again = _petseg("data", "toy", tmp_path / "toy", "--n", 5)
+    assert again.returncode == 2 and again.stderr.startswith("error: ") and "--force" in again.stderr
+    assert len(again.stderr.strip().splitlines()) == 1

@@ -1,0 +1,202 @@
+"""The Dataset: letterboxed, normalised items; the disk cache; unreadable files; augmentation."""
+
+import os
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import petseg.data.cache as cache_module
+from petseg.data.augment import Augment
+from petseg.data.cache import default_cache_dir
+from petseg.data.dataset import SegmentationDataset, make_loader
+from petseg.data.labels import IGNORE_INDEX
+from petseg.data.layouts import load_sample, load_samples
+from petseg.data.letterbox import Letterbox, mean_fill
+from petseg.errors import PetsegError
+
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+SIZE = 64
+
+
+@pytest.fixture
+def pets(toy_data, tmp_path):
+    """A private copy of the toy data that a test may change."""
+    return shutil.copytree(toy_data, tmp_path / "pets")
+
+
+@pytest.fixture
+def decode_calls(monkeypatch):
+    """Counts how many samples are decoded from their files."""
+    calls = []
+
+    def counting_load_sample(sample):
+        calls.append(sample.name)
+        return load_sample(sample)
+
+    monkeypatch.setattr(cache_module, "load_sample", counting_load_sample)
+    return calls
+
+
+def _dataset(root, tmp_path, **options):
+    return SegmentationDataset(load_samples(root, "all"), SIZE, MEAN, STD, cache_dir=tmp_path / "cache", **options)
+
+
+def test_items_are_letterboxed_normalised_squares(toy_data, tmp_path):
+    dataset = _dataset(toy_data, tmp_path)
+    assert len(dataset) == 24
+    for position in range(4):
+        image, mask = dataset[position]
+        assert image.dtype == torch.float32 and image.shape == (3, SIZE, SIZE)
+        assert mask.dtype == torch.int64 and mask.shape == (SIZE, SIZE)
+        photo, labels = load_sample(dataset.samples[position])
+        box = Letterbox.fit(*labels.shape, SIZE)
+        np.testing.assert_array_equal(mask.numpy(), box.apply_mask(labels))
+        padding = mask == IGNORE_INDEX
+        if labels.shape[0] != labels.shape[1]:
+            assert padding.any()
+        # Padding is the mean colour, which normalises to (almost) zero.
+        assert image[:, padding].abs().max() < 0.02
+        expected = (box.apply_image(photo, mean_fill(MEAN)) / 255.0 - np.array(MEAN)) / np.array(STD)
+        np.testing.assert_allclose(image.permute(1, 2, 0).numpy(), expected, atol=1e-5)
+
+
+def test_second_dataset_reads_the_cache_without_decoding(toy_data, tmp_path, decode_calls):
+    first = _dataset(toy_data, tmp_path)
+    first_items = [first[i] for i in range(len(first))]
+    assert len(decode_calls) == 24
+    second = _dataset(toy_data, tmp_path)
+    second_items = [second[i] for i in range(len(second))]
+    assert len(decode_calls) == 24, "a cached epoch must not decode files again"
+    for (image_a, mask_a), (image_b, mask_b) in zip(first_items, second_items):
+        assert torch.equal(image_a, image_b) and torch.equal(mask_a, mask_b)
+    uncached = SegmentationDataset(load_samples(toy_data, "all"), SIZE, MEAN, STD, cache=False)
+    image, mask = uncached[5]
+    assert torch.equal(image, first_items[5][0]) and torch.equal(mask, first_items[5][1])
+    assert len(decode_calls) == 25
+
+
+def test_changed_file_invalidates_the_cache(pets, tmp_path, decode_calls):
+    dataset = _dataset(pets, tmp_path)
+    sample = dataset.samples[3]
+    assert (dataset[3][1] == 0).any()
+    all_background = np.full(np.asarray(Image.open(sample.mask_path)).shape, 2, dtype=np.uint8)
+    Image.fromarray(all_background).save(sample.mask_path)
+    stat = sample.mask_path.stat()
+    os.utime(sample.mask_path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    calls_before = len(decode_calls)
+    refreshed = _dataset(pets, tmp_path)
+    assert not (refreshed[3][1] == 0).any()
+    assert len(decode_calls) == calls_before + 1
+    assert len(list((tmp_path / "cache").iterdir())) == 1, "the stale cache folder is replaced, not kept"
+
+
+def test_unreadable_files_are_skipped_and_counted(pets, tmp_path):
+    samples = load_samples(pets, "all")
+    samples[2].image_path.write_bytes(samples[2].image_path.read_bytes()[:300])  # truncated JPEG
+    samples[7].image_path.write_bytes(b"not an image at all")
+    dataset = _dataset(pets, tmp_path)
+    with pytest.warns(UserWarning, match="skipped unreadable file"):
+        batches = list(make_loader(dataset, batch_size=5, shuffle=False))
+    assert sum(len(masks) for _, masks in batches) == 24  # the epoch went on, batches kept their size
+    skipped = dict(dataset.skipped)
+    assert set(skipped) == {samples[2].image_path, samples[7].image_path}
+    assert str(samples[7].image_path) in skipped[samples[7].image_path]
+    # The next run knows them from the cache: left out from the start, with a warning count.
+    with pytest.warns(UserWarning, match="2 unreadable files skipped"):
+        again = _dataset(pets, tmp_path)
+    assert len(again) == 22 and len(again.skipped) == 2
+    uncached = SegmentationDataset(samples, SIZE, MEAN, STD, cache=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert uncached[2][1].shape == (SIZE, SIZE)
+    assert [path for path, _ in uncached.skipped] == [samples[2].image_path]
+
+
+def test_workers_fill_one_shared_cache_and_shuffle_follows_the_seed(toy_data, tmp_path):
+    dataset = _dataset(toy_data, tmp_path)
+
+    def epoch(seed, workers):
+        loader = make_loader(dataset, batch_size=4, shuffle=True, workers=workers, seed=seed)
+        return torch.cat([masks for _, masks in loader])
+
+    first = epoch(seed=1, workers=2)
+    assert dataset.source.ready_count() == 24, "workers write into the same memory-mapped cache"
+    assert torch.equal(first, epoch(seed=1, workers=0))
+    assert not torch.equal(first, epoch(seed=2, workers=0))
+
+
+def test_default_cache_dir_follows_the_environment(toy_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("PETSEG_CACHE_DIR", str(tmp_path / "env-cache"))
+    assert default_cache_dir() == tmp_path / "env-cache"
+    dataset = SegmentationDataset(load_samples(toy_data, "test"), SIZE, MEAN, STD)
+    assert dataset.source.folder.parent == tmp_path / "env-cache"
+    monkeypatch.delenv("PETSEG_CACHE_DIR")
+    assert default_cache_dir() == Path.home() / ".cache" / "petseg"
+
+
+def test_empty_sample_list_is_a_clear_error():
+    with pytest.raises(PetsegError, match="no samples"):
+        SegmentationDataset([], SIZE, MEAN, STD)
+
+
+def _striped_pair(size=64):
+    """A mask with a pet rectangle and padding, and an image that paints each class its own colour."""
+    mask = np.full((size, size), 1, dtype=np.uint8)
+    mask[10:40, 5:30] = 0
+    mask[:, 50:] = IGNORE_INDEX
+    colours = {0: (250, 10, 10), 1: (10, 250, 10), IGNORE_INDEX: (124, 116, 104)}
+    image = np.zeros((size, size, 3), dtype=np.uint8)
+    for value, colour in colours.items():
+        image[mask == value] = colour
+    return image, mask, colours
+
+
+def test_geometric_augmentation_moves_image_and_mask_together():
+    image, mask, colours = _striped_pair()
+    augment = Augment(hflip=True, scale=(0.5, 1.6))
+    flipped_or_scaled = checked_regions = 0
+    for seed in range(30):
+        out_image, out_mask = augment(image, mask, np.random.default_rng(seed), fill=colours[IGNORE_INDEX])
+        assert out_image.shape == image.shape and out_mask.shape == mask.shape
+        assert set(np.unique(out_mask)) <= {0, 1, IGNORE_INDEX}, "nearest-neighbour only: no invented labels"
+        flipped_or_scaled += not np.array_equal(out_mask, mask)
+        # Away from edges (bilinear with antialiasing blends up to ~2/scale px), each
+        # pixel has its label's colour.
+        interior = out_mask.copy()
+        for dy in range(-3, 4):
+            for dx in range(-3, 4):
+                interior = np.where(np.roll(out_mask, (dy, dx), (0, 1)) == out_mask, interior, 254)
+        for value, colour in colours.items():
+            region = interior == value
+            if region.any():
+                checked_regions += 1
+                assert np.abs(out_image[region].astype(int) - colour).max() <= 3
+    assert flipped_or_scaled >= 20 and checked_regions >= 60
+
+
+def test_color_jitter_changes_the_image_only():
+    image, mask, _ = _striped_pair()
+    out_image, out_mask = Augment(hflip=False, color_jitter=0.4)(image, mask, np.random.default_rng(0))
+    np.testing.assert_array_equal(out_mask, mask)
+    assert np.abs(out_image.astype(int) - image).mean() > 1
+    plain_image, plain_mask = Augment(hflip=False)(image, mask, np.random.default_rng(0))
+    np.testing.assert_array_equal(plain_image, image)
+
+
+@pytest.mark.parametrize("options", [{"scale": (0.0, 1.0)}, {"scale": (1.5, 1.0)}, {"color_jitter": 1.5}])
+def test_bad_augment_options_are_errors(options):
+    with pytest.raises(PetsegError, match="augment"):
+        Augment(**options)
+
+
+def test_dataset_augments_differently_each_time(toy_data, tmp_path):
+    torch.manual_seed(0)
+    dataset = _dataset(toy_data, tmp_path, augment=Augment(hflip=True, scale=(0.7, 1.3)))
+    masks = [dataset[0][1] for _ in range(6)]
+    assert any(not torch.equal(masks[0], other) for other in masks[1:])
+    assert all(set(m.unique().tolist()) <= {0, 1, 2, IGNORE_INDEX} for m in masks)

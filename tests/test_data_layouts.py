@@ -1,0 +1,151 @@
+"""Finding samples: the Oxford layout with its split lists, and images/ + masks/ folders."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from petseg.data.layouts import (
+    Sample,
+    in_folder_test_split,
+    load_mask,
+    load_sample,
+    load_samples,
+    parse_label_map,
+    read_split_list,
+)
+from petseg.errors import ImageError, LabelError, PetsegError
+
+
+def _copy(toy_data, tmp_path):
+    return shutil.copytree(toy_data, tmp_path / "pets")
+
+
+def _folder_dataset(root, masks: dict[str, np.ndarray]):
+    """images/ + masks/ with the given mask arrays and matching random photos."""
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rng = np.random.default_rng(0)
+    for stem, mask in masks.items():
+        photo = rng.integers(0, 255, (*mask.shape, 3), dtype=np.uint8)
+        Image.fromarray(photo).save(root / "images" / f"{stem}.png")
+        Image.fromarray(mask).save(root / "masks" / f"{stem}.png")
+    return root
+
+
+def test_oxford_splits_follow_the_lists(toy_data):
+    trainval = load_samples(toy_data, "trainval")
+    test = load_samples(toy_data, "test")
+    assert [s.name for s in trainval] == read_split_list(toy_data / "annotations" / "trainval.txt")
+    assert [s.name for s in test] == read_split_list(toy_data / "annotations" / "test.txt")
+    for sample in trainval + test:
+        assert sample.image_path == toy_data / "images" / f"{sample.name}.jpg"
+        assert sample.mask_path == toy_data / "annotations" / "trimaps" / f"{sample.name}.png"
+        assert sample.label_map is None
+    assert len(load_samples(toy_data, "all")) == 24
+
+
+def test_all_includes_unlisted_images_and_splits_skip_missing_files(toy_data, tmp_path):
+    root = _copy(toy_data, tmp_path)
+    listed = read_split_list(root / "annotations" / "trainval.txt")
+    # An extra photo in no list, and a listed photo whose file is gone.
+    shutil.copy(root / "images" / f"{listed[0]}.jpg", root / "images" / "Extra_1.jpg")
+    shutil.copy(root / "annotations" / "trimaps" / f"{listed[0]}.png", root / "annotations" / "trimaps" / "Extra_1.png")
+    (root / "images" / f"{listed[1]}.jpg").unlink()
+    # macOS resource forks ship inside the official tarballs; they are not images.
+    (root / "annotations" / "trimaps" / f"._{listed[2]}.png").write_bytes(b"\x00\x05\x16\x07")
+    names = {s.name for s in load_samples(root, "all")}
+    assert "Extra_1" in names and listed[1] not in names and len(names) == 24
+    with pytest.warns(UserWarning, match="1 listed images"):
+        trainval = load_samples(root, "trainval")
+    assert [s.name for s in trainval] == [n for n in listed if n != listed[1]]
+
+
+@pytest.mark.parametrize(
+    "root_name, split, layout, message",
+    [("missing", "all", "auto", "not found"), ("pets", "train", "auto", "split 'train'"),
+     ("pets", "all", "coco", "layout 'coco'"), ("empty", "all", "auto", "not a dataset folder")],
+)  # fmt: skip
+def test_bad_arguments_are_one_clear_error(toy_data, tmp_path, root_name, split, layout, message):
+    (tmp_path / "empty").mkdir()
+    root = toy_data if root_name == "pets" else tmp_path / root_name
+    with pytest.raises(PetsegError, match=message):
+        load_samples(root, split, layout=layout)
+
+
+def test_folder_layout_with_a_class_file(tmp_path):
+    mask = np.zeros((20, 30), dtype=np.uint8)
+    mask[5:15, 5:20] = 255
+    mask[5, 5:20] = 128
+    masks = {f"photo{i}": mask for i in range(20)}
+    root = _folder_dataset(tmp_path / "mine", masks)
+    (root / "classes.json").write_text(json.dumps({"0": "background", "255": "pet", "128": "border"}))
+    samples = load_samples(root, "all")
+    assert len(samples) == 20
+    labels = load_mask(samples[0])
+    expected = np.ones_like(mask)
+    expected[mask == 255], expected[mask == 128] = 0, 2
+    np.testing.assert_array_equal(labels, expected)
+    # Without split lists, a stable hash of the name puts about one in five in test.
+    test = {s.name for s in load_samples(root, "test")}
+    trainval = {s.name for s in load_samples(root, "trainval")}
+    assert test == {name for name in masks if in_folder_test_split(name)}
+    assert test | trainval == set(masks) and not test & trainval
+
+
+def test_folder_layout_with_yaml_flags_and_split_lists(tmp_path):
+    mask = np.array([[0, 1], [1, 9]], dtype=np.uint8)
+    root = _folder_dataset(tmp_path / "mine", {"a": mask, "b": mask, "c": mask})
+    (root / "test.txt").write_text("b\n")
+    (root / "classes.yaml").write_text("0: background\n1: pet\n9: ignore\n")
+    assert [s.name for s in load_samples(root, "test")] == ["b"]
+    np.testing.assert_array_equal(load_mask(load_samples(root, "all")[0]), [[1, 0], [0, 255]])
+    flagged = load_samples(root, "all", label_map=parse_label_map("0=background, 1=2, 9=0"))
+    np.testing.assert_array_equal(load_mask(flagged[0]), [[1, 2], [2, 0]])
+    assert load_samples(root, "all", label_map={0: 1, 1: 0, 9: 2})[0].label_map == ((0, 1), (1, 0), (9, 2))
+
+
+def test_folder_layout_errors_name_the_file_or_option(tmp_path):
+    mask = np.array([[0, 7]], dtype=np.uint8)
+    root = _folder_dataset(tmp_path / "mine", {"a": mask})
+    with pytest.raises(PetsegError, match="classes.json.*--mask-values"):
+        load_samples(root, "all")
+    (root / "classes.json").write_text("{not json")
+    with pytest.raises(PetsegError, match="classes.json: not valid JSON"):
+        load_samples(root, "all")
+    (root / "classes.json").write_text('{"0": "background"}')
+    with pytest.raises(LabelError, match=r"a\.png: mask values \[7\]"):
+        load_mask(load_samples(root, "all")[0])
+    for text, message in [("0", "VALUE=CLASS"), ("x=pet", "not an integer"), ("0=cat", "class 'cat'")]:
+        with pytest.raises(PetsegError, match=message):
+            parse_label_map(text)
+
+
+def test_load_sample_uses_stored_orientation_when_exif_turns_photo_off_its_mask(tmp_path):
+    photo = np.zeros((20, 30, 3), dtype=np.uint8)
+    photo[:, :10] = 255
+    image = Image.fromarray(photo)
+    exif = image.getexif()
+    exif[0x0112] = 6  # "rotate 90": an upright view would be 30 x 20
+    image.save(tmp_path / "p.jpg", exif=exif.tobytes())
+    Image.fromarray(np.full((20, 30), 2, np.uint8)).save(tmp_path / "p.png")
+    loaded, labels = load_sample(Sample("p", tmp_path / "p.jpg", tmp_path / "p.png"))
+    assert loaded.shape == (20, 30, 3) and labels.shape == (20, 30)
+    assert loaded[:, :10].mean() > 200 and loaded[:, 12:].mean() < 50
+    Image.fromarray(np.full((21, 30), 2, np.uint8)).save(tmp_path / "p.png")
+    with pytest.raises(ImageError, match=r"p\.jpg: photo is 20x30 but its mask p\.png is 30x21"):
+        load_sample(Sample("p", tmp_path / "p.jpg", tmp_path / "p.png"))
+
+
+@pytest.mark.shared_data
+def test_shared_sample_counts(shared_sample):
+    counts = {split: len(load_samples(shared_sample, split)) for split in ("trainval", "test", "all")}
+    assert counts == {
+        "trainval": len(read_split_list(shared_sample / "annotations" / "trainval.txt")),
+        "test": len(read_split_list(shared_sample / "annotations" / "test.txt")),
+        "all": 450,
+    }
+    names = {s.name for s in load_samples(shared_sample, "all")}
+    assert {"Abyssinian_34", "Abyssinian_82"} <= names  # in no list, still usable in 'all'

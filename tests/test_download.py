@@ -1,0 +1,191 @@
+"""`petseg data download` against a local HTTP server serving archives built here."""
+
+import hashlib
+import io
+import subprocess
+import sys
+import tarfile
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pytest
+
+from petseg.data.download import DownloadError, download_pets, extract_safely
+
+
+class _ArchiveHandler(BaseHTTPRequestHandler):
+    """Serves server.files; honours Range when server.ranges; drops server.drop[name] first answers half-way."""
+
+    def do_GET(self):
+        server = self.server
+        name = self.path.lstrip("/")
+        server.requests.append((name, self.headers.get("Range")))
+        body = server.files.get(name)
+        if body is None:
+            self.send_error(404)
+            return
+        start = 0
+        if self.headers.get("Range") and server.ranges:
+            start = int(self.headers["Range"].removeprefix("bytes=").rstrip("-"))
+            if start >= len(body):
+                self.send_error(416)
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+        else:
+            self.send_response(200)
+        payload = body[start:]
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        if server.drop.get(name, 0) > 0:
+            server.drop[name] -= 1
+            payload = payload[: len(payload) // 2]
+            self.close_connection = True
+        self.wfile.write(payload)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server():
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _ArchiveHandler)
+    httpd.files, httpd.drop, httpd.requests, httpd.ranges = {}, {}, [], True
+    httpd.url = f"http://127.0.0.1:{httpd.server_port}/"
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _tar_gz(entries: dict) -> bytes:
+    """{member name: bytes | ('symlink', target)} -> a .tar.gz archive."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, content in entries.items():
+            info = tarfile.TarInfo(name)
+            if isinstance(content, tuple):
+                info.type, info.linkname = tarfile.SYMTYPE, content[1]
+                tar.addfile(info)
+            else:
+                info.size = len(content)
+                tar.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
+
+
+# Incompressible, so that "half-way" is well inside the archive.
+PHOTO = np.random.default_rng(0).integers(0, 256, 300_000, dtype=np.uint8).tobytes()
+
+
+@pytest.fixture
+def archives(server):
+    server.files["images.tar.gz"] = _tar_gz({"images/Cat_1.jpg": PHOTO})
+    server.files["annotations.tar.gz"] = _tar_gz({"annotations/trimaps/Cat_1.png": b"trimap", "annotations/list.txt": b"Cat_1 1 1 1\n"})
+    return {name: hashlib.md5(body).hexdigest() for name, body in server.files.items()}
+
+
+def _download(server, root, checksums, **options):
+    return download_pets(root, base_url=server.url, checksums=checksums, progress=False, retry_wait=0, **options)
+
+
+def test_downloads_verifies_extracts_and_is_idempotent(server, archives, tmp_path):
+    root = _download(server, tmp_path / "pets", archives)
+    assert (root / "images" / "Cat_1.jpg").read_bytes() == PHOTO
+    assert (root / "annotations" / "list.txt").read_text() == "Cat_1 1 1 1\n"
+    assert sorted(p.name for p in root.iterdir()) == [".annotations.tar.gz.done", ".images.tar.gz.done", "annotations", "images"]
+    requests = len(server.requests)
+    _download(server, root, archives)
+    assert len(server.requests) == requests == 2, "a second run must not download again"
+
+
+def test_dropped_connection_keeps_the_part_and_resumes_with_range(server, archives, tmp_path):
+    server.drop["images.tar.gz"] = 1
+    root = tmp_path / "pets"
+    with pytest.raises(DownloadError, match=r"images\.tar\.gz: download failed .*run again to resume"):
+        _download(server, root, archives, retries=0)
+    partial = root / "images.tar.gz.part"
+    size = len(server.files["images.tar.gz"])
+    assert partial.stat().st_size == size // 2
+    assert not (root / "images").exists()
+    _download(server, root, archives, retries=0)
+    assert server.requests[1] == ("images.tar.gz", f"bytes={size // 2}-")
+    assert (root / "images" / "Cat_1.jpg").read_bytes() == PHOTO and not partial.exists()
+
+
+def test_retries_resume_within_one_call(server, archives, tmp_path):
+    server.drop["images.tar.gz"] = 2
+    _download(server, tmp_path / "pets", archives, retries=2)
+    image_requests = [header for name, header in server.requests if name == "images.tar.gz"]
+    assert len(image_requests) == 3 and image_requests[0] is None and all(image_requests[1:])
+    assert (tmp_path / "pets" / "images" / "Cat_1.jpg").read_bytes() == PHOTO
+
+
+def test_server_without_range_support_restarts_cleanly(server, archives, tmp_path):
+    server.ranges = False
+    server.drop["images.tar.gz"] = 1
+    _download(server, tmp_path / "pets", archives, retries=1)
+    assert (tmp_path / "pets" / "images" / "Cat_1.jpg").read_bytes() == PHOTO
+
+
+def test_checksum_mismatch_leaves_nothing_extracted(server, archives, tmp_path):
+    wrong = {**archives, "images.tar.gz": "0" * 32}
+    root = tmp_path / "pets"
+    with pytest.raises(DownloadError, match=r"images\.tar\.gz: md5 [0-9a-f]{32} does not match the expected 0{32}"):
+        _download(server, root, wrong)
+    assert list(root.iterdir()) == [], "no archive, no part file, no half dataset"
+    _download(server, root, wrong, verify=False)
+    assert (root / "images" / "Cat_1.jpg").read_bytes() == PHOTO
+
+
+@pytest.mark.parametrize(
+    "member, content, reason",
+    [("../escaped.txt", b"x", r"'\.\.'"), ("images/../../escaped.txt", b"x", r"'\.\.'"),
+     ("/tmp/escaped.txt", b"x", "absolute"), ("images/link", ("symlink", "/etc/passwd"), "links")],
+)  # fmt: skip
+def test_archive_escaping_the_root_is_refused_whole(server, tmp_path, member, content, reason):
+    server.files["images.tar.gz"] = _tar_gz({"images/Cat_1.jpg": b"fine", member: content})
+    root = tmp_path / "data" / "pets"
+    with pytest.raises(DownloadError, match=f"refusing to extract .*{reason}"):
+        _download(server, root, {"images.tar.gz": None})
+    assert not (root / "images").exists() and not (tmp_path / "data" / "escaped.txt").exists()
+    assert not (tmp_path / "escaped.txt").exists()
+    assert [p.name for p in root.iterdir()] == ["images.tar.gz"]  # kept for inspection, never unpacked
+
+
+def test_http_error_is_one_line_without_retrying(server, tmp_path):
+    with pytest.raises(DownloadError, match=r"images\.tar\.gz: download failed \(HTTP 404"):
+        _download(server, tmp_path / "pets", {"images.tar.gz": None}, retries=3)
+    assert len(server.requests) == 1
+
+
+def test_existing_folder_is_replaced_only_with_force(server, archives, tmp_path):
+    root = tmp_path / "pets"
+    (root / "images").mkdir(parents=True)
+    (root / "images" / "mine.txt").write_text("keep me")
+    with pytest.raises(DownloadError, match="images already exists.*--force"):
+        _download(server, root, archives)
+    assert (root / "images" / "mine.txt").read_text() == "keep me"
+    _download(server, root, archives, force=True)
+    assert sorted(p.name for p in (root / "images").iterdir()) == ["Cat_1.jpg"]
+
+
+def test_not_an_archive_is_a_clear_error(tmp_path):
+    (tmp_path / "images.tar.gz").write_bytes(b"<html>mirror error page</html>")
+    with pytest.raises(DownloadError, match="images.tar.gz: cannot unpack"):
+        extract_safely(tmp_path / "images.tar.gz", tmp_path)
+
+
+def test_cli_download(server, archives, tmp_path):
+    def petseg(*args):
+        command = [sys.executable, "-m", "petseg", "data", "download", "--root", str(tmp_path / "pets"), *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+    # The CLI checks the official md5s, which the test archives do not have.
+    refused = petseg("--base-url", server.url)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert refused.stderr.startswith("error: ") and "does not match the expected 5c4f3ee8e5d25df40f4fd59a7f44e54c" in refused.stderr
+    done = petseg("--base-url", server.url, "--no-verify")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "pets" / "images" / "Cat_1.jpg").read_bytes() == PHOTO
