@@ -1,0 +1,217 @@
+"""The web service: one static page and a small HTTP API over `remove_background`.
+
+Every request runs the same library call as `petseg cutout`. The app adds only what a
+service needs: an upload limit enforced while the body streams in
+(upload_limit.py), errors as JSON with one readable message, and inference in a
+bounded thread pool, so the event loop keeps serving the page, health checks and 413s
+while the model works.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import anyio
+from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from PIL import ImageColor
+from starlette.exceptions import HTTPException
+
+from petseg import __version__
+from petseg.data.decode import DEFAULT_MAX_PIXELS, source_name
+from petseg.errors import ImageError, NotAnImageError, PetsegError
+from petseg.server.upload_limit import UploadLimitMiddleware
+
+STATIC_DIR = Path(__file__).with_name("static")
+MEGABYTE = 1024 * 1024
+# Room for multipart boundaries, part headers and the small option fields, so that a
+# photo of exactly --max-upload-mb is still accepted.
+MULTIPART_ENVELOPE_BYTES = 64 * 1024
+
+MEDIA_TYPES = {"rgba": "image/png", "color": "image/jpeg", "mask": "image/png", "labels": "image/png"}
+DOWNLOAD_SUFFIXES = {"rgba": "-cutout.png", "color": "-cutout.jpg", "mask": "-mask.png", "labels": "-labels.png"}
+
+log = logging.getLogger("petseg.server")
+
+UploadField = Annotated[UploadFile, File(description="The photo: JPEG, PNG, WebP, GIF, BMP or TIFF.")]
+RefineField = Annotated[bool, Form(description="Sharpen the alpha edge along the pet's outline.")]
+
+
+class OptionError(PetsegError):
+    """A form option the API cannot use (answered with 422)."""
+
+
+def create_app(
+    model: str | Path | None = None,
+    *,
+    segmenter: Any = None,
+    workers: int = 1,
+    max_upload_mb: float = 20.0,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> FastAPI:
+    """Build the service. The model loads here, once, unless a `segmenter` is given.
+
+    `model` is anything `Segmenter.load` accepts (run dir, .safetensors, .onnx, None for
+    the bundled model). `workers` bounds how many images are processed at once.
+    """
+    if workers < 1:
+        raise PetsegError(f"--workers must be at least 1, got {workers}")
+    if not max_upload_mb > 0:
+        raise PetsegError(f"--max-upload-mb must be positive, got {max_upload_mb}")
+    if max_pixels < 1:
+        raise PetsegError(f"--max-pixels must be positive, got {max_pixels}")
+    if segmenter is None:
+        from petseg.inference import Segmenter
+
+        segmenter = Segmenter.load(model)
+    max_upload_bytes = int(max_upload_mb * MEGABYTE)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        # A capacity limiter belongs to the event loop that uses it, so it is made here.
+        app.state.inference_slots = anyio.CapacityLimiter(workers)
+        yield
+
+    app = FastAPI(
+        title="petseg",
+        version=__version__,
+        description="Cut pets out of photos with a U-Net segmentation model.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(
+        UploadLimitMiddleware,
+        max_bytes=max_upload_bytes + MULTIPART_ENVELOPE_BYTES,
+        message=f"upload is over the server's limit of {max_upload_mb:g} MB (petseg serve --max-upload-mb)",
+    )
+    _install_error_handlers(app)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    async def render(request: Request, upload: UploadFile, mode: str, bg: str | None, refine: bool):
+        data = await upload.read()
+
+        def run_model() -> bytes:
+            from petseg.inference import remove_background
+
+            return remove_background(
+                data, segmenter=segmenter, mode=mode, bg=bg, refine=refine, max_pixels=max_pixels
+            )
+
+        try:
+            encoded = await anyio.to_thread.run_sync(run_model, limiter=request.app.state.inference_slots)
+        except ImageError as error:
+            # The decoder calls in-memory data "<bytes>"; the user knows the upload by its name.
+            raise type(error)(str(error).replace(source_name(data), upload.filename or "the upload", 1)) from None
+        filename = _download_name(upload.filename, mode)
+        headers = {"Content-Disposition": f'inline; filename="{filename}"', "Cache-Control": "no-store"}
+        return Response(encoded, media_type=MEDIA_TYPES[mode], headers=headers)
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/healthz", summary="Liveness check")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/api/model", summary="The loaded model's config, labels and the upload limits")
+    async def model_info() -> dict[str, Any]:
+        config = segmenter.config
+        return {
+            "config": dataclasses.asdict(config),
+            "labels": list(config.labels),
+            "limits": {"max_upload_bytes": max_upload_bytes, "max_pixels": max_pixels, "workers": workers},
+        }
+
+    @app.post(
+        "/api/cutout",
+        summary="The photo with its background removed",
+        response_class=Response,
+        responses={200: {"content": {"image/png": {}, "image/jpeg": {}}}},
+    )
+    async def cutout(
+        request: Request,
+        file: UploadField,
+        mode: Annotated[
+            Literal["rgba", "color"],
+            Form(description="rgba: transparent PNG; color: JPEG on the `bg` colour."),
+        ] = "rgba",
+        bg: Annotated[
+            str | None, Form(description="Background colour for mode=color: #rrggbb, rgb(r,g,b) or a name.")
+        ] = None,
+        refine: RefineField = False,
+    ) -> Response:
+        if bg is not None and mode != "color":
+            raise OptionError(f"bg: a background colour needs mode=color, got mode={mode}")
+        return await render(request, file, mode, _normalize_color(bg) if bg is not None else None, refine)
+
+    @app.post(
+        "/api/mask",
+        summary="The segmentation as a single-channel PNG",
+        response_class=Response,
+        responses={200: {"content": {"image/png": {}}}},
+    )
+    async def mask(
+        request: Request,
+        file: UploadField,
+        mode: Annotated[
+            Literal["mask", "labels"],
+            Form(description="mask: 0-255 pet alpha; labels: 1 pet, 2 background, 3 border."),
+        ] = "mask",
+        refine: RefineField = False,
+    ) -> Response:
+        return await render(request, file, mode, None, refine)
+
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    """Every error leaves as JSON {"detail": "one readable line"}."""
+
+    @app.exception_handler(PetsegError)
+    async def user_error(request: Request, error: PetsegError) -> JSONResponse:
+        if isinstance(error, NotAnImageError):
+            status = 415
+        elif isinstance(error, ImageError):
+            status = 400  # corrupt, truncated, or over --max-pixels
+        else:
+            status = 422
+        return JSONResponse({"detail": str(error)}, status_code=status)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_options(request: Request, error: RequestValidationError) -> JSONResponse:
+        problems = []
+        for problem in error.errors():
+            field = ".".join(str(part) for part in problem["loc"] if part not in ("body", "query"))
+            problems.append(f"{field}: {problem['msg']}")
+        return JSONResponse({"detail": "; ".join(problems)}, status_code=422)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException) -> JSONResponse:
+        return JSONResponse({"detail": error.detail}, status_code=error.status_code, headers=error.headers)
+
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, error: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return JSONResponse({"detail": f"internal server error ({type(error).__name__})"}, status_code=500)
+
+
+def _normalize_color(text: str) -> str:
+    """Any CSS colour Pillow knows -> "#rrggbb", checked here so the message names the form field."""
+    try:
+        red, green, blue = ImageColor.getrgb(text.strip())[:3]
+    except ValueError:
+        raise OptionError(f"bg: {text!r} is not a colour (use #rrggbb, rgb(r,g,b) or a name)") from None
+    return f"#{red:02x}{green:02x}{blue:02x}"
+
+
+def _download_name(filename: str | None, mode: str) -> str:
+    """A safe file name for the result, after the upload's own name."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(filename or "").stem).strip("._") or "photo"
+    return stem[:100] + DOWNLOAD_SUFFIXES[mode]
