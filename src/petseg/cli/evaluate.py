@@ -1,3 +1,58 @@
-"""Commands: evaluate (to be written)."""
+"""Command: `petseg evaluate MODEL --data DIR`: METRICS.md figures at model and original resolution."""
 
-from petseg.cli.app import app  # noqa: F401
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from petseg.cli.app import app
+from petseg.cli.cutout import MODEL_HELP
+
+METRICS_FILE = "metrics.json"
+GRID_FILE = "predictions.png"
+
+
+@app.command()
+def evaluate(
+    model: Optional[str] = typer.Argument(None, help=MODEL_HELP),
+    data: Path = typer.Option(..., "--data", help="Dataset folder (Oxford layout, or images/ + masks/)."),
+    split: str = typer.Option("test", "--split", help="trainval, test or all."),
+    out: Optional[Path] = typer.Option(None, "--out", help=f"Folder for {METRICS_FILE} and {GRID_FILE}."),
+    as_json: bool = typer.Option(False, "--json", help="Print the metrics as one JSON object."),
+    examples: int = typer.Option(6, "--examples", min=1, help=f"Rows of {GRID_FILE}."),
+    backend: Optional[str] = typer.Option(None, "--backend", help="torch or onnx (default: onnx for .onnx models, else torch)."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Photos per model call."),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing files in --out."),
+) -> None:
+    """Pixel accuracy, per-class IoU and Dice, mIoU, foreground IoU and the confusion matrix."""
+    from tqdm import tqdm
+
+    from petseg.data.layouts import load_samples
+    from petseg.errors import PetsegError
+    from petseg.evaluate import evaluate as run_evaluation
+    from petseg.evaluate import format_report, metrics_json, write_prediction_grid
+    from petseg.inference import Segmenter
+    from petseg.inference.files import write_bytes_atomic
+
+    outputs = [out / METRICS_FILE, out / GRID_FILE] if out else []
+    existing = [str(path) for path in outputs if path.exists()]
+    if existing and not force:
+        raise PetsegError(f"--out: {', '.join(existing)} already exist (use --force to overwrite)")
+    samples = load_samples(data, split)
+    if not samples:
+        raise PetsegError(f"--data: {data} has no samples in split {split!r}")
+    segmenter = Segmenter.load(model, backend)
+    with tqdm(total=len(samples), unit="photo", disable=not sys.stderr.isatty(), file=sys.stderr) as bar:
+        result = run_evaluation(segmenter, samples, batch_size=batch_size, examples=examples if out else 0, on_batch=bar.update)
+    result["data"], result["split"] = str(data), split
+    for reason in result["skipped"]:
+        typer.echo(f"skipped: {reason}", err=True)
+    if out:
+        write_bytes_atomic(out / METRICS_FILE, metrics_json(result).encode())
+        write_prediction_grid(result["examples"], out / GRID_FILE)
+    typer.echo(metrics_json(result) if as_json else format_report(result))
+    if out and not as_json:
+        typer.echo(f"\nwrote {out / METRICS_FILE} and {out / GRID_FILE}")

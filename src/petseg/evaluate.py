@@ -1,0 +1,152 @@
+"""Evaluate a model on a dataset split, at two resolutions (METRICS.md).
+
+- `model`: the letterboxed square the network sees, labels resized nearest and padding
+  ignored. This is what training's validation reports.
+- `original`: probabilities restored to each photo's size (Letterbox.restore) and
+  compared with its own trimap. This is what a user of a cutout sees.
+
+`evaluate()` is the one implementation behind `petseg evaluate`, the demo and the
+benchmarks; `write_prediction_grid()` draws the reference notebook's four columns.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from petseg.data.labels import CLASS_NAMES
+from petseg.errors import PetsegError
+from petseg.inference.files import write_atomic
+from petseg.inference.segmenter import DEFAULT_BATCH_SIZE, Segmenter
+from petseg.metrics import SegmentationMetrics
+
+RESOLUTIONS = ("model", "original")
+SUMMARY_KEYS = ("pixel_accuracy", "miou", "fg_iou", "fg_iou_per_image")
+
+
+@dataclass
+class Example:
+    """One row of the prediction grid, at the photo's original size."""
+
+    photo: np.ndarray  # (H, W, 3) uint8
+    labels: np.ndarray  # (H, W) class indices, 255 = ignored
+    predicted: np.ndarray  # (H, W) class indices
+    alpha: np.ndarray  # (H, W) uint8
+
+
+def as_segmenter(model_or_segmenter) -> Segmenter:
+    return model_or_segmenter if isinstance(model_or_segmenter, Segmenter) else Segmenter.from_model(model_or_segmenter)
+
+
+def evaluate(
+    model_or_segmenter,
+    samples: Sequence,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    examples: int = 0,
+    on_batch: Callable[[int], None] = lambda count: None,
+) -> dict:
+    """Metrics of a model (nn.Module or Segmenter) over `samples` (petseg.data.layouts.Sample).
+
+    Returns {"model": ..., "image_size", "num_images", "skipped": [reasons],
+    "resolutions": {"model": metrics, "original": metrics}, "examples": [Example]}, each
+    metrics dict holding every METRICS.md figure plus "confusion_matrix" (rows = true class).
+    Unreadable samples are skipped and listed, not fatal.
+    """
+    from petseg.data.layouts import load_sample
+
+    segmenter = as_segmenter(model_or_segmenter)
+    accumulators = {resolution: SegmentationMetrics(num_classes=segmenter.config.num_classes) for resolution in RESOLUTIONS}
+    skipped: list[str] = []
+    kept: list[Example] = []
+    for start in range(0, len(samples), batch_size):
+        photos, label_maps = [], []
+        for sample in samples[start : start + batch_size]:
+            try:
+                photo, labels = load_sample(sample)
+            except PetsegError as error:
+                skipped.append(str(error))
+                continue
+            photos.append(photo)
+            label_maps.append(labels)
+        for photo, labels, prediction in zip(photos, label_maps, segmenter.predict_batch(photos)):
+            accumulators["model"].update(prediction.letterbox.apply_mask(labels), prediction.probabilities.argmax(0))
+            predicted = prediction.restore().argmax(0).astype(np.uint8)
+            accumulators["original"].update(labels, predicted)
+            if len(kept) < examples:
+                kept.append(Example(photo, labels, predicted, prediction.alpha()))
+        on_batch(len(samples[start : start + batch_size]))
+    if not accumulators["original"].per_image_fg_iou:
+        raise PetsegError(f"no readable samples to evaluate ({len(skipped)} skipped)")
+    return {
+        "model": segmenter.config.architecture,
+        "image_size": segmenter.config.image_size,
+        "num_images": len(accumulators["original"].per_image_fg_iou),
+        "skipped": skipped,
+        "resolutions": {
+            resolution: {**metrics.compute(), "confusion_matrix": metrics.matrix.tolist()}
+            for resolution, metrics in accumulators.items()
+        },
+        "examples": kept,
+    }
+
+
+def metrics_json(result: dict) -> str:
+    """The evaluation as JSON (the example images left out)."""
+    return json.dumps({key: value for key, value in result.items() if key != "examples"}, indent=2)
+
+
+def format_report(result: dict, class_names: Sequence[str] = CLASS_NAMES) -> str:
+    """Summary per resolution, per-class IoU/Dice and the confusion matrix, as plain text."""
+    lines = [f"{result['model']} at {result['image_size']} px: {result['num_images']} images"
+             + (f", {len(result['skipped'])} skipped" if result["skipped"] else "")]
+    lines.append(f"{'resolution':<11}" + "".join(f"{key:>18}" for key in SUMMARY_KEYS))
+    for resolution, metrics in result["resolutions"].items():
+        lines.append(f"{resolution:<11}" + "".join(f"{metrics[key]:>18.4f}" for key in SUMMARY_KEYS))
+    for resolution, metrics in result["resolutions"].items():
+        lines.append("")
+        lines.append(f"per class ({resolution} resolution)   IoU      Dice")
+        for name in class_names:
+            lines.append(f"  {name:<28}{metrics[f'iou_{name}']:.4f}   {metrics[f'dice_{name}']:.4f}")
+        lines.append(f"confusion matrix ({resolution}; rows true, columns predicted, pixels)")
+        width = max(12, *(len(str(count)) + 2 for row in metrics["confusion_matrix"] for count in row))
+        lines.append(" " * 14 + "".join(f"{name:>{width}}" for name in class_names))
+        for name, row in zip(class_names, metrics["confusion_matrix"]):
+            lines.append(f"  {name:<12}" + "".join(f"{count:>{width}}" for count in row))
+    return "\n".join(lines)
+
+
+# Class colours of the mask columns: pet, background, border; ignored pixels black.
+CLASS_COLORS = np.array([[236, 112, 20], [40, 60, 110], [250, 230, 120]], np.uint8)
+
+
+def colorize(labels: np.ndarray) -> np.ndarray:
+    image = np.zeros((*labels.shape, 3), np.uint8)
+    known = labels < len(CLASS_COLORS)
+    image[known] = CLASS_COLORS[labels[known]]
+    return image
+
+
+def write_prediction_grid(examples: Sequence[Example], path: str | Path) -> Path:
+    """The notebook's figure: input, true mask, predicted mask, background removed; one row per example."""
+    from matplotlib.figure import Figure
+
+    if not examples:
+        raise PetsegError("no examples to draw")
+    titles = ("input", "true mask", "predicted mask", "background removed")
+    figure = Figure(figsize=(12, 3 * len(examples)))
+    axes = figure.subplots(len(examples), len(titles), squeeze=False)
+    for row, example in zip(axes, examples):
+        cutout = np.dstack([example.photo, example.alpha])
+        for ax, title, image in zip(row, titles, (example.photo, colorize(example.labels), colorize(example.predicted), cutout)):
+            ax.imshow(image)
+            ax.set_title(title)
+            ax.axis("off")
+    figure.tight_layout()
+    path = Path(path)
+    write_atomic(path, lambda file: figure.savefig(file, format="png", dpi=80))
+    return path

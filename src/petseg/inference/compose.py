@@ -1,0 +1,116 @@
+"""From class probabilities to what a user sees: soft alpha, label maps, composites.
+
+Full-resolution work stays in uint8 and in Pillow's C code: a 50-megapixel photo
+would need 600 MB for three float32 probability maps, while its alpha needs 50 MB.
+Soft alpha is linear in the probabilities, so it is computed at the model's size and
+upsampled once; bilinear upsampling commutes with that linear map.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageColor, ImageOps
+
+from petseg.data.labels import BORDER, PET, TRIMAP_OFFSET
+from petseg.errors import PetsegError
+
+MODES = ("rgba", "mask", "labels", "color")
+
+# The border class is the trimap's "not classified" band around the pet: half-opaque.
+BORDER_ALPHA = 0.5
+
+DEFAULT_BACKGROUND = "#ffffff"
+
+
+def soft_alpha(probabilities: np.ndarray) -> np.ndarray:
+    """(C, h, w) probabilities -> (h, w) float32 alpha in [0, 1]: P(pet) + half P(border)."""
+    alpha = probabilities[PET] + BORDER_ALPHA * probabilities[BORDER]
+    return np.clip(alpha, 0.0, 1.0).astype(np.float32, copy=False)
+
+
+def upsample(channel: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(h, w) float32 -> (height, width) float32, bilinear.
+
+    Pillow's triangle filter equals PyTorch's bilinear (align_corners=False) when
+    enlarging, and it antialiases when shrinking a map onto a tiny photo.
+    """
+    image = Image.fromarray(np.ascontiguousarray(channel, dtype=np.float32), mode="F")
+    return np.asarray(image.resize((width, height), Image.BILINEAR))
+
+
+def alpha_to_uint8(alpha: np.ndarray) -> np.ndarray:
+    return (np.clip(alpha, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def upsample_alpha(alpha: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(h, w) float alpha -> (height, width) uint8, resized in uint8 to keep memory small."""
+    small = Image.fromarray(alpha_to_uint8(alpha), mode="L")
+    return np.asarray(small.resize((width, height), Image.BILINEAR))
+
+
+def upsample_labels(probabilities: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(C, h, w) probabilities -> (height, width) uint8 argmax of the upsampled maps.
+
+    One full-size channel at a time, so memory is two float maps, not C.
+    """
+    best = upsample(probabilities[0], height, width)
+    labels = np.zeros((height, width), np.uint8)
+    for index in range(1, probabilities.shape[0]):
+        candidate = upsample(probabilities[index], height, width)
+        better = candidate > best
+        labels[better] = index
+        best = np.maximum(best, candidate)
+    return labels
+
+
+def labels_to_trimap(labels: np.ndarray) -> np.ndarray:
+    """Class indices 0..2 -> the dataset's own encoding 1..3 (METRICS.md)."""
+    return (labels + TRIMAP_OFFSET).astype(np.uint8)
+
+
+def parse_color(text: str) -> tuple[int, int, int]:
+    try:
+        return ImageColor.getrgb(text)[:3]
+    except ValueError:
+        raise PetsegError(f"--bg: {text!r} is not a colour (use #rrggbb or a name like white)") from None
+
+
+def fit_background(background: Image.Image, height: int, width: int) -> Image.Image:
+    """A background photo scaled to cover height x width and centre-cropped (no distortion)."""
+    if background.size == (width, height):
+        return background
+    return ImageOps.fit(background, (width, height), Image.BILINEAR)
+
+
+def check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise PetsegError(f"--mode: {mode!r} is not one of {', '.join(MODES)}")
+
+
+def compose(
+    photo: np.ndarray,
+    mode: str,
+    *,
+    alpha: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
+    bg: str | None = None,
+    bg_image: Image.Image | None = None,
+) -> Image.Image:
+    """Build the output image of one cutout mode at the photo's resolution.
+
+    photo (H, W, 3) uint8; alpha (H, W) uint8 for rgba/mask/color; labels (H, W) class
+    indices for "labels"; colour mode uses bg_image (already photo-sized) or the bg colour.
+    """
+    check_mode(mode)
+    if mode == "labels":
+        return Image.fromarray(labels_to_trimap(labels), mode="L")
+    mask = Image.fromarray(alpha, mode="L")
+    if mode == "mask":
+        return mask
+    image = Image.fromarray(photo, mode="RGB")
+    if mode == "rgba":
+        image.putalpha(mask)
+        return image
+    if bg_image is None:
+        bg_image = Image.new("RGB", image.size, parse_color(bg or DEFAULT_BACKGROUND))
+    return Image.composite(image, bg_image.convert("RGB"), mask)

@@ -1,0 +1,114 @@
+"""`evaluate()` and `petseg evaluate`: confusion matrices checked by hand, both resolutions, files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from petseg.errors import PetsegError
+from tests.test_inference_toy_model import one_thread, toy_model_file  # noqa: F401
+
+METRIC_KEYS = {
+    "pixel_accuracy", "iou_pet", "iou_background", "iou_border", "miou", "fg_iou", "fg_iou_per_image",
+    "dice_pet", "dice_background", "dice_border", "confusion_matrix",
+}
+
+
+class HalfAndHalf:
+    """A stand-in model: pet on the left half of its input square, background on the right."""
+
+    name = "stub"
+
+    def __init__(self, image_size: int = 32):
+        from petseg.models.config import ModelConfig
+
+        self.config = ModelConfig("stub", image_size=image_size)
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        size = self.config.image_size
+        probabilities = np.zeros((len(batch), 3, size, size), np.float32)
+        probabilities[:, 0, :, : size // 2] = 1.0
+        probabilities[:, 1, :, size // 2 :] = 1.0
+        return probabilities
+
+
+def test_confusion_matrices_match_hand_counts(toy_data):
+    from petseg.data.layouts import load_sample, load_samples
+    from petseg.data.letterbox import Letterbox
+    from petseg.evaluate import evaluate
+    from petseg.inference import Segmenter
+
+    samples = load_samples(toy_data, "test")
+    result = evaluate(Segmenter(HalfAndHalf(32)), samples, batch_size=5)
+
+    model_counts = np.zeros((3, 3), np.int64)
+    for sample in samples:
+        _, labels = load_sample(sample)
+        boxed = Letterbox.fit(*labels.shape, 32).apply_mask(labels)
+        for columns, predicted in ((slice(0, 16), 0), (slice(16, 32), 1)):
+            half = boxed[:, columns]
+            for true_class in range(3):
+                model_counts[true_class, predicted] += int((half == true_class).sum())
+    model = result["resolutions"]["model"]
+    np.testing.assert_array_equal(model["confusion_matrix"], model_counts)
+    assert model["pixel_accuracy"] == pytest.approx(np.trace(model_counts) / model_counts.sum())
+    assert result["num_images"] == len(samples) and result["skipped"] == []
+    assert set(model) == METRIC_KEYS and set(result["resolutions"]["original"]) == METRIC_KEYS
+
+
+def test_original_resolution_counts_every_photo_pixel_once(toy_data):
+    """At original size each photo pixel counts once, in its true class's row."""
+    from petseg.data.layouts import load_sample, load_samples
+    from petseg.evaluate import evaluate
+    from petseg.inference import Segmenter
+
+    samples = load_samples(toy_data, "test")
+    matrix = np.array(evaluate(Segmenter(HalfAndHalf(32)), samples)["resolutions"]["original"]["confusion_matrix"])
+    per_class = sum(np.bincount(load_sample(sample)[1].ravel(), minlength=3) for sample in samples)
+    np.testing.assert_array_equal(matrix.sum(axis=1), per_class)
+    assert matrix[:, 2].sum() == 0  # the stub never predicts border
+
+
+def test_trained_model_scores_well_and_keeps_examples(toy_data, toy_model_file):
+    from petseg.data.layouts import load_samples
+    from petseg.evaluate import evaluate
+    from petseg.models import load_model
+
+    result = evaluate(load_model(toy_model_file), load_samples(toy_data, "test"), examples=3)
+    for resolution in ("model", "original"):
+        assert result["resolutions"][resolution]["fg_iou"] > 0.8
+    assert len(result["examples"]) == 3
+    example = result["examples"][0]
+    assert example.predicted.shape == example.labels.shape == example.alpha.shape == example.photo.shape[:2]
+
+
+def test_evaluate_command_prints_tables_json_and_writes_files(toy_data, toy_model_file, tmp_path):
+    from petseg.cli import app
+
+    data = tmp_path / "pets"
+    shutil.copytree(toy_data, data)
+    first_test = (data / "annotations" / "test.txt").read_text().split()[0]
+    (data / "images" / f"{first_test}.jpg").write_bytes(b"broken")  # skipped and listed, not fatal
+    out = tmp_path / "evaluation"
+    runner = CliRunner()
+    args = ["evaluate", str(toy_model_file.parent), "--data", str(data), "--out", str(out), "--examples", "2"]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["split"] == "test" and len(report["skipped"]) == 1 and first_test in report["skipped"][0]
+    assert set(report["resolutions"]) == {"model", "original"}
+    assert json.loads((out / "metrics.json").read_text())["resolutions"] == report["resolutions"]
+    grid = Image.open(out / "predictions.png")
+    assert grid.format == "PNG" and grid.height > 200
+
+    again = runner.invoke(app, args)
+    assert isinstance(again.exception, PetsegError) and "--force" in str(again.exception)
+    text = runner.invoke(app, [*args, "--force"])
+    assert text.exit_code == 0
+    for heading in ("fg_iou", "per class (original resolution)", "confusion matrix (model;"):
+        assert heading in text.stdout

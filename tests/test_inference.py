@@ -1,0 +1,262 @@
+"""Segmenter, remove_background and the alpha/compositing/refinement pieces, on a trained toy model."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from petseg.errors import PetsegError
+from tests.test_inference_toy_model import foreground_iou, one_thread, toy_model_file, toy_photo  # noqa: F401
+
+PET, BACKGROUND = 0, 1
+
+
+@pytest.fixture(scope="module")
+def segmenter(toy_model_file):
+    from petseg.inference import Segmenter
+
+    return Segmenter.load(toy_model_file.parent)  # a run folder: its best.safetensors
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+# --- Segmenter ------------------------------------------------------------------------
+
+
+def test_predict_gives_probabilities_at_each_original_size(segmenter, toy_photo):
+    photo, _ = toy_photo
+    wide = np.ascontiguousarray(np.concatenate([photo, photo], axis=1))
+    single = segmenter.predict(photo)
+    results = segmenter.predict([photo, wide])
+    assert isinstance(results, list) and len(results) == 2
+    assert single.shape == (3, *photo.shape[:2]) and single.dtype == np.float32
+    assert results[1].shape == (3, *wide.shape[:2])
+    np.testing.assert_allclose(single.sum(axis=0), 1.0, atol=1e-5)
+    np.testing.assert_allclose(results[0], single, atol=1e-5)
+
+
+def test_every_input_type_gives_the_same_prediction(segmenter, toy_photo, tmp_path):
+    photo, _ = toy_photo
+    path = tmp_path / "photo.png"
+    path.write_bytes(png_bytes(photo))
+    expected = segmenter.predict(photo)
+    for image in (Image.fromarray(photo), png_bytes(photo), path, str(path)):
+        np.testing.assert_allclose(segmenter.predict(image), expected, atol=1e-6)
+
+
+def test_lean_alpha_and_labels_match_the_restored_probabilities(segmenter, toy_photo):
+    """Prediction.alpha/labels avoid full-size float maps; they must agree with Letterbox.restore."""
+    from petseg.inference.compose import soft_alpha
+
+    photo, _ = toy_photo
+    [prediction] = segmenter.predict_batch([photo])
+    restored = prediction.restore()
+    expected_alpha = soft_alpha(restored) * 255
+    assert np.abs(prediction.alpha().astype(np.float32) - expected_alpha).max() <= 2.0
+    assert (prediction.labels() == restored.argmax(0)).mean() > 0.995
+
+
+def test_load_reports_bad_models_in_one_line(tmp_path, toy_model_file):
+    from petseg.inference import Segmenter
+
+    (tmp_path / "empty-run").mkdir()
+    (tmp_path / "weights.pt").write_bytes(b"not a model")
+    onnx_file = tmp_path / "model.onnx"
+    onnx_file.write_bytes(b"x")
+    cases = {
+        str(tmp_path / "missing.safetensors"): "not found",
+        str(tmp_path / "empty-run"): "best.safetensors",
+        str(tmp_path / "weights.pt"): ".safetensors or .onnx",
+    }
+    for model, expected in cases.items():
+        with pytest.raises(PetsegError, match=expected):
+            Segmenter.load(model)
+    with pytest.raises(PetsegError, match="--backend onnx"):
+        Segmenter.load(onnx_file, backend="torch")
+    with pytest.raises(PetsegError, match="not a usable ONNX model"):
+        Segmenter.load(onnx_file)
+    with pytest.raises(PetsegError, match="--backend"):
+        Segmenter.load(toy_model_file, backend="tensorflow")
+
+
+def test_no_bundled_model_is_a_clear_error(monkeypatch, tmp_path):
+    from petseg.inference import Segmenter, segmenter as segmenter_module
+
+    monkeypatch.setattr(segmenter_module.resources, "files", lambda package: tmp_path)
+    with pytest.raises(PetsegError, match="no bundled model"):
+        Segmenter.load()
+
+
+# --- remove_background ----------------------------------------------------------------
+
+
+def test_remove_background_returns_the_type_it_was_given(segmenter, toy_photo):
+    from petseg.inference import remove_background
+
+    photo, _ = toy_photo
+    height, width = photo.shape[:2]
+    as_pil = remove_background(Image.fromarray(photo), segmenter=segmenter)
+    assert isinstance(as_pil, Image.Image) and as_pil.mode == "RGBA" and as_pil.size == (width, height)
+    as_array = remove_background(photo, segmenter=segmenter)
+    assert isinstance(as_array, np.ndarray) and as_array.shape == (height, width, 4)
+    np.testing.assert_array_equal(as_array, np.asarray(as_pil))
+    as_png = remove_background(png_bytes(photo), segmenter=segmenter)
+    assert as_png.startswith(b"\x89PNG")
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(as_png))), as_array)
+    as_jpeg = remove_background(png_bytes(photo), segmenter=segmenter, mode="color")
+    assert as_jpeg.startswith(b"\xff\xd8") and Image.open(io.BytesIO(as_jpeg)).size == (width, height)
+
+
+def test_rgba_is_opaque_on_the_pet_and_transparent_elsewhere(segmenter, toy_photo):
+    from petseg.inference import remove_background
+
+    photo, labels = toy_photo
+    rgba = remove_background(photo, segmenter=segmenter)
+    np.testing.assert_array_equal(rgba[..., :3], photo)  # colours untouched
+    alpha = rgba[..., 3].astype(np.float32)
+    assert alpha[labels == PET].mean() > 220 and alpha[labels == BACKGROUND].mean() < 35
+    assert foreground_iou(alpha >= 128, labels) > 0.8
+
+
+def test_mask_labels_and_color_modes_agree_with_the_alpha(segmenter, toy_photo):
+    from petseg.inference import remove_background
+
+    photo, labels = toy_photo
+    alpha = remove_background(photo, segmenter=segmenter)[..., 3]
+    mask = remove_background(photo, segmenter=segmenter, mode="mask")
+    np.testing.assert_array_equal(mask, alpha)
+
+    trimap = remove_background(photo, segmenter=segmenter, mode="labels")
+    assert trimap.shape == labels.shape and set(np.unique(trimap)) <= {1, 2, 3}
+    decided = labels != 2  # border pixels are a thin band either way
+    assert (trimap[decided] == labels[decided] + 1).mean() > 0.9
+
+    green = np.array([0, 255, 0], np.float32)
+    color = remove_background(photo, segmenter=segmenter, mode="color", bg="#00ff00").astype(np.float32)
+    weight = alpha[..., None].astype(np.float32) / 255
+    assert np.abs(color - (photo * weight + green * (1 - weight))).max() <= 1.0
+    assert np.abs(color[labels == BACKGROUND] - green).mean(axis=0).max() < 40
+
+
+def test_background_image_is_scaled_to_cover_the_photo(segmenter, toy_photo):
+    from petseg.inference import remove_background
+
+    photo, _ = toy_photo
+    background = np.zeros((300, 30, 3), np.uint8)
+    background[...] = (10, 20, 200)
+    result = remove_background(photo, segmenter=segmenter, mode="color", bg_image=background)
+    alpha = remove_background(photo, segmenter=segmenter, mode="mask")
+    assert result.shape == photo.shape
+    weight = alpha[..., None].astype(np.float32) / 255
+    expected = photo * weight + np.array([10, 20, 200], np.float32) * (1 - weight)
+    assert np.abs(result - expected).max() <= 1.0
+
+
+def test_exif_rotated_photo_gives_an_upright_cutout_of_the_original_size(segmenter, toy_photo, tmp_path):
+    from petseg.inference import remove_background
+
+    photo, labels = toy_photo
+    assert photo.shape[0] != photo.shape[1]  # the check needs a non-square photo
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored turned a quarter anticlockwise: viewers rotate it back clockwise
+    path = tmp_path / "sideways.jpg"
+    Image.fromarray(np.rot90(photo)).save(path, "JPEG", quality=98, exif=exif)
+    upright = remove_background(path, segmenter=segmenter)
+    assert upright.size == (photo.shape[1], photo.shape[0])
+    alpha = np.asarray(upright)[..., 3]
+    assert foreground_iou(alpha >= 128, labels) > 0.8
+
+
+def test_bad_options_are_user_errors(segmenter, toy_photo):
+    from petseg.inference import remove_background
+
+    photo, _ = toy_photo
+    for options, message in (
+        ({"mode": "sepia"}, "--mode"),
+        ({"mode": "rgba", "bg": "#000000"}, "--mode color"),
+        ({"mode": "color", "bg": "not-a-colour"}, "not a colour"),
+    ):
+        with pytest.raises(PetsegError, match=message):
+            remove_background(photo, segmenter=segmenter, **options)
+    with pytest.raises(PetsegError, match="not an image"):
+        remove_background(b"hello", segmenter=segmenter)
+    with pytest.raises(PetsegError, match="megapixels"):
+        remove_background(png_bytes(photo), segmenter=segmenter, max_pixels=100)
+
+
+# --- alpha, compositing, refinement -----------------------------------------------------
+
+
+def test_soft_alpha_is_pet_plus_half_border():
+    from petseg.inference.compose import labels_to_trimap, soft_alpha
+
+    probabilities = np.array([[[1.0, 0.0, 0.2]], [[0.0, 1.0, 0.2]], [[0.0, 0.0, 0.6]]], np.float32)
+    np.testing.assert_allclose(soft_alpha(probabilities), [[1.0, 0.0, 0.5]], atol=1e-6)
+    np.testing.assert_array_equal(labels_to_trimap(np.array([0, 1, 2], np.uint8)), [1, 2, 3])
+
+
+def test_pillow_upsampling_matches_torch_bilinear():
+    import torch
+
+    from petseg.inference.compose import upsample
+
+    channel = np.random.default_rng(0).random((23, 31), dtype=np.float32)
+    expected = torch.nn.functional.interpolate(
+        torch.from_numpy(channel)[None, None], size=(101, 77), mode="bilinear", align_corners=False
+    )[0, 0].numpy()
+    np.testing.assert_allclose(upsample(channel, 101, 77), expected, atol=1e-5)
+
+
+def star_scene(height: int = 375, width: int = 500):
+    """A noisy two-colour photo of a star-shaped 'pet' and its exact mask."""
+    ys, xs = np.mgrid[:height, :width]
+    angle, radius = np.arctan2(ys - 180, xs - 240), np.hypot(ys - 180, xs - 240)
+    shape = radius < 100 + 30 * np.cos(7 * angle)
+    noise = np.random.default_rng(0).normal(0, 5, (height, width, 3))
+    photo = np.where(shape[..., None], (200, 150, 60), (40, 90, 160)) + noise
+    return np.clip(photo, 0, 255).astype(np.uint8), shape
+
+
+def test_refinement_snaps_a_coarse_alpha_to_the_photo_edges():
+    from petseg.inference.compose import upsample_alpha
+    from petseg.inference.refine import refine_alpha
+
+    photo, shape = star_scene()
+    height, width = shape.shape
+    mask = Image.fromarray((shape * 255).astype(np.uint8))
+    coarse = np.asarray(mask.resize((width // 16, height // 16), Image.BILINEAR), np.float32) / 255
+
+    def iou(alpha):
+        return ((alpha >= 128) & shape).sum() / ((alpha >= 128) | shape).sum()
+
+    refined = refine_alpha(photo, coarse)
+    assert refined.shape == shape.shape and refined.dtype == np.uint8
+    assert iou(refined) > iou(upsample_alpha(coarse, height, width)) + 0.03
+    assert iou(refined) > 0.98
+
+
+def test_refinement_works_in_strips_like_the_whole_image(monkeypatch):
+    """Strips bound memory on huge photos; they must give the same alpha as one pass."""
+    from petseg.inference import refine
+
+    photo, shape = star_scene(300, 200)
+    coarse = np.asarray(Image.fromarray((shape * 255).astype(np.uint8)).resize((25, 37)), np.float32) / 255
+    whole = refine.refine_alpha(photo, coarse)
+    monkeypatch.setattr(refine, "STRIP_ROWS", 7)
+    assert np.abs(refine.refine_alpha(photo, coarse).astype(int) - whole).max() <= 1
+
+
+def test_refine_option_keeps_the_cutout_right(segmenter, toy_photo):
+    from petseg.inference import remove_background
+
+    photo, labels = toy_photo
+    alpha = remove_background(photo, segmenter=segmenter, mode="mask", refine=True)
+    assert alpha.shape == labels.shape
+    assert foreground_iou(alpha >= 128, labels) > 0.8
