@@ -1,3 +1,66 @@
-"""Commands: models (to be written)."""
+"""`petseg models` and `petseg summary`: what the zoo holds and what a model looks like."""
 
-from petseg.cli.app import app  # noqa: F401
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from petseg.cli.app import app
+
+
+@app.command("models")
+def models_command(
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON list instead of a table."),
+) -> None:
+    """List the registered models: encoder, parameters, GFLOPs at 224x224, pretrained weights."""
+    from petseg.models import list_models
+    from petseg.models.summary import describe
+
+    rows = [describe(name) for name in list_models()]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("name", "encoder", "params", "trainable", "GFLOPs@224", "pretrained weights")
+    for row in rows:
+        table.add_row(
+            row["name"],
+            row["encoder"],
+            f"{row['params']:,}",
+            f"{row['trainable_params']:,}",
+            f"{row['gflops_224']:.2f}",
+            row["pretrained_weights"],
+        )
+    Console().print(table)
+    typer.echo("Any timm backbone with features_only works too, as unet_<timm name> (e.g. unet_resnet18).")
+
+
+@app.command("summary")
+def summary_command(
+    model: str = typer.Argument(..., help="A model name (see `petseg models`) or a .safetensors model file."),
+    image_size: int = typer.Option(None, "--image-size", min=8, help="Input side in pixels [default: the model's]."),
+    depth: int = typer.Option(2, "--depth", min=1, help="How many module levels the table goes down."),
+) -> None:
+    """The layer table (layer, type, output shape, params) and the totals, like Keras' summary()."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from petseg.models import create_model, load_model
+    from petseg.models.summary import count_parameters, layer_table, measure_gflops
+
+    network = load_model(model) if model.endswith(".safetensors") or Path(model).is_file() else create_model(model)
+    size = image_size or network.config.image_size
+    table = Table("layer", "type", "output shape", "params", title=f"{network.config.architecture} at {size}x{size}")
+    for row in layer_table(network, size, depth):
+        table.add_row(row.name, row.kind, row.output_shape, f"{row.params:,}")
+    console = Console()
+    console.print(table)
+    total, trainable = count_parameters(network)
+    console.print(f"Total params: {total:,}")
+    console.print(f"Trainable params: {trainable:,}")
+    console.print(f"Non-trainable params: {total - trainable:,}")
+    console.print(f"GFLOPs at {size}x{size}: {measure_gflops(network, size):.3f}")

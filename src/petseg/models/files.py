@@ -1,0 +1,78 @@
+"""Model files: one .safetensors file, weights plus the typed config in its metadata.
+
+No pickle anywhere: the metadata key "petseg_config" holds `ModelConfig.to_json()`, so
+`load_model(path)` rebuilds the network with no flags and cannot run foreign code.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from petseg.errors import PetsegError
+from petseg.models.config import ModelConfig
+
+CONFIG_KEY = "petseg_config"
+
+
+def save_model(model, path: str | Path) -> Path:
+    """Write `model`'s weights and config to `path` atomically (temp file + rename).
+
+    Replaces an existing file: refusing to overwrite without --force is the CLI's job.
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise PetsegError(f"model file {path} must end in .safetensors")
+    config = getattr(model, "config", None)
+    if not isinstance(config, ModelConfig):
+        raise PetsegError("save_model needs a petseg model (one with a ModelConfig in .config)")
+    tensors = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(descriptor)
+    try:
+        save_file(tensors, temporary, metadata={CONFIG_KEY: config.to_json()})
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_config(path: str | Path) -> ModelConfig:
+    """The config stored in a model file, without loading its weights."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise PetsegError(f"model file {path} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except Exception as error:  # not a safetensors file at all
+        raise PetsegError(f"model file {path} is not a .safetensors file: {str(error).splitlines()[0]}") from None
+    if CONFIG_KEY not in metadata:
+        raise PetsegError(f"model file {path} has no {CONFIG_KEY} metadata: it was not written by petseg save_model")
+    try:
+        return ModelConfig.from_json(metadata[CONFIG_KEY])
+    except (ValueError, TypeError) as error:
+        raise PetsegError(f"model file {path} has an unreadable {CONFIG_KEY}: {error}") from None
+
+
+def load_model(path: str | Path, map_location: str = "cpu"):
+    """Rebuild the model stored in `path` and load its weights; returns it in eval mode."""
+    from safetensors.torch import load_file
+
+    from petseg.models.pretrained import load_state_dict_exactly
+    from petseg.models.registry import create_model
+
+    config = read_config(path)
+    model = create_model(
+        config.architecture, num_classes=config.num_classes, image_size=config.image_size, **config.options
+    )
+    load_state_dict_exactly(model, load_file(str(path), device="cpu"), path, "model")
+    model.config = config  # the file's own mean/std/labels/version, exactly as saved
+    return model.to(map_location).eval()

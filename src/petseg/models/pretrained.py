@@ -1,0 +1,128 @@
+"""Where encoder weights come from: timm's hub (online, cached), a local file, or the
+offline Lite0 package. Every failure a user can fix ends as one PetsegError line."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+from torch import nn
+
+from petseg.errors import PetsegError
+
+WHAT_TO_DO = "pass --weights PATH (a local .safetensors or .pth file) or use pretrained=False"
+# timm looks for these files in a hub repository, in this order.
+_HUB_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+_PROBE_TIMEOUT_S = 3.0
+
+
+def hub_repository(timm_name: str) -> str | None:
+    import timm
+
+    config = timm.models.get_pretrained_cfg(timm_name)
+    return getattr(config, "hf_hub_id", None) if config is not None else None
+
+
+def check_hub_weights_available(timm_name: str, model_name: str) -> None:
+    """Fail in seconds, not after minutes of hub retries, when the weights cannot come.
+
+    Cached weights always pass. Otherwise offline mode, or a hub host that does not
+    answer a TCP connect within a few seconds, is reported with what to do instead.
+    """
+    repository = hub_repository(timm_name)
+    if repository is None:
+        return  # weights come from a plain URL; timm's own error is wrapped by the caller
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if any(isinstance(try_to_load_from_cache(repository, name), str) for name in _HUB_WEIGHT_FILES):
+        return
+    where = f"pretrained weights for {model_name} ({repository})"
+    if constants.HF_HUB_OFFLINE:
+        raise PetsegError(f"{where} are not in the local cache and HF_HUB_OFFLINE is set; {WHAT_TO_DO}")
+    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return  # a direct probe says nothing about a proxied connection; let the hub client try
+    endpoint = urlparse(constants.ENDPOINT)
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((endpoint.hostname, port), timeout=_PROBE_TIMEOUT_S).close()
+    except OSError as error:
+        reason = f"{endpoint.hostname} is unreachable ({error})"
+        raise PetsegError(f"cannot download {where}: {reason}; {WHAT_TO_DO}") from None
+
+
+def download_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean 'the weights could not be fetched' rather than a bug."""
+    errors: list[type[BaseException]] = [OSError]
+    try:
+        from huggingface_hub.errors import HfHubHTTPError
+
+        errors.append(HfHubHTTPError)
+    except ImportError:
+        pass
+    try:
+        import httpx
+
+        errors.append(httpx.HTTPError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """A .safetensors file, or a .pth/.pt/.bin state dict loaded without unpickling code."""
+    path = Path(path)
+    if not path.is_file():
+        raise PetsegError(f"weights file {path} does not exist")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path), device="cpu")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except PetsegError:
+        raise
+    except Exception as error:  # a corrupt or foreign file: say which, without a traceback
+        raise PetsegError(f"weights file {path} cannot be read as a state dict: {str(error).splitlines()[0]}") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]  # training checkpoints often wrap the weights
+    if not isinstance(state, dict) or not all(isinstance(value, torch.Tensor) for value in state.values()):
+        raise PetsegError(f"weights file {path} does not hold a state dict of tensors")
+    return state
+
+
+def load_weights_file(model: nn.Module, path: str | Path) -> None:
+    """Load a whole U-Net's state dict, or an encoder's (a timm classifier's extra keys ignored)."""
+    from petseg.models.lite0 import convert_lite0_state_dict, is_lite0_package_checkpoint
+
+    state = read_state_dict(path)
+    if is_lite0_package_checkpoint(state):
+        state = convert_lite0_state_dict(state)
+    state = {_strip_prefix(key, "module."): value for key, value in state.items()}
+    if any(key.startswith(("encoder.", "decoder.", "head.")) for key in state):
+        load_state_dict_exactly(model, state, path, "model")
+        return
+    encoder = getattr(model.encoder, "net", model.encoder)
+    wanted = encoder.state_dict().keys()
+    load_state_dict_exactly(encoder, {key: value for key, value in state.items() if key in wanted}, path, "encoder")
+
+
+def load_state_dict_exactly(module: nn.Module, state: dict[str, torch.Tensor], path, target: str) -> None:
+    expected = module.state_dict()
+    missing = [key for key in expected if key not in state]
+    unexpected = [key for key in state if key not in expected]
+    wrong_shape = [key for key in state if key in expected and state[key].shape != expected[key].shape]
+    if missing or unexpected or wrong_shape:
+        problems = [
+            f"{label} {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
+            for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape))
+            if keys
+        ]
+        raise PetsegError(f"weights file {path} does not fit this {target}: {'; '.join(problems)}")
+    module.load_state_dict(state, strict=True)
+
+
+def _strip_prefix(key: str, prefix: str) -> str:
+    return key[len(prefix) :] if key.startswith(prefix) else key

@@ -1,0 +1,211 @@
+"""The model zoo, parametrized over the registry: shapes, gradients, freezing, model files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from petseg.errors import PetsegError
+from petseg.models import create_model, list_models, load_model, read_config, save_model
+from petseg.models.summary import count_parameters, layer_table, measure_gflops
+
+REGISTERED = ("unet_diy", "unet_efficientnet_lite0", "unet_mobilenetv2", "unet_mobilenetv3")
+# Small variants keep the suite fast; the widths are options like any other.
+SMALL_OPTIONS = {"unet_diy": {"width": 8}}
+
+
+def small_model(name: str, **options) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return create_model(name, image_size=64, **{**SMALL_OPTIONS.get(name, {}), **options})
+
+
+def test_registry_holds_the_four_names():
+    assert tuple(list_models()) == REGISTERED
+
+
+@pytest.mark.parametrize("decoder", ["unet", "pix2pix"])
+@pytest.mark.parametrize("name", REGISTERED)
+def test_forward_backward_on_an_odd_size(name, decoder):
+    # pix2pix's default 1024..128 widths are checked below; narrow ones keep this fast.
+    widths = {"decoder_channels": [64, 32, 16, 8]} if decoder == "pix2pix" else {}
+    model = small_model(name, decoder=decoder, **widths).train()
+    images = torch.randn(2, 3, 65, 97)
+    logits = model(images)
+    assert logits.shape == (2, 3, 65, 97)
+    assert torch.isfinite(logits).all()
+    logits.logsumexp(dim=1).mean().backward()
+    without_grad = [key for key, p in model.named_parameters() if p.grad is None]
+    assert without_grad == []
+    assert any(p.grad.abs().sum() > 0 for p in model.encoder.parameters())
+
+
+@pytest.mark.parametrize("name", ["unet_mobilenetv3", "unet_diy"])
+def test_output_keeps_a_large_non_multiple_of_32_size(name):
+    model = small_model(name).eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 250, 333)).shape == (1, 3, 250, 333)
+
+
+@pytest.mark.parametrize("name", REGISTERED)
+def test_frozen_encoder_gets_no_gradients_and_keeps_its_batchnorm_statistics(name):
+    model = small_model(name, freeze_encoder=True).train()
+    assert model.training and not model.encoder.training
+    statistics_before = {k: v.clone() for k, v in model.encoder.state_dict().items() if "running" in k}
+    assert statistics_before, "every encoder here has BatchNorm"
+
+    model(torch.randn(2, 3, 64, 64)).mean().backward()
+
+    assert all(p.grad is None and not p.requires_grad for p in model.encoder.parameters())
+    assert all(p.grad is not None for p in [*model.decoder.parameters(), *model.head.parameters()])
+    for key, before in statistics_before.items():
+        torch.testing.assert_close(model.encoder.state_dict()[key], before, rtol=0, atol=0)
+    total, trainable = count_parameters(model)
+    assert trainable == total - sum(p.numel() for p in model.encoder.parameters())
+
+
+@pytest.mark.parametrize("name", REGISTERED)
+def test_save_then_load_gives_the_same_outputs(name, tmp_path):
+    model = small_model(name)
+    with torch.no_grad():  # move BatchNorm statistics off their defaults so they must travel too
+        model.train()(torch.randn(2, 3, 64, 64))
+    model.eval()
+    images = torch.randn(1, 3, 71, 90)
+    with torch.no_grad():
+        expected = model(images)
+
+    path = save_model(model, tmp_path / "model.safetensors")
+    loaded = load_model(path)
+
+    assert not loaded.training
+    assert loaded.config == model.config
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(images), expected, rtol=0, atol=1e-6)
+    assert [p.name for p in tmp_path.iterdir()] == ["model.safetensors"], "no temp file is left behind"
+
+
+def test_model_file_rebuilds_every_option(tmp_path):
+    model = small_model("unet_mobilenetv2", decoder="pix2pix", decoder_channels=[64, 32, 16, 8], freeze_encoder=True)
+    model.config.labels = ("cat", "dog", "edge")
+    config = read_config(save_model(model, tmp_path / "pix2pix.safetensors"))
+    assert config.options == {"decoder": "pix2pix", "decoder_channels": [64, 32, 16, 8], "freeze_encoder": True}
+    assert config.labels == ("cat", "dog", "edge")
+    loaded = load_model(tmp_path / "pix2pix.safetensors")
+    assert loaded.decoder.widths == [64, 32, 16, 8] and loaded.freeze_encoder
+
+
+def test_unknown_name_lists_the_valid_names():
+    with pytest.raises(PetsegError) as error:
+        create_model("unet_resnet9000")
+    message = str(error.value)
+    assert "unet_resnet9000" in message and "\n" not in message
+    assert all(name in message for name in REGISTERED)
+
+
+def test_unknown_option_and_bad_decoder_are_named():
+    with pytest.raises(PetsegError, match="colour"):
+        create_model("unet_diy", colour="red")
+    with pytest.raises(PetsegError, match="unknown decoder 'deeplab'"):
+        create_model("unet_diy", width=8, decoder="deeplab")
+    with pytest.raises(PetsegError, match="decoder_channels"):
+        create_model("unet_diy", width=8, decoder_channels=[8, 8])
+
+
+def test_decoder_widths_follow_the_encoder_by_default():
+    model = create_model("unet_mobilenetv2")
+    channels = model.encoder.channels  # 16, 24, 32, 96, 320 at strides 2..32
+    assert model.decoder.widths == [*channels[-2::-1], channels[0]]
+    assert create_model("unet_mobilenetv2", decoder="pix2pix").decoder.widths == [1024, 512, 256, 128]
+
+
+def test_diy_is_the_classic_unet_and_has_no_pretrained_weights():
+    model = create_model("unet_diy", width=8)
+    assert model.encoder.channels == [8, 16, 32, 64, 128]
+    assert model.decoder.widths == [64, 32, 16, 8]
+    with pytest.raises(PetsegError, match="from scratch"):
+        create_model("unet_diy", pretrained=True)
+
+
+@pytest.mark.parametrize(("name", "decoder"), [("unet_resnet18", "unet"), ("unet_convnext_atto", "pix2pix")])
+def test_any_timm_features_only_backbone(name, decoder):
+    # convnext starts at stride 4: the decoders must still come back to full size.
+    model = create_model(name, decoder=decoder).eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 65, 97)).shape == (1, 3, 65, 97)
+    assert model.config.architecture == name
+
+
+def test_backbone_without_features_only_is_one_clear_error(monkeypatch):
+    import timm
+
+    def no_features(*args, **kwargs):
+        raise RuntimeError("features_only not implemented for Vision Transformer models.")
+
+    monkeypatch.setattr(timm, "create_model", no_features)
+    with pytest.raises(PetsegError, match="cannot be a U-Net encoder"):
+        create_model("unet_vit_tiny_patch16_224")
+
+
+def test_encoder_preprocessing_travels_in_the_config():
+    assert create_model("unet_mobilenetv2").config.mean == pytest.approx((0.485, 0.456, 0.406))
+    # The TF-trained Lite0 weights expect inputs scaled to [-1, 1].
+    lite0 = create_model("unet_efficientnet_lite0").config
+    assert lite0.mean == pytest.approx((0.5, 0.5, 0.5)) and lite0.std == pytest.approx((0.5, 0.5, 0.5))
+
+
+def test_flop_counter_counts_a_known_convolution():
+    conv = torch.nn.Conv2d(3, 8, kernel_size=3, padding=1, bias=False)
+    assert measure_gflops(conv, 224) == pytest.approx(2 * 3 * 8 * 9 * 224 * 224 / 1e9, rel=1e-9)
+    assert conv.training, "measuring gives the module back in its own mode"
+
+
+@pytest.mark.parametrize("name", ["unet_mobilenetv2", "unet_diy"])
+def test_layer_table_covers_every_parameter_once(name):
+    model = small_model(name)
+    rows = layer_table(model, image_size=64)
+    assert rows[-1].name == "head" and rows[-1].output_shape == "1x3x64x64"
+    assert sum(row.params for row in rows) == count_parameters(model)[0]
+
+
+@pytest.mark.slow  # builds every model and counts its FLOPs
+def test_models_json_lists_the_four_names_with_params_and_gflops():
+    from typer.testing import CliRunner
+
+    from petseg.cli import app
+
+    result = CliRunner().invoke(app, ["models", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {row["name"]: row for row in json.loads(result.output)}
+    assert tuple(sorted(rows)) == REGISTERED
+    for row in rows.values():
+        assert row["params"] == row["trainable_params"] > 100_000
+        assert 0.1 < row["gflops_224"] < 50
+        assert row["encoder"] and row["pretrained_weights"]
+    # Lite0 and the MobileNets are the light models of the notebook: under 5 M parameters.
+    assert rows["unet_mobilenetv2"]["params"] < rows["unet_mobilenetv3"]["params"] < 5_000_000
+
+
+def test_summary_prints_the_layer_table_and_totals():
+    from typer.testing import CliRunner
+
+    from petseg.cli import app
+
+    result = CliRunner().invoke(app, ["summary", "unet_mobilenetv2", "--image-size", "96"])
+    assert result.exit_code == 0, result.output
+    total = count_parameters(create_model("unet_mobilenetv2"))[0]
+    assert f"Total params: {total:,}" in result.output
+    assert "decoder.blocks.4" in result.output and "1x3x96x96" in result.output
+
+
+@pytest.mark.slow  # a fresh interpreter, to see exactly what a user sees
+def test_summary_of_an_unknown_name_is_one_error_line():
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "petseg", "summary", "unet_nope"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: unknown model 'unet_nope'")
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
