@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/petseg demo --out demo-output
+	$(BIN)/petseg demo --out demo-output --force
 
 # The browser test needs Debian's Chromium; install it when we can (root), else the
 # test skips with its reason.
