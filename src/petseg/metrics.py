@@ -62,7 +62,8 @@ class SegmentationMetrics:
         for image_labels, image_predictions in zip(labels, predictions):
             image_matrix = confusion_matrix(image_labels, image_predictions, self.num_classes)
             self.matrix += image_matrix
-            self.per_image_fg_iou.append(foreground_iou(image_matrix))
+            if image_matrix.any():  # an image with no labelled pixel has nothing to score
+                self.per_image_fg_iou.append(foreground_iou(image_matrix))
 
     def merge(self, other: "SegmentationMetrics") -> None:
         self.matrix += other.matrix

@@ -1,3 +1,145 @@
-"""Commands: training (to be written)."""
+"""`petseg train` and `petseg compare`.
 
-from petseg.cli.app import app  # noqa: F401
+Both are thin: they turn flags into a TrainConfig / a list of run directories and
+call petseg.train.fit / petseg.compare.compare_runs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from petseg.cli.app import app, fail
+from petseg.errors import PetsegError
+
+
+def _parse_scale(text: str):
+    """'0.75,1.25' -> (0.75, 1.25); 'none' -> no scale augmentation."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        low, high = (float(part) for part in text.split(","))
+    except ValueError:
+        raise PetsegError(f"--scale must look like MIN,MAX (e.g. 0.75,1.25) or none, got {text!r}") from None
+    return (low, high)
+
+
+def _resume_base(out: Path, model: str | None):
+    from petseg.train import TrainConfig
+
+    config_path = out / "config.json"
+    try:
+        values = json.loads(config_path.read_text())
+    except FileNotFoundError:
+        raise PetsegError(f"{config_path}: missing, so {out} cannot be resumed (drop --resume to start a run)") from None
+    except ValueError as error:
+        raise PetsegError(f"{config_path}: not valid JSON ({error})") from None
+    config = TrainConfig.from_dict(values)
+    if model is not None and model != config.model:
+        raise PetsegError(f"--model {model}: {out} is a {config.model} run")
+    return config
+
+
+@app.command()
+def train(
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Architecture, e.g. unet_mobilenetv2 (see `petseg models`)."),
+    data: Optional[Path] = typer.Option(None, "--data", "-d", help="Dataset folder (Oxford layout or images/ + masks/)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run directory for checkpoints, history and curves."),
+    recipe: str = typer.Option("default", "--recipe", help="seed (the reference notebook) or default (ours)."),
+    epochs: Optional[int] = typer.Option(None, help="Maximum number of epochs."),
+    batch_size: Optional[int] = typer.Option(None, help="Global batch size (split over DDP processes)."),
+    image_size: Optional[int] = typer.Option(None, help="Square input size the images are letterboxed to."),
+    lr: Optional[float] = typer.Option(None, help="Peak learning rate (decoder and head)."),
+    encoder_lr_factor: Optional[float] = typer.Option(None, help="Encoder lr = lr x this factor."),
+    weight_decay: Optional[float] = typer.Option(None, help="Weight decay (not applied to norms and biases)."),
+    optimizer: Optional[str] = typer.Option(None, help="adam or adamw."),
+    schedule: Optional[str] = typer.Option(None, help="cosine (warm-up then cosine) or exponential (staircase)."),
+    warmup_epochs: Optional[float] = typer.Option(None, help="Warm-up length for the cosine schedule."),
+    loss: Optional[str] = typer.Option(None, help="ce (cross-entropy) or dice_ce (Dice + cross-entropy)."),
+    patience: Optional[int] = typer.Option(None, help="Early-stopping patience in epochs."),
+    pretrained: Optional[bool] = typer.Option(None, "--pretrained/--no-pretrained", help="Start the encoder from ImageNet weights (needs them cached)."),
+    weights: Optional[Path] = typer.Option(None, help="Encoder weights file to start from."),
+    freeze_encoder: Optional[bool] = typer.Option(None, "--freeze-encoder/--no-freeze-encoder", help="Train the decoder only."),
+    decoder: Optional[str] = typer.Option(None, help="Decoder kind: unet or pix2pix."),
+    width: Optional[int] = typer.Option(None, help="Base width of unet_diy."),
+    hflip: Optional[bool] = typer.Option(None, "--hflip/--no-hflip", help="Random horizontal flips."),
+    scale: Optional[str] = typer.Option(None, help="Random zoom range MIN,MAX, or none."),
+    color_jitter: Optional[float] = typer.Option(None, help="Brightness/contrast/saturation jitter in [0, 1)."),
+    val_fraction: Optional[float] = typer.Option(None, help="Validate on this fraction of trainval instead of the test list."),
+    layout: Optional[str] = typer.Option(None, help="Dataset layout: auto, oxford or folder."),
+    mask_values: Optional[str] = typer.Option(None, help="Folder layout mask mapping, e.g. 0=background,255=pet."),
+    limit: Optional[int] = typer.Option(None, help="Train on the first N images only (smoke runs)."),
+    cache_dir: Optional[Path] = typer.Option(None, help="Decoded-image cache folder."),
+    seed: Optional[int] = typer.Option(None, help="Random seed (data order, augmentation, initialisation)."),
+    workers: Optional[int] = typer.Option(None, help="DataLoader worker processes."),
+    threads: Optional[int] = typer.Option(None, help="CPU threads per process (1 is often fastest on a busy CPU)."),
+    device: Optional[str] = typer.Option(None, help="auto, cpu or cuda."),
+    amp: Optional[str] = typer.Option(None, help="Mixed precision on CUDA: auto, bf16, fp16 or off."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar per epoch."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+    force: bool = typer.Option(False, "--force", help="Start over in a run directory that already holds a run."),
+) -> None:
+    """Train a U-Net; writes config.json, history.csv/json, curves.png, best.safetensors and last.pt."""
+    from dataclasses import replace
+
+    from petseg.train import fit, resolve_config
+
+    model_options = {name: value for name, value in (("decoder", decoder), ("width", width)) if value is not None}
+    overrides = dict(
+        epochs=epochs, batch_size=batch_size, image_size=image_size, lr=lr, encoder_lr_factor=encoder_lr_factor,
+        weight_decay=weight_decay, optimizer=optimizer, schedule=schedule, warmup_epochs=warmup_epochs, loss=loss,
+        patience=patience, pretrained=pretrained, weights=str(weights) if weights else None,
+        freeze_encoder=freeze_encoder, hflip=hflip, color_jitter=color_jitter, val_fraction=val_fraction,
+        layout=layout, mask_values=mask_values, limit=limit, cache_dir=str(cache_dir) if cache_dir else None,
+        seed=seed, workers=workers, threads=threads, device=device, amp=amp,
+        data=str(data) if data else None,
+    )
+    if resume:
+        config = _resume_base(out, model)
+        changes = {name: value for name, value in overrides.items() if value is not None}
+        config = replace(config, progress=progress, **changes)
+    else:
+        if model is None or data is None:
+            fail("--model and --data are needed to start a run (or --resume an existing one)")
+        overrides.pop("data")
+        config = resolve_config(model, str(data), str(out), recipe, progress=progress, **overrides)
+    if scale is not None:
+        config.scale = _parse_scale(scale)
+    config.model_options = {**config.model_options, **model_options}
+    config.validate()
+    result = fit(config, resume=resume, force=force)
+    if result.interrupted:
+        raise typer.Exit(130)
+
+
+@app.command()
+def compare(
+    run_dirs: list[Path] = typer.Argument(..., help="Run directories written by `petseg train`."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write comparison.md, .csv and .png here."),
+    image_size: int = typer.Option(224, help="Input size for GFLOPs and CPU latency."),
+    repeats: int = typer.Option(10, help="Timed forward passes per model (the median is reported)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an earlier comparison in --out."),
+) -> None:
+    """Compare runs: size, speed, training time and best validation metrics, side by side."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from petseg.compare import COLUMNS, compare_runs, table_rows
+
+    if repeats < 1:
+        fail(f"--repeats must be at least 1, got {repeats}")
+    summaries = compare_runs(run_dirs, out, force=force, image_size=image_size, repeats=repeats)
+    table = Table(title=f"runs compared (latency: 1 image at {image_size}x{image_size} on this CPU)")
+    for title, _, _ in COLUMNS:
+        table.add_column(title, justify="left" if title in ("run", "model") else "right", no_wrap=True)
+    for row in table_rows(summaries):
+        table.add_row(*row)
+    console = Console()
+    if not console.is_terminal:  # piped to a file: do not squeeze the table into 80 columns
+        console = Console(width=200)
+    console.print(table)
+    if out is not None:
+        typer.echo(f"wrote {out / 'comparison.md'}, {out / 'comparison.csv'} and {out / 'comparison.png'}")

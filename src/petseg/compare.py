@@ -1,0 +1,152 @@
+"""Compare training runs side by side: the notebook's "select a model to try", measured.
+
+Each run contributes its model size (parameters, GFLOPs at 224), CPU latency at 224,
+training length and time, and the best validation metrics. The table goes to the
+terminal, to Markdown and CSV, and the metrics to a bar chart.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from petseg.errors import PetsegError
+from petseg.train.checkpoint import write_text_atomic
+from petseg.train.history import read_history
+
+OUTPUT_NAMES = ("comparison.md", "comparison.csv", "comparison.png")
+CHART_METRICS = {"pixel accuracy": "pixel_accuracy", "mIoU": "miou", "fg IoU": "fg_iou"}
+# (column title, RunSummary field, format)
+COLUMNS = (
+    ("run", "name", "{}"),
+    ("model", "model", "{}"),
+    ("params (M)", "parameters_m", "{:.2f}"),
+    ("GFLOPs", "gflops", "{:.2f}"),
+    ("CPU ms", "latency_ms", "{:.1f}"),
+    ("epochs", "epochs", "{}"),
+    ("train time (min)", "train_minutes", "{:.1f}"),
+    ("pixel acc", "pixel_accuracy", "{:.4f}"),
+    ("mIoU", "miou", "{:.4f}"),
+    ("fg IoU", "fg_iou", "{:.4f}"),
+)
+
+
+@dataclass
+class RunSummary:
+    name: str
+    run_dir: str
+    model: str
+    parameters_m: float
+    gflops: float
+    latency_ms: float
+    epochs: int
+    train_minutes: float
+    pixel_accuracy: float
+    miou: float
+    fg_iou: float
+
+
+def measure_model(model, image_size: int = 224, repeats: int = 10) -> tuple[float, float]:
+    """(GFLOPs, median CPU milliseconds) of one image's forward pass at image_size."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = model.eval().cpu()
+    image = torch.randn(1, 3, image_size, image_size)
+    with torch.inference_mode():
+        counter = FlopCounterMode(display=False)
+        with counter:
+            model(image)
+        model(image)  # warm-up: first calls pay for allocation and kernel selection
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            model(image)
+            times.append(time.perf_counter() - started)
+    return counter.get_total_flops() / 1e9, statistics.median(times) * 1000
+
+
+def _best_row(run_dir: Path) -> tuple[dict, int]:
+    history = read_history(run_dir)
+    rows = [row for row in history if "val_miou" in row]
+    if not rows:
+        raise PetsegError(f"{run_dir}: no finished epoch in history.json")
+    return max(rows, key=lambda row: row["val_miou"]), len(history)
+
+
+def summarize_run(run_dir: str | Path, *, image_size: int = 224, repeats: int = 10) -> RunSummary:
+    """Read a run directory and measure its best model."""
+    from petseg.models import load_model
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise PetsegError(f"{run_dir}: not a run directory")
+    best, epochs = _best_row(run_dir)
+    model_path = run_dir / "best.safetensors"
+    if not model_path.is_file():
+        raise PetsegError(f"{model_path}: missing; the run has not saved a best model yet")
+    model = load_model(model_path)
+    gflops, latency_ms = measure_model(model, image_size, repeats)
+    summary_path = run_dir / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    train_seconds = summary.get("train_seconds") or sum(row.get("seconds", 0.0) for row in read_history(run_dir))
+    return RunSummary(
+        name=run_dir.name, run_dir=str(run_dir), model=model.config.architecture,
+        parameters_m=sum(p.numel() for p in model.parameters()) / 1e6, gflops=gflops, latency_ms=latency_ms,
+        epochs=epochs, train_minutes=train_seconds / 60, pixel_accuracy=best["val_pixel_accuracy"],
+        miou=best["val_miou"], fg_iou=best["val_fg_iou"],
+    )
+
+
+def _unique_names(summaries: list[RunSummary]) -> None:
+    """Two runs both called 'run' are told apart by their full paths."""
+    names = [summary.name for summary in summaries]
+    for summary in summaries:
+        if names.count(summary.name) > 1:
+            summary.name = summary.run_dir
+
+
+def table_rows(summaries: list[RunSummary]) -> list[list[str]]:
+    return [[template.format(getattr(summary, field)) for _, field, template in COLUMNS] for summary in summaries]
+
+
+def to_markdown(summaries: list[RunSummary]) -> str:
+    header = [title for title, _, _ in COLUMNS]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in table_rows(summaries)]
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(summaries: list[RunSummary]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(asdict(summaries[0])), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(asdict(summary) for summary in summaries)
+    return buffer.getvalue()
+
+
+def compare_runs(run_dirs: list[str | Path], out_dir: str | Path | None = None, *, force: bool = False,
+                 image_size: int = 224, repeats: int = 10) -> list[RunSummary]:
+    """Summaries of the runs; with out_dir, also comparison.md/.csv/.png there."""
+    from petseg.plots import write_comparison_chart
+
+    if not run_dirs:
+        raise PetsegError("compare: give at least one run directory")
+    if out_dir is not None and not force:
+        existing = [name for name in OUTPUT_NAMES if (Path(out_dir) / name).exists()]
+        if existing:
+            raise PetsegError(f"{Path(out_dir) / existing[0]}: already exists (use --force to overwrite)")
+    summaries = [summarize_run(run_dir, image_size=image_size, repeats=repeats) for run_dir in run_dirs]
+    _unique_names(summaries)
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        write_text_atomic(out_dir / "comparison.md", to_markdown(summaries))
+        write_text_atomic(out_dir / "comparison.csv", to_csv(summaries))
+        chart = {title: [getattr(summary, field) for summary in summaries] for title, field in CHART_METRICS.items()}
+        write_comparison_chart([summary.name for summary in summaries], chart, out_dir / "comparison.png")
+    return summaries

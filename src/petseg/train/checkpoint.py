@@ -1,0 +1,111 @@
+"""Atomic files and resumable checkpoints.
+
+Everything a run writes goes to a temporary name in the destination folder and is
+renamed over the target: a rename within one filesystem is atomic, so a `kill -9`
+at any moment leaves either the old file or the new one, never half of one.
+
+Checkpoints hold only tensors and plain Python values, so they load with
+`torch.load(weights_only=True)`: nothing from a user's file is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from petseg.errors import PetsegError
+
+CHECKPOINT_NAME = "last.pt"
+CHECKPOINT_FORMAT = 1
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success it is renamed to `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    temporary = Path(temporary)
+    temporary.chmod(0o666 & ~_umask())  # mkstemp's private 0600 is wrong for results meant to be shared
+    try:
+        yield temporary
+        with open(temporary, "rb+") as written:
+            os.fsync(written.fileno())  # the data must be on disk before the rename is
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    with atomic_path(path) as temporary:
+        temporary.write_text(text, encoding="utf-8")
+
+
+def capture_rng_states() -> dict[str, Any]:
+    """torch, CUDA, numpy and Python RNG states as tensors and plain values."""
+    import torch
+
+    kind, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+    version, python_state, gauss_next = random.getstate()
+    states = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)},
+        "python": {"version": version, "state": list(python_state), "gauss_next": gauss_next},
+    }
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def restore_rng_states(states: dict[str, Any]) -> None:
+    import torch
+
+    torch.set_rng_state(states["torch"])
+    numpy_state = states["numpy"]
+    np.random.set_state((numpy_state["kind"], numpy_state["keys"].numpy().astype(np.uint32), numpy_state["position"],
+                         numpy_state["has_gauss"], numpy_state["cached_gaussian"]))
+    python_state = states["python"]
+    random.setstate((python_state["version"], tuple(python_state["state"]), python_state["gauss_next"]))
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    """Write a checkpoint dict atomically, adding the RNG states and a format tag."""
+    import torch
+
+    state = {**state, "format": CHECKPOINT_FORMAT, "rng": capture_rng_states()}
+    with atomic_path(path) as temporary:
+        torch.save(state, temporary)
+
+
+def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by save_checkpoint (weights_only: no arbitrary unpickling)."""
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise PetsegError(f"{path}: no checkpoint to resume from")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as error:
+        raise PetsegError(f"{path}: not a readable petseg checkpoint ({str(error).splitlines()[0]})") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise PetsegError(f"{path}: not a petseg checkpoint (format {CHECKPOINT_FORMAT} expected)")
+    return state

@@ -1,0 +1,86 @@
+"""The training run's data: which samples train and validate, and each epoch's loader.
+
+Each epoch's sample order is a function of (seed, epoch) alone, through a
+DistributedSampler that also shards the data when several processes train. A run
+resumed at epoch k (or mid-epoch, skipping the batches already seen) therefore
+meets exactly the batches the uninterrupted run met.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from petseg.errors import PetsegError
+from petseg.train.distributed import DistributedContext
+from petseg.train.recipes import TrainConfig
+
+
+@dataclass
+class Splits:
+    train: list
+    val: list
+    val_source: str  # what the validation set is, for the log
+
+
+def load_splits(config: TrainConfig) -> Splits:
+    """Training and validation samples: trainval -> test, or a seeded fraction of trainval."""
+    from petseg.data.layouts import load_samples, parse_label_map
+
+    label_map = parse_label_map(config.mask_values) if config.mask_values else None
+    trainval = load_samples(config.data, "trainval", layout=config.layout, label_map=label_map)
+    if config.val_fraction is None:
+        train = trainval
+        val = load_samples(config.data, "test", layout=config.layout, label_map=label_map)
+        source = "the dataset's test list"
+        if not val:
+            raise PetsegError(f"{config.data}: the test split is empty; validate on part of trainval with --val-fraction 0.1")
+    else:
+        shuffled = list(trainval)
+        random.Random(config.seed).shuffle(shuffled)
+        count = max(1, round(len(shuffled) * config.val_fraction))
+        val, train = shuffled[:count], shuffled[count:]
+        source = f"{config.val_fraction:g} of trainval"
+    if config.limit is not None:
+        train = train[: config.limit]
+    if not train:
+        raise PetsegError(f"{config.data}: no training images in the trainval split")
+    return Splits(train, val, source)
+
+
+def build_datasets(config: TrainConfig, splits: Splits, mean, std):
+    from petseg.data.dataset import Augment, SegmentationDataset
+
+    augment = Augment(hflip=config.hflip, scale=config.scale, color_jitter=config.color_jitter)
+    common = dict(image_size=config.image_size, mean=mean, std=std, cache_dir=config.cache_dir)
+    return (SegmentationDataset(splits.train, augment=augment, **common),
+            SegmentationDataset(splits.val, augment=None, **common))
+
+
+def train_order(dataset, context: DistributedContext, seed: int, epoch: int) -> list[int]:
+    """This rank's shuffled sample indices for an epoch (padded so all ranks take equal steps)."""
+    from torch.utils.data import DistributedSampler
+
+    sampler = DistributedSampler(dataset, num_replicas=context.world_size, rank=context.rank, shuffle=True, seed=seed)
+    sampler.set_epoch(epoch)
+    return list(sampler)
+
+
+def val_order(dataset, context: DistributedContext) -> list[int]:
+    """This rank's share of the validation set: every image exactly once over all ranks."""
+    return list(range(context.rank, len(dataset), context.world_size))
+
+
+def per_process_batch_size(config: TrainConfig, context: DistributedContext) -> int:
+    """--batch-size is the global batch: N processes each take 1/N of it, so a recipe
+    means the same optimisation whatever the number of processes."""
+    if config.batch_size % context.world_size:
+        raise PetsegError(f"--batch-size {config.batch_size} must be divisible by the {context.world_size} processes")
+    return config.batch_size // context.world_size
+
+
+def epoch_loader(dataset, indices: list[int], batch_size: int, workers: int, seed: int):
+    """A loader over the given indices in that order; `seed` fixes the workers' RNGs."""
+    from petseg.data.dataset import make_loader
+
+    return make_loader(dataset, batch_size, shuffle=False, workers=workers, seed=seed, sampler=indices)

@@ -1,0 +1,44 @@
+"""Per-epoch history: one row of numbers per epoch, written as CSV and JSON."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from petseg.errors import PetsegError
+from petseg.train.checkpoint import write_text_atomic
+
+# Columns that lead the CSV; any further keys follow in sorted order.
+LEADING_COLUMNS = ("epoch", "lr", "seconds", "train_loss", "val_loss")
+
+
+def history_columns(rows: list[dict[str, float]]) -> list[str]:
+    keys = {key for row in rows for key in row}
+    leading = [key for key in LEADING_COLUMNS if key in keys]
+    return leading + sorted(keys - set(leading))
+
+
+def write_history(run_dir: str | Path, rows: list[dict[str, float]]) -> None:
+    """RUN_DIR/history.csv and RUN_DIR/history.json, each replaced atomically."""
+    run_dir = Path(run_dir)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=history_columns(rows), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(run_dir / "history.csv", buffer.getvalue())
+    write_text_atomic(run_dir / "history.json", json.dumps(rows, indent=1))
+
+
+def read_history(run_dir: str | Path) -> list[dict[str, float]]:
+    path = Path(run_dir) / "history.json"
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PetsegError(f"{path}: missing; is {run_dir} a petseg run directory?") from None
+    except (OSError, ValueError) as error:
+        raise PetsegError(f"{path}: unreadable history ({error})") from None
+    if not isinstance(rows, list):
+        raise PetsegError(f"{path}: expected a list of per-epoch rows")
+    return rows

@@ -1,0 +1,92 @@
+"""`petseg compare` over run directories built by hand (a model file + a history)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from petseg.compare import compare_runs, measure_model
+from petseg.errors import PetsegError
+
+
+def make_run(run_dir: Path, width: int, history: list[dict], train_seconds: float) -> Path:
+    from petseg.models import create_model, save_model
+    from petseg.train.history import write_history
+
+    run_dir.mkdir(parents=True)
+    save_model(create_model("unet_diy", width=width, image_size=64), run_dir / "best.safetensors")
+    write_history(run_dir, history)
+    (run_dir / "summary.json").write_text(json.dumps({"train_seconds": train_seconds}))
+    return run_dir
+
+
+def rows(*mious):
+    return [{"epoch": i + 1, "seconds": 10.0, "val_pixel_accuracy": 0.5 + m / 2, "val_miou": m, "val_fg_iou": m + 0.1}
+            for i, m in enumerate(mious)]
+
+
+@pytest.fixture
+def two_runs(tmp_path):
+    return [make_run(tmp_path / "small", 4, rows(0.3, 0.5, 0.4), 90.0),
+            make_run(tmp_path / "wide", 8, rows(0.6), 30.0)]
+
+
+def test_summaries_take_the_best_epoch_and_measure_the_model(two_runs):
+    small, wide = compare_runs(two_runs, image_size=64, repeats=2)
+    assert (small.name, small.epochs, small.miou, small.fg_iou) == ("small", 3, 0.5, pytest.approx(0.6))
+    assert small.pixel_accuracy == pytest.approx(0.75) and small.train_minutes == pytest.approx(1.5)
+    assert (wide.epochs, wide.miou) == (1, 0.6)
+    # A twice-as-wide U-Net has about 4x the parameters and FLOPs.
+    assert 3 < wide.parameters_m / small.parameters_m < 5
+    assert 3 < wide.gflops / small.gflops < 5
+    assert small.latency_ms > 0
+
+
+def test_flop_count_of_a_single_convolution():
+    import torch
+
+    layer = torch.nn.Conv2d(3, 8, kernel_size=3, padding=1, bias=False)
+    gflops, _ = measure_model(layer, image_size=10, repeats=1)
+    assert gflops == pytest.approx(2 * 8 * 3 * 9 * 10 * 10 / 1e9, rel=1e-9)  # 2 FLOPs per multiply-add
+
+
+def test_outputs_written_and_not_overwritten_without_force(two_runs, tmp_path):
+    from PIL import Image
+
+    out = tmp_path / "comparison"
+    compare_runs(two_runs, out, image_size=64, repeats=1)
+    table = (out / "comparison.md").read_text().splitlines()
+    assert table[0].startswith("| run | model | params (M) | GFLOPs | CPU ms |")
+    assert len(table) == 4 and "| small |" in table[2] and "0.5000" in table[2]
+    with open(out / "comparison.csv") as handle:
+        records = list(csv.DictReader(handle))
+    assert [record["name"] for record in records] == ["small", "wide"]
+    assert float(records[1]["miou"]) == pytest.approx(0.6)
+    with Image.open(out / "comparison.png") as chart:
+        assert chart.format == "PNG"
+    with pytest.raises(PetsegError, match="--force"):
+        compare_runs(two_runs, out, image_size=64, repeats=1)
+    compare_runs(two_runs, out, image_size=64, repeats=1, force=True)
+
+
+def test_a_folder_that_is_not_a_run_is_a_user_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(PetsegError, match="history.json"):
+        compare_runs([tmp_path / "empty"])
+
+
+def test_cli_prints_the_table(two_runs, tmp_path, monkeypatch, capsys):
+    from petseg.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["petseg", "compare", *map(str, two_runs), "--image-size", "64",
+                                      "--repeats", "1", "--out", str(tmp_path / "cmp")])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 0
+    printed = capsys.readouterr().out
+    assert "small" in printed and "wide" in printed and "mIoU" in printed
+    assert (tmp_path / "cmp" / "comparison.csv").is_file()

@@ -1,0 +1,163 @@
+"""End-to-end training runs on generated toy data: files, resume after kill -9 and Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from petseg.errors import PetsegError
+from petseg.train import fit, resolve_config
+from petseg.train.checkpoint import load_checkpoint
+
+EPOCHS = 2
+# Same machine, same threads, same order of operations: runs agree to rounding at most.
+WEIGHT_TOLERANCE = 1e-5
+TINY = ["--model", "unet_diy", "--width", "8", "--image-size", "64", "--batch-size", "4", "--no-progress"]
+
+
+def tiny_config(data: Path, out: Path, **overrides):
+    values = dict(epochs=EPOCHS, batch_size=4, image_size=64, model_options={"width": 8}, progress=False,
+                  scale=(0.8, 1.2), color_jitter=0.1)  # augmentation on: its randomness must replay too
+    values.update(overrides)
+    return resolve_config("unet_diy", str(data), str(out), **values)
+
+
+def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(run_dir / "last.pt")["model"]
+
+
+def assert_same_weights(actual: dict, expected: dict) -> None:
+    assert actual.keys() == expected.keys()
+    for name, tensor in expected.items():
+        torch.testing.assert_close(actual[name].float(), tensor.float(), atol=WEIGHT_TOLERANCE, rtol=0, msg=name)
+
+
+@pytest.fixture(scope="module")
+def reference_run(toy_data, tmp_path_factory) -> Path:
+    """An uninterrupted run that the interrupted ones must reproduce."""
+    out = tmp_path_factory.mktemp("reference") / "run"
+    result = fit(tiny_config(toy_data, out))
+    assert result.epochs_completed == EPOCHS and not result.interrupted
+    return out
+
+
+def test_run_writes_every_file(reference_run):
+    from PIL import Image
+
+    from petseg.models import load_model
+
+    names = {path.name for path in reference_run.iterdir()}
+    assert {"config.json", "history.csv", "history.json", "curves.png", "best.safetensors", "last.pt",
+            "summary.json"} <= names
+    assert not [name for name in names if name.endswith(".tmp")]
+    config = json.loads((reference_run / "config.json").read_text())
+    assert (config["model"], config["epochs"], config["image_size"]) == ("unet_diy", EPOCHS, 64)
+    history = json.loads((reference_run / "history.json").read_text())
+    assert [row["epoch"] for row in history] == list(range(1, EPOCHS + 1))
+    for row in history:
+        assert 0 <= row["val_pixel_accuracy"] <= 1 and 0 <= row["val_miou"] <= 1 and row["train_loss"] > 0
+    assert len((reference_run / "history.csv").read_text().splitlines()) == EPOCHS + 1
+    with Image.open(reference_run / "curves.png") as curves:
+        assert curves.format == "PNG"
+    model = load_model(reference_run / "best.safetensors")
+    assert model.config.architecture == "unet_diy" and model.config.image_size == 64
+    assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 3, 64, 64)
+    checkpoint = torch.load(reference_run / "last.pt", weights_only=True)  # the safe loader reads it
+    assert checkpoint["epoch"] == EPOCHS and set(checkpoint["rng"]) >= {"torch", "numpy", "python"}
+    summary = json.loads((reference_run / "summary.json").read_text())
+    best = max(history, key=lambda row: row["val_miou"])
+    assert summary["best_val"]["miou"] == pytest.approx(best["val_miou"], abs=1e-12)
+
+
+def test_training_reduces_the_training_loss(reference_run):
+    history = json.loads((reference_run / "history.json").read_text())
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+
+
+def test_existing_run_needs_resume_or_force(reference_run, toy_data):
+    with pytest.raises(PetsegError, match="--resume .* or --force"):
+        fit(tiny_config(toy_data, reference_run))
+
+
+def test_resume_without_checkpoint_is_a_user_error(toy_data, tmp_path):
+    with pytest.raises(PetsegError, match="nothing to resume"):
+        fit(tiny_config(toy_data, tmp_path / "new"), resume=True)
+
+
+def _run_cli(*args, **kwargs):
+    return subprocess.run([sys.executable, "-m", "petseg", *args], capture_output=True, text=True, **kwargs)
+
+
+@pytest.mark.slow
+def test_resume_after_kill_9_reaches_the_uninterrupted_weights(reference_run, toy_data, tmp_path):
+    out = tmp_path / "killed"
+    command = [sys.executable, "-m", "petseg", "train", *TINY, "--data", str(toy_data), "--out", str(out),
+               "--epochs", str(EPOCHS), "--scale", "0.8,1.2", "--color-jitter", "0.1"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not (out / "last.pt").exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, process.stderr.read().decode()
+    killed_at = load_checkpoint(out / "last.pt")["epoch"]
+    assert 1 <= killed_at < EPOCHS
+
+    resumed = _run_cli("train", "--out", str(out), "--resume", "--no-progress", timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming {out} at epoch {killed_at + 1}" in resumed.stdout
+    assert_same_weights(final_weights(out), final_weights(reference_run))
+    history = json.loads((out / "history.json").read_text())
+    reference_history = json.loads((reference_run / "history.json").read_text())
+    assert [row["epoch"] for row in history] == list(range(1, EPOCHS + 1))
+    assert history[-1]["val_miou"] == pytest.approx(reference_history[-1]["val_miou"], abs=1e-4)
+
+
+@pytest.mark.slow
+def test_ctrl_c_mid_epoch_checkpoints_and_resume_reaches_the_same_weights(reference_run, toy_data, tmp_path):
+    out = tmp_path / "interrupted"
+    steps_seen = []
+
+    def press_ctrl_c_in_epoch_two(step):
+        steps_seen.append(step)
+        if len(steps_seen) == 4:  # epoch 2, step 1 of 3 (12 images, batch 4)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    result = fit(tiny_config(toy_data, out), on_step=press_ctrl_c_in_epoch_two)
+    assert result.interrupted and result.epochs_completed == 1
+    checkpoint = load_checkpoint(out / "last.pt")
+    assert checkpoint["epoch"] == 1 and checkpoint["partial_epoch"]["stats"]["steps"] == 1
+
+    resumed = fit(tiny_config(toy_data, out), resume=True)
+    assert not resumed.interrupted and resumed.epochs_completed == EPOCHS
+    assert_same_weights(final_weights(out), final_weights(reference_run))
+
+
+def _main_in_process(monkeypatch, capsys, *args) -> tuple[int, str]:
+    from petseg.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["petseg", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    return exit_info.value.code, capsys.readouterr().err
+
+
+def test_cli_reports_bad_input_in_one_line(toy_data, tmp_path, monkeypatch, capsys):
+    code, stderr = _main_in_process(monkeypatch, capsys, "train", "--model", "unet_nope", "--data", str(toy_data),
+                                    "--out", str(tmp_path / "x"), "--no-progress")
+    assert code == 2
+    assert stderr.startswith("error: ") and "unet_nope" in stderr
+    assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1
+    code, stderr = _main_in_process(monkeypatch, capsys, "train", "--out", str(tmp_path / "y"), "--resume")
+    assert code == 2 and stderr.startswith("error: ") and "config.json" in stderr
+    code, stderr = _main_in_process(monkeypatch, capsys, "train", *TINY, "--data", str(toy_data),
+                                    "--out", str(tmp_path / "z"), "--scale", "big")
+    assert code == 2 and "--scale" in stderr

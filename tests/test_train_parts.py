@@ -1,0 +1,184 @@
+"""The training building blocks that need no model: recipes, schedules, early stopping,
+checkpoints, history, curves and the Dice loss."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from petseg.errors import PetsegError
+from petseg.train import resolve_config
+from petseg.train.checkpoint import atomic_path, load_checkpoint, save_checkpoint
+from petseg.train.early_stopping import EarlyStopping
+from petseg.train.history import read_history, write_history
+from petseg.train.losses import DiceLoss, make_loss
+from petseg.train.optim import ExponentialDecay, WarmupCosine, make_scheduler
+
+
+def test_seed_recipe_is_the_notebooks_run():
+    config = resolve_config("unet_mobilenetv2", "data", "out", "seed")
+    assert (config.optimizer, config.lr, config.schedule) == ("adam", 0.03, "exponential")
+    assert (config.decay_rate, config.decay_steps, config.loss) == (0.95, 10_000, "ce")
+    assert (config.batch_size, config.epochs, config.patience, config.image_size) == (128, 50, 5, 224)
+    assert set(config.monitor) == {"train_loss", "val_loss"}
+    assert config.freeze_encoder and config.hflip
+    assert not resolve_config("unet_diy", "data", "out", "seed").freeze_encoder
+
+
+def test_default_recipe_fine_tunes_a_pretrained_encoder_slower():
+    scratch = resolve_config("unet_mobilenetv2", "data", "out")
+    pretrained = resolve_config("unet_mobilenetv2", "data", "out", pretrained=True)
+    assert scratch.encoder_lr_factor == 1.0
+    assert 0 < pretrained.encoder_lr_factor < 1
+    assert pretrained.optimizer == "adamw" and pretrained.schedule == "cosine"
+
+
+def test_overrides_replace_recipe_values_and_none_keeps_them():
+    config = resolve_config("unet_diy", "data", "out", "seed", epochs=3, lr=None, batch_size=4)
+    assert (config.epochs, config.batch_size, config.lr) == (3, 4, 0.03)
+
+
+@pytest.mark.parametrize("override, option", [
+    ({"epochs": 0}, "--epochs"), ({"lr": -1.0}, "--lr"), ({"device": "tpu"}, "--device"),
+    ({"val_fraction": 1.5}, "--val-fraction"), ({"loss": "focal"}, "--loss"),
+])
+def test_bad_values_name_their_option(override, option):
+    with pytest.raises(PetsegError, match=option):
+        resolve_config("unet_diy", "data", "out", **override)
+
+
+def test_unknown_recipe_is_a_user_error():
+    with pytest.raises(PetsegError, match="--recipe"):
+        resolve_config("unet_diy", "data", "out", "fancy")
+
+
+def test_exponential_decay_is_a_staircase_like_keras():
+    decay = ExponentialDecay(0.95, 10_000, staircase=True)
+    assert decay(0) == decay(9_999) == 1.0
+    assert decay(10_000) == pytest.approx(0.95, rel=1e-12)
+    assert decay(25_000) == pytest.approx(0.95**2, rel=1e-12)
+
+
+def test_warmup_cosine_rises_then_falls_to_zero():
+    factor = WarmupCosine(total_steps=100, warmup_steps=10)
+    assert factor(0) == pytest.approx(0.1, abs=1e-12)
+    assert factor(9) == pytest.approx(1.0, abs=1e-12)
+    assert factor(55) == pytest.approx(0.5, abs=1e-12)  # halfway through the cosine
+    assert factor(100) == pytest.approx(0.0, abs=1e-12)
+    values = [factor(step) for step in range(10, 101)]
+    assert all(a >= b for a, b in zip(values, values[1:]))
+
+
+def test_scheduler_state_round_trips():
+    config = resolve_config("unet_diy", "data", "out", epochs=2)
+    layer = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(layer.parameters(), lr=config.lr)
+    scheduler = make_scheduler(optimizer, config, steps_per_epoch=5)
+    for _ in range(3):
+        optimizer.step()
+        scheduler.step()
+    restored_optimizer = torch.optim.SGD(layer.parameters(), lr=config.lr)
+    restored = make_scheduler(restored_optimizer, config, steps_per_epoch=5)
+    restored.load_state_dict(scheduler.state_dict())
+    assert restored.get_last_lr() == pytest.approx(scheduler.get_last_lr(), rel=1e-12)
+
+
+def test_early_stopping_stops_when_any_monitor_runs_out_of_patience():
+    stopper = EarlyStopping(("train_loss", "val_loss"), patience=2)
+    assert not stopper.update({"train_loss": 1.0, "val_loss": 1.0})
+    assert not stopper.update({"train_loss": 0.9, "val_loss": 1.1})  # val: 1 epoch without improvement
+    assert stopper.update({"train_loss": 0.8, "val_loss": 1.2})  # val: 2 -> stop
+    assert "val_loss" in stopper.reason() and "train_loss" not in stopper.reason()
+
+
+def test_early_stopping_treats_miou_as_higher_is_better_and_round_trips():
+    stopper = EarlyStopping(("val_miou",), patience=1)
+    stopper.update({"val_miou": 0.5})
+    restored = EarlyStopping(("val_miou",), patience=1)
+    restored.load_state_dict(stopper.state_dict())
+    assert not restored.update({"val_miou": 0.6})
+    assert restored.update({"val_miou": 0.55})
+
+
+def test_checkpoint_round_trip_restores_rng_states(tmp_path):
+    path = tmp_path / "last.pt"
+    random.seed(1), np.random.seed(1), torch.manual_seed(1)
+    save_checkpoint(path, {"epoch": 3, "weights": torch.arange(4.0), "history": [{"epoch": 1, "val_miou": 0.5}]})
+    expected = (random.random(), np.random.rand(), torch.rand(1).item())
+    random.seed(9), np.random.seed(9), torch.manual_seed(9)
+    state = load_checkpoint(path)
+    from petseg.train.checkpoint import restore_rng_states
+
+    restore_rng_states(state["rng"])
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
+    assert state["epoch"] == 3 and torch.equal(state["weights"], torch.arange(4.0))
+    # The file holds only tensors and plain values: the safe loader reads it.
+    assert torch.load(path, weights_only=True)["history"][0]["val_miou"] == 0.5
+
+
+def test_checkpoint_errors_name_the_file(tmp_path):
+    with pytest.raises(PetsegError, match="no checkpoint"):
+        load_checkpoint(tmp_path / "missing.pt")
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(PetsegError, match="garbage.pt"):
+        load_checkpoint(garbage)
+
+
+def test_failed_atomic_write_keeps_the_old_file_and_no_temporaries(tmp_path):
+    target = tmp_path / "file.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as temporary:
+            temporary.write_text("half")
+            raise RuntimeError("killed mid-write")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["file.txt"]
+
+
+def test_history_is_written_as_csv_and_json(tmp_path):
+    rows = [{"epoch": 1, "lr": 0.1, "train_loss": 1.5, "val_miou": 0.25},
+            {"epoch": 2, "lr": 0.05, "train_loss": 1.25, "val_miou": 0.5}]
+    write_history(tmp_path, rows)
+    assert read_history(tmp_path) == rows
+    lines = (tmp_path / "history.csv").read_text().splitlines()
+    assert lines[0].split(",")[:3] == ["epoch", "lr", "train_loss"]
+    assert lines[2].split(",") == ["2", "0.05", "1.25", "0.5"]
+    assert json.loads((tmp_path / "history.json").read_text())[1]["val_miou"] == 0.5
+
+
+def test_missing_history_is_a_user_error(tmp_path):
+    with pytest.raises(PetsegError, match="history.json"):
+        read_history(tmp_path)
+
+
+def test_curves_png_is_written(tmp_path):
+    from PIL import Image
+
+    from petseg.plots import write_curves
+
+    rows = [{"epoch": e, "train_loss": 1 / e, "val_loss": 1.2 / e, "train_pixel_accuracy": 0.5 + e / 10,
+             "val_pixel_accuracy": 0.45 + e / 10, "train_miou": 0.3 + e / 10, "val_miou": 0.25 + e / 10}
+            for e in (1, 2, 3)]
+    path = write_curves(rows, tmp_path / "curves.png")
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.width > 500
+
+
+def test_dice_loss_is_zero_for_perfect_logits_and_ignores_padding():
+    labels = torch.tensor([[[0, 1], [2, 255]]])
+    perfect = torch.nn.functional.one_hot(labels.clamp(max=2), 3).permute(0, 3, 1, 2).float() * 50
+    perfect[0, :, 1, 1] = torch.tensor([0.0, 50.0, 0.0])  # a wrong guess on the padded pixel
+    assert DiceLoss(smooth=0.0)(perfect, labels).item() == pytest.approx(0.0, abs=1e-6)
+    uniform = torch.zeros(1, 3, 2, 2)
+    # Each class: intersection 1/3, cardinality 3 * 1/3 + 1 = 2 -> dice 1/3.
+    assert DiceLoss(smooth=0.0)(uniform, labels).item() == pytest.approx(2 / 3, abs=1e-6)
+    ce = make_loss("ce")(uniform, labels).item()
+    assert ce == pytest.approx(math.log(3), abs=1e-6)
+    # With the default smoothing of 1: dice (2/3 + 1) / (2 + 1) = 5/9 per class.
+    assert make_loss("dice_ce")(uniform, labels).item() == pytest.approx(math.log(3) + 4 / 9, abs=1e-5)
