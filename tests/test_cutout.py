@@ -90,20 +90,6 @@ def test_existing_outputs_are_skipped_unless_forced(photos, tmp_path):
     assert [job.output.name for job in plan_cutouts([str(photos)], out, ".png", force=True).jobs] == ["cat.png"]
 
 
-def test_a_failed_write_leaves_no_file(tmp_path):
-    from petseg.inference.files import write_atomic
-
-    target = tmp_path / "out.png"
-
-    def broken(file):
-        file.write(b"half")
-        raise OSError("disk full")
-
-    with pytest.raises(OSError):
-        write_atomic(target, broken)
-    assert list(tmp_path.iterdir()) == []
-
-
 # --- the command --------------------------------------------------------------------------
 
 

@@ -13,7 +13,7 @@ import torch
 
 from petseg.errors import PetsegError
 from petseg.train import resolve_config
-from petseg.train.checkpoint import atomic_path, load_checkpoint, save_checkpoint
+from petseg.train.checkpoint import load_checkpoint, save_checkpoint
 from petseg.train.early_stopping import EarlyStopping
 from petseg.train.history import read_history, write_history
 from petseg.train.losses import DiceLoss, make_loss
@@ -128,17 +128,6 @@ def test_checkpoint_errors_name_the_file(tmp_path):
     garbage.write_bytes(b"not a checkpoint")
     with pytest.raises(PetsegError, match="garbage.pt"):
         load_checkpoint(garbage)
-
-
-def test_failed_atomic_write_keeps_the_old_file_and_no_temporaries(tmp_path):
-    target = tmp_path / "file.txt"
-    target.write_text("old")
-    with pytest.raises(RuntimeError):
-        with atomic_path(target) as temporary:
-            temporary.write_text("half")
-            raise RuntimeError("killed mid-write")
-    assert target.read_text() == "old"
-    assert [p.name for p in tmp_path.iterdir()] == ["file.txt"]
 
 
 def test_history_is_written_as_csv_and_json(tmp_path):

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from petseg.errors import PetsegError
-from petseg.train.checkpoint import write_text_atomic
+from petseg.atomic import write_text_atomic
 from petseg.train.history import read_history
 
 OUTPUT_NAMES = ("comparison.md", "comparison.csv", "comparison.png")

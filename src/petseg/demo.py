@@ -47,7 +47,7 @@ def run_demo(out_dir: str | Path, *, epochs: int = DEMO_EPOCHS, force: bool = Fa
     from petseg.data.toy import make_toy_dataset
     from petseg.evaluate import evaluate, format_report, metrics_json, write_prediction_grid
     from petseg.inference import Segmenter, remove_background
-    from petseg.inference.files import write_atomic
+    from petseg.atomic import write_atomic
     from petseg.train import fit, resolve_config
 
     out_dir = Path(out_dir)

@@ -20,7 +20,7 @@ import numpy as np
 
 from petseg.data.labels import CLASS_NAMES
 from petseg.errors import PetsegError
-from petseg.inference.files import write_atomic
+from petseg.atomic import write_atomic
 from petseg.inference.segmenter import DEFAULT_BATCH_SIZE, Segmenter
 from petseg.metrics import SegmentationMetrics
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from petseg.errors import PetsegError
 from petseg.inference.backends import CONFIG_METADATA_KEY, INPUT_NAME, OUTPUT_NAME, OnnxBackend
-from petseg.inference.files import write_bytes_atomic
+from petseg.atomic import write_bytes_atomic
 
 PARITY_TOLERANCE = 1e-4
 OPSET = 18

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from petseg.train.checkpoint import atomic_path
+from petseg.atomic import atomic_path
 
 # (title, history key without the train_/val_ prefix); the notebook plotted the first two.
 CURVE_PANELS = (("loss", "loss"), ("pixel accuracy", "pixel_accuracy"), ("mIoU", "miou"))

@@ -35,7 +35,7 @@ def evaluate(
     from petseg.evaluate import evaluate as run_evaluation
     from petseg.evaluate import format_report, metrics_json, write_prediction_grid
     from petseg.inference import Segmenter
-    from petseg.inference.files import write_bytes_atomic
+    from petseg.atomic import write_bytes_atomic
 
     outputs = [out / METRICS_FILE, out / GRID_FILE] if out else []
     existing = [str(path) for path in outputs if path.exists()]

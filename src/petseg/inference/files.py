@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import glob
 import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterable
+from typing import Iterable
 
 STDIN = "-"
 # Folders are scanned for these; files named explicitly are tried whatever their name.
@@ -80,26 +79,3 @@ def plan_cutouts(inputs: Iterable[str], out_dir: Path, suffix: str, *, recursive
                 claimed[key] = source.resolve()
                 (plan.jobs if force or not output.exists() else plan.skipped).append(Job(source, output))
     return plan
-
-
-def write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Call write(file) on a temporary file beside `path`, then rename it into place.
-
-    A crash or a failed write leaves no partial file under the final name.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    # os.open honours the umask, unlike mkstemp's private 0600 files.
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            write(file)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    write_atomic(path, lambda file: file.write(data))

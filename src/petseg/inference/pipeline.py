@@ -20,7 +20,8 @@ from PIL import Image
 from petseg.data.decode import DEFAULT_MAX_PIXELS, load_rgb
 from petseg.errors import PetsegError
 from petseg.inference.api import CutoutOptions, render_cutout
-from petseg.inference.files import Job, write_atomic
+from petseg.atomic import write_atomic
+from petseg.inference.files import Job
 from petseg.inference.segmenter import DEFAULT_BATCH_SIZE, Prediction, Segmenter, save_image
 
 # Decoded photos waiting for the model or for their output, in pixels (~120 MB of RGB).

@@ -6,10 +6,9 @@ No pickle anywhere: the metadata key "petseg_config" holds `ModelConfig.to_json(
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
+from petseg.atomic import atomic_path
 from petseg.errors import PetsegError
 from petseg.models.config import ModelConfig
 
@@ -30,15 +29,8 @@ def save_model(model, path: str | Path) -> Path:
     if not isinstance(config, ModelConfig):
         raise PetsegError("save_model needs a petseg model (one with a ModelConfig in .config)")
     tensors = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(descriptor)
-    try:
+    with atomic_path(path) as temporary:
         save_file(tensors, temporary, metadata={CONFIG_KEY: config.to_json()})
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
     return path
 
 

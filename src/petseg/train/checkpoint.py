@@ -1,8 +1,5 @@
-"""Atomic files and resumable checkpoints.
-
-Everything a run writes goes to a temporary name in the destination folder and is
-renamed over the target: a rename within one filesystem is atomic, so a `kill -9`
-at any moment leaves either the old file or the new one, never half of one.
+"""Resumable checkpoints, written atomically (petseg.atomic): a `kill -9` at any
+moment leaves either the old checkpoint or the new one, never half of one.
 
 Checkpoints hold only tensors and plain Python values, so they load with
 `torch.load(weights_only=True)`: nothing from a user's file is ever unpickled.
@@ -10,48 +7,17 @@ Checkpoints hold only tensors and plain Python values, so they load with
 
 from __future__ import annotations
 
-import contextlib
-import os
 import random
-import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
+from petseg.atomic import atomic_path
 from petseg.errors import PetsegError
 
 CHECKPOINT_NAME = "last.pt"
 CHECKPOINT_FORMAT = 1
-
-
-def _umask() -> int:
-    current = os.umask(0)
-    os.umask(current)
-    return current
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; on success it is renamed to `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    temporary = Path(temporary)
-    temporary.chmod(0o666 & ~_umask())  # mkstemp's private 0600 is wrong for results meant to be shared
-    try:
-        yield temporary
-        with open(temporary, "rb+") as written:
-            os.fsync(written.fileno())  # the data must be on disk before the rename is
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-def write_text_atomic(path: str | Path, text: str) -> None:
-    with atomic_path(path) as temporary:
-        temporary.write_text(text, encoding="utf-8")
 
 
 def capture_rng_states() -> dict[str, Any]:

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from petseg.errors import PetsegError
-from petseg.train.checkpoint import write_text_atomic
+from petseg.atomic import write_text_atomic
 
 # Columns that lead the CSV; any further keys follow in sorted order.
 LEADING_COLUMNS = ("epoch", "lr", "seconds", "train_loss", "val_loss")

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Callable
 
 from petseg.errors import PetsegError
-from petseg.train.checkpoint import (CHECKPOINT_NAME, load_checkpoint, restore_rng_states,
-                                     save_checkpoint, write_text_atomic)
+from petseg.atomic import write_text_atomic
+from petseg.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, restore_rng_states, save_checkpoint
 from petseg.train import reporting
 from petseg.train.distributed import DistributedContext, barrier, cleanup_distributed, setup_distributed
 from petseg.train.early_stopping import EarlyStopping

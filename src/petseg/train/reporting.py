@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from petseg.errors import PetsegError
-from petseg.train.checkpoint import CHECKPOINT_NAME, write_text_atomic
+from petseg.atomic import write_text_atomic
+from petseg.train.checkpoint import CHECKPOINT_NAME
 from petseg.train.distributed import DistributedContext
 from petseg.train.recipes import TrainConfig
 
