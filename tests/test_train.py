@@ -161,3 +161,19 @@ def test_cli_reports_bad_input_in_one_line(toy_data, tmp_path, monkeypatch, caps
     code, stderr = _main_in_process(monkeypatch, capsys, "train", *TINY, "--data", str(toy_data),
                                     "--out", str(tmp_path / "z"), "--scale", "big")
     assert code == 2 and "--scale" in stderr
+
+
+def test_a_saved_config_replays_with_flags_on_top(reference_run, tmp_path, monkeypatch, capsys):
+    """`--config FILE` is how a recipe file (or an earlier run) is reproduced."""
+    out = tmp_path / "replayed"
+    code, _ = _main_in_process(monkeypatch, capsys, "train", "--config", str(reference_run / "config.json"),
+                               "--out", str(out), "--epochs", "1", "--no-progress")
+    original = json.loads((reference_run / "config.json").read_text())
+    replayed = json.loads((out / "config.json").read_text())
+    assert code == 0 and (out / "best.safetensors").is_file()
+    assert replayed.pop("out") == str(out) and replayed.pop("epochs") == 1
+    original.pop("out"), original.pop("epochs")
+    assert replayed == original
+    code, stderr = _main_in_process(monkeypatch, capsys, "train", "--config", str(tmp_path / "absent.json"),
+                                    "--out", str(tmp_path / "never"))
+    assert code == 2 and "absent.json: no such config file" in stderr

@@ -27,19 +27,19 @@ def _parse_scale(text: str):
     return (low, high)
 
 
-def _resume_base(out: Path, model: str | None):
+def _read_config(config_path: Path, model: str | None):
+    """A TrainConfig saved as JSON (a run's config.json or a recipe file)."""
     from petseg.train import TrainConfig
 
-    config_path = out / "config.json"
     try:
         values = json.loads(config_path.read_text())
     except FileNotFoundError:
-        raise PetsegError(f"{config_path}: missing, so {out} cannot be resumed (drop --resume to start a run)") from None
+        raise PetsegError(f"{config_path}: no such config file") from None
     except ValueError as error:
         raise PetsegError(f"{config_path}: not valid JSON ({error})") from None
     config = TrainConfig.from_dict(values)
     if model is not None and model != config.model:
-        raise PetsegError(f"--model {model}: {out} is a {config.model} run")
+        raise PetsegError(f"--model {model}: {config_path} configures a {config.model} run")
     return config
 
 
@@ -79,6 +79,7 @@ def train(
     device: Optional[str] = typer.Option(None, help="auto, cpu or cuda."),
     amp: Optional[str] = typer.Option(None, help="Mixed precision on CUDA: auto, bf16, fp16 or off."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar per epoch."),
+    config_file: Optional[Path] = typer.Option(None, "--config", help="Start from a saved config (a recipe file or a run's config.json); flags override it."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     force: bool = typer.Option(False, "--force", help="Start over in a run directory that already holds a run."),
 ) -> None:
@@ -97,13 +98,15 @@ def train(
         seed=seed, workers=workers, threads=threads, device=device, amp=amp,
         data=str(data) if data else None,
     )
-    if resume:
-        config = _resume_base(out, model)
+    if resume or config_file is not None:
+        if resume and not (out / "config.json").is_file():
+            fail(f"{out / 'config.json'}: missing, so {out} cannot be resumed (drop --resume to start a run)")
+        config = _read_config(out / "config.json" if resume else config_file, model)
         changes = {name: value for name, value in overrides.items() if value is not None}
-        config = replace(config, progress=progress, **changes)
+        config = replace(config, out=str(out), progress=progress, **changes)
     else:
         if model is None or data is None:
-            fail("--model and --data are needed to start a run (or --resume an existing one)")
+            fail("--model and --data are needed to start a run (or --config FILE, or --resume)")
         overrides.pop("data")
         config = resolve_config(model, str(data), str(out), recipe, progress=progress, **overrides)
     if scale is not None:
