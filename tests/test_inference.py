@@ -87,9 +87,10 @@ def test_load_reports_bad_models_in_one_line(tmp_path, toy_model_file):
 
 
 def test_no_bundled_model_is_a_clear_error(monkeypatch, tmp_path):
-    from petseg.inference import Segmenter, segmenter as segmenter_module
+    from petseg.inference import Segmenter
+    from petseg.models import files
 
-    monkeypatch.setattr(segmenter_module.resources, "files", lambda package: tmp_path)
+    monkeypatch.setattr(files, "WEIGHTS_FOLDER", tmp_path)
     with pytest.raises(PetsegError, match="no bundled model"):
         Segmenter.load()
 

@@ -209,3 +209,18 @@ def test_summary_of_an_unknown_name_is_one_error_line():
     assert result.returncode == 2
     assert result.stderr.startswith("error: unknown model 'unet_nope'")
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_float16_model_files_are_half_the_size_and_load_as_float32(tmp_path):
+    model = small_model("unet_diy").eval()
+    images = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        expected = model(images).softmax(1)
+    full = save_model(model, tmp_path / "full.safetensors")
+    half = save_model(model, tmp_path / "half.safetensors", dtype=torch.float16)
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    loaded = load_model(half)
+    assert all(parameter.dtype == torch.float32 for parameter in loaded.parameters())
+    with torch.no_grad():
+        # float16 keeps about 3 significant digits of each weight
+        torch.testing.assert_close(loaded(images).softmax(1), expected, rtol=0, atol=1e-2)

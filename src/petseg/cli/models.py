@@ -18,7 +18,10 @@ def models_command(
     from petseg.models import list_models
     from petseg.models.summary import describe
 
+    bundled = _bundled_config()
     rows = [describe(name) for name in list_models()]
+    for row in rows:
+        row["bundled"] = bundled is not None and row["name"] == bundled.architecture
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -28,7 +31,7 @@ def models_command(
     table = Table("name", "encoder", "params", "trainable", "GFLOPs@224", "pretrained weights")
     for row in rows:
         table.add_row(
-            row["name"],
+            row["name"] + (" (bundled)" if row["bundled"] else ""),
             row["encoder"],
             f"{row['params']:,}",
             f"{row['trainable_params']:,}",
@@ -36,7 +39,21 @@ def models_command(
             row["pretrained_weights"],
         )
     Console().print(table)
+    if bundled is not None:
+        typer.echo(f"(bundled): the trained pet model inside the package, {bundled.architecture} at "
+                   f"{bundled.image_size} px, used by cutout, serve and Segmenter.load() when no --model is given.")
     typer.echo("Any timm backbone with features_only works too, as unet_<timm name> (e.g. unet_resnet18).")
+
+
+def _bundled_config():
+    """The bundled model's config, or None when this install ships none."""
+    from petseg.errors import PetsegError
+    from petseg.models.files import bundled_model_path, read_config
+
+    try:
+        return read_config(bundled_model_path())
+    except PetsegError:
+        return None
 
 
 @app.command("summary")

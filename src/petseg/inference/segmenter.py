@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import zlib
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import BinaryIO, Sequence, Union
 
@@ -23,6 +22,7 @@ from petseg.data.letterbox import Letterbox, mean_fill, normalize
 from petseg.errors import ImageError, PetsegError
 from petseg.inference.compose import soft_alpha, upsample_alpha, upsample_labels
 from petseg.models.config import ModelConfig
+from petseg.models.files import bundled_model_path
 
 BACKENDS = ("torch", "onnx")
 RUN_CHECKPOINT = "best.safetensors"
@@ -82,21 +82,10 @@ class Prediction:
         return upsample_labels(self.crop(), box.source_height, box.source_width)
 
 
-def bundled_model() -> Path:
-    """The model file shipped in petseg/weights/, or a clear error while there is none."""
-    folder = resources.files("petseg") / "weights"
-    files = sorted(Path(str(folder)).glob("*.safetensors")) if folder.is_dir() else []
-    if not files:
-        raise PetsegError(
-            "no bundled model is installed yet: pass --model with a run folder, a .safetensors or an .onnx file"
-        )
-    return files[0]
-
-
 def resolve_model_path(model: str | Path | None) -> Path:
     """A run folder (its best checkpoint), a model file, or None for the bundled model."""
     if model is None:
-        return bundled_model()
+        return bundled_model_path()
     path = Path(model)
     if path.is_dir():
         checkpoint = path / RUN_CHECKPOINT

@@ -14,11 +14,28 @@ from petseg.models.config import ModelConfig
 
 CONFIG_KEY = "petseg_config"
 
+# The model that ships inside the package: the default of cutout, serve and Segmenter.load().
+BUNDLED_MODEL_NAME = "petseg-pets.safetensors"
+WEIGHTS_FOLDER = Path(__file__).resolve().parents[1] / "weights"
 
-def save_model(model, path: str | Path) -> Path:
+
+def bundled_model_path() -> Path:
+    """The bundled model file, or a clear error when this install has none."""
+    path = WEIGHTS_FOLDER / BUNDLED_MODEL_NAME
+    if not path.is_file():
+        raise PetsegError(
+            f"no bundled model in this install ({path} is missing): "
+            "pass --model with a run folder, a .safetensors or an .onnx file"
+        )
+    return path
+
+
+def save_model(model, path: str | Path, *, dtype=None) -> Path:
     """Write `model`'s weights and config to `path` atomically (temp file + rename).
 
-    Replaces an existing file: refusing to overwrite without --force is the CLI's job.
+    `dtype` (e.g. torch.float16) stores floating-point tensors smaller; load_model casts
+    them back to the model's own dtype. Replaces an existing file: refusing to overwrite
+    without --force is the CLI's job.
     """
     from safetensors.torch import save_file
 
@@ -28,7 +45,12 @@ def save_model(model, path: str | Path) -> Path:
     config = getattr(model, "config", None)
     if not isinstance(config, ModelConfig):
         raise PetsegError("save_model needs a petseg model (one with a ModelConfig in .config)")
-    tensors = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
+    tensors = {}
+    for key, value in model.state_dict().items():
+        value = value.detach().cpu()
+        if dtype is not None and value.is_floating_point():
+            value = value.to(dtype)
+        tensors[key] = value.contiguous()
     with atomic_path(path) as temporary:
         save_file(tensors, temporary, metadata={CONFIG_KEY: config.to_json()})
     return path

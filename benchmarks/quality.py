@@ -1,0 +1,52 @@
+"""Quality of a model on any dataset in the official Oxford layout, at original resolution.
+
+    python benchmarks/quality.py DATA_DIR [--model MODEL] [--split all|trainval|test]
+
+MODEL defaults to the bundled model. Prints one JSON line with every METRICS.md figure
+at the photos' own resolution (the figures a cutout user sees), plus the same at the
+model's resolution under "model_resolution".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from petseg.data.layouts import load_samples
+from petseg.evaluate import evaluate
+from petseg.inference import Segmenter
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data_dir", help="A dataset in the official layout (images/, annotations/trimaps/).")
+    parser.add_argument("--model", default=None, help="Run dir, .safetensors or .onnx; default: the bundled model.")
+    parser.add_argument("--split", default="all", choices=("all", "trainval", "test"))
+    parser.add_argument("--backend", default=None, choices=("torch", "onnx"))
+    args = parser.parse_args()
+
+    segmenter = Segmenter.load(args.model, backend=args.backend)
+    samples = load_samples(args.data_dir, args.split)
+    started = time.perf_counter()
+    result = evaluate(segmenter, samples)
+    seconds = time.perf_counter() - started
+    strip = lambda metrics: {key: value for key, value in metrics.items() if key != "confusion_matrix"}  # noqa: E731
+    print(json.dumps({
+        "model": args.model or "bundled",
+        "architecture": result["model"],
+        "image_size": result["image_size"],
+        "data": args.data_dir,
+        "split": args.split,
+        "num_images": result["num_images"],
+        "skipped": len(result["skipped"]),
+        "resolution": "original",
+        **strip(result["resolutions"]["original"]),
+        "confusion_matrix": result["resolutions"]["original"]["confusion_matrix"],
+        "model_resolution": strip(result["resolutions"]["model"]),
+        "seconds": round(seconds, 1),
+    }))
+
+
+if __name__ == "__main__":
+    main()
