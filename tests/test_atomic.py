@@ -29,11 +29,17 @@ def test_a_failed_write_leaves_no_file(tmp_path):
 
 
 def test_written_files_get_umask_permissions(tmp_path):
+    """Also when the writer (here safetensors) would create a private file itself."""
+    import torch
+    from safetensors.torch import save_file
+
     previous = os.umask(0o022)
     try:
         write_text_atomic(tmp_path / "sub" / "report.md", "hello")
+        with atomic_path(tmp_path / "weights.safetensors") as temporary:
+            save_file({"weight": torch.zeros(2)}, str(temporary))
     finally:
         os.umask(previous)
-    path = tmp_path / "sub" / "report.md"
-    assert path.read_text() == "hello"
-    assert path.stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "sub" / "report.md").read_text() == "hello"
+    for path in (tmp_path / "sub" / "report.md", tmp_path / "weights.safetensors"):
+        assert path.stat().st_mode & 0o777 == 0o644, path

@@ -18,14 +18,18 @@ from typing import BinaryIO, Callable, Iterator
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; if the block succeeds it is renamed to `path`.
 
-    The temporary file is created by whoever writes it (open, safetensors, torch.save,
-    matplotlib), so it gets the usual umask permissions rather than mkstemp's 0600.
+    The temporary file is created here, so it gets the usual umask permissions, and
+    they are put back after the block: some writers (safetensors) replace the file
+    with a private 0600 one of their own.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    temporary.touch(exist_ok=False)
+    permissions = temporary.stat().st_mode & 0o777
     try:
         yield temporary
+        os.chmod(temporary, permissions)
         with open(temporary, "rb+") as written:
             os.fsync(written.fileno())  # the data must be on disk before the rename is
         os.replace(temporary, path)
@@ -36,7 +40,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 def write_atomic(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
     """Call write(file) on a temporary binary file, then move it into place."""
     with atomic_path(path) as temporary:
-        with open(temporary, "xb") as file:
+        with open(temporary, "wb") as file:
             write(file)
 
 
