@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from petseg.cli.app import app
-from petseg.data.decode import DEFAULT_MAX_PIXELS
+from petseg.limits import DEFAULT_MAX_PIXELS
 
 # Requests beyond this many per worker (queued or running) get 503 at once, so a
 # burst cannot pile up uploads in memory while it waits for the model.

@@ -17,11 +17,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from petseg.data.labels import TRIMAP_OFFSET
 from petseg.errors import ImageError, LabelError, NotAnImageError
+from petseg.limits import DEFAULT_MAX_PIXELS  # noqa: F401  (re-exported: decoding is where it applies)
 
 ImageSource = Union[str, Path, bytes, BinaryIO]
 
-# About 100 megapixels: far above any photo, far below a decompression bomb.
-DEFAULT_MAX_PIXELS = 100_000_000
 
 # Our own limit replaces Pillow's global bomb check, which would warn or fail at a
 # fixed size whatever the caller asked for.
