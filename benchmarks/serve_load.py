@@ -51,10 +51,10 @@ def percentile(values: list[float], fraction: float) -> float:
 def default_model(scratch: Path) -> tuple[str | None, str]:
     """The bundled model if installed, else an untrained unet_mobilenetv3 written to scratch."""
     from petseg.errors import PetsegError
-    from petseg.inference.segmenter import bundled_model
+    from petseg.models.files import bundled_model_path
 
     try:
-        return None, bundled_model().name
+        return None, bundled_model_path().name
     except PetsegError:
         from petseg.models import create_model, save_model
 
