@@ -90,3 +90,18 @@ def test_cli_prints_the_table(two_runs, tmp_path, monkeypatch, capsys):
     printed = capsys.readouterr().out
     assert "small" in printed and "wide" in printed and "mIoU" in printed
     assert (tmp_path / "cmp" / "comparison.csv").is_file()
+
+
+@pytest.mark.parametrize("options, message", [({"repeats": 0}, "--repeats"), ({"image_size": 8}, "--image-size")])
+def test_bad_measurement_options_are_user_errors(two_runs, options, message):
+    with pytest.raises(PetsegError, match=message):
+        compare_runs(two_runs, **options)
+
+
+def test_model_size_comes_from_the_shared_summary_functions(two_runs, monkeypatch):
+    import petseg.models.summary as summary
+
+    monkeypatch.setattr(summary, "measure_gflops", lambda model, image_size: 12.5)
+    monkeypatch.setattr(summary, "count_parameters", lambda model: (3_000_000, 0))
+    small, _ = compare_runs(two_runs, image_size=64, repeats=1)
+    assert (small.gflops, small.parameters_m) == (12.5, 3.0)

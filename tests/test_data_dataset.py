@@ -200,3 +200,32 @@ def test_dataset_augments_differently_each_time(toy_data, tmp_path):
     masks = [dataset[0][1] for _ in range(6)]
     assert any(not torch.equal(masks[0], other) for other in masks[1:])
     assert all(set(m.unique().tolist()) <= {0, 1, 2, IGNORE_INDEX} for m in masks)
+
+
+def test_unreadable_validation_image_is_ignored_not_replaced(pets, tmp_path):
+    samples = load_samples(pets, "all")[:3]
+    samples[1].image_path.write_bytes(b"not an image at all")
+    validation = SegmentationDataset(samples, SIZE, MEAN, STD, cache_dir=tmp_path / "cache")
+    with pytest.warns(UserWarning, match="skipped unreadable file"):
+        image, mask = validation[1]
+    assert (mask == IGNORE_INDEX).all() and image.shape == (3, SIZE, SIZE)
+    assert torch.allclose(image, torch.zeros_like(image), atol=0.01)  # the letterbox padding colour
+    training = SegmentationDataset(samples, SIZE, MEAN, STD, augment=Augment(hflip=False), cache=False)
+    with pytest.warns(UserWarning, match="skipped unreadable file"):
+        replaced = training[1][1]
+    assert len(training) == 3 and not (replaced == IGNORE_INDEX).all()  # training keeps its batch full instead
+
+
+def test_cache_key_does_not_depend_on_how_the_path_is_spelled(toy_data, tmp_path, monkeypatch):
+    absolute = _dataset(toy_data, tmp_path)
+    monkeypatch.chdir(toy_data.parent)
+    relative = _dataset(Path(toy_data.name), tmp_path)
+    assert not relative.samples[0].image_path.is_absolute()
+    assert relative.source.folder == absolute.source.folder
+
+
+def test_loader_workers_persist_only_when_asked(toy_data, tmp_path):
+    dataset = _dataset(toy_data, tmp_path)
+    assert not make_loader(dataset, batch_size=4, shuffle=False, workers=1).persistent_workers
+    assert make_loader(dataset, batch_size=4, shuffle=False, workers=1, persistent=True).persistent_workers
+    assert not make_loader(dataset, batch_size=4, shuffle=False, workers=0, persistent=True).persistent_workers

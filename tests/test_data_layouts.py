@@ -149,3 +149,25 @@ def test_shared_sample_counts(shared_sample):
     }
     names = {s.name for s in load_samples(shared_sample, "all")}
     assert {"Abyssinian_34", "Abyssinian_82"} <= names  # in no list, still usable in 'all'
+
+
+@pytest.mark.parametrize("listed", ["trainval", "test"])
+def test_folder_layout_with_one_split_list_takes_the_rest_for_the_other(tmp_path, listed):
+    mask = np.zeros((2, 2), dtype=np.uint8)
+    stems = [f"img{i:02d}" for i in range(12)]
+    root = _folder_dataset(tmp_path / "mine", {stem: mask for stem in stems})
+    (root / "classes.json").write_text('{"0": "background"}')
+    (root / f"{listed}.txt").write_text("img00\nimg01\nimg02\n")
+    trainval = {s.name for s in load_samples(root, "trainval")}
+    test = {s.name for s in load_samples(root, "test")}
+    assert not trainval & test and trainval | test == set(stems)
+    assert {"trainval": trainval, "test": test}[listed] == {"img00", "img01", "img02"}
+
+
+def test_one_bit_masks_read_as_0_and_255(tmp_path):
+    root = _folder_dataset(tmp_path / "mine", {"a": np.zeros((2, 2), dtype=np.uint8)})
+    Image.fromarray(np.array([[0, 255], [255, 0]], dtype=np.uint8)).convert("1").save(root / "masks" / "a.png")
+    with Image.open(root / "masks" / "a.png") as saved:
+        assert saved.mode == "1"
+    sample = load_samples(root, "all", label_map={0: "background", 255: "pet"})[0]
+    np.testing.assert_array_equal(load_mask(sample), [[1, 0], [0, 1]])

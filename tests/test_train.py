@@ -177,3 +177,36 @@ def test_a_saved_config_replays_with_flags_on_top(reference_run, tmp_path, monke
     code, stderr = _main_in_process(monkeypatch, capsys, "train", "--config", str(tmp_path / "absent.json"),
                                     "--out", str(tmp_path / "never"))
     assert code == 2 and "absent.json: no such config file" in stderr
+
+
+def test_resume_changes_only_what_may_change_and_the_latest_start_wins(reference_run, toy_data, tmp_path,
+                                                                       monkeypatch, capsys):
+    import shutil
+
+    out = shutil.copytree(reference_run, tmp_path / "longer")
+    for flag, value in (("--lr", "0.5"), ("--batch-size", "2"), ("--seed", "3"), ("--width", "16")):
+        code, stderr = _main_in_process(monkeypatch, capsys, "train", "--out", str(out), "--resume", flag, value)
+        assert code == 2 and f"{flag} cannot change on resume" in stderr, stderr
+        assert len(stderr.strip().splitlines()) == 1
+    with pytest.raises(PetsegError, match="batch_size"):
+        fit(tiny_config(toy_data, out, batch_size=2), resume=True)
+
+    def press_ctrl_c(step):
+        os.kill(os.getpid(), signal.SIGINT)
+
+    # --resume --epochs 3, interrupted at once: a plain --resume afterwards still goes to 3.
+    result = fit(tiny_config(toy_data, out, epochs=EPOCHS + 1),
+                 resume=True, on_step=press_ctrl_c)
+    assert result.interrupted and json.loads((out / "config.json").read_text())["epochs"] == EPOCHS + 1
+    code, stderr = _main_in_process(monkeypatch, capsys, "train", "--out", str(out), "--resume", "--no-progress")
+    assert code == 0, stderr
+    assert [row["epoch"] for row in json.loads((out / "history.json").read_text())] == list(range(1, EPOCHS + 2))
+    assert load_checkpoint(out / "last.pt")["world_size"] == 1
+
+
+def test_config_that_is_a_folder_or_not_an_object_is_one_line(tmp_path, monkeypatch, capsys):
+    (tmp_path / "list.json").write_text("[1, 2]")
+    for path, message in ((tmp_path, "config.json"), (tmp_path / "list.json", "expected a JSON object")):
+        code, stderr = _main_in_process(monkeypatch, capsys, "train", "--config", str(path),
+                                        "--out", str(tmp_path / "never"))
+        assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1, stderr

@@ -46,6 +46,7 @@ def test_overrides_replace_recipe_values_and_none_keeps_them():
 @pytest.mark.parametrize("override, option", [
     ({"epochs": 0}, "--epochs"), ({"lr": -1.0}, "--lr"), ({"device": "tpu"}, "--device"),
     ({"val_fraction": 1.5}, "--val-fraction"), ({"loss": "focal"}, "--loss"),
+    ({"weight_decay": -1e-4}, "--weight-decay"),
 ])
 def test_bad_values_name_their_option(override, option):
     with pytest.raises(PetsegError, match=option):
@@ -171,3 +172,29 @@ def test_dice_loss_is_zero_for_perfect_logits_and_ignores_padding():
     assert ce == pytest.approx(math.log(3), abs=1e-6)
     # With the default smoothing of 1: dice (2/3 + 1) / (2 + 1) = 5/9 per class.
     assert make_loss("dice_ce")(uniform, labels).item() == pytest.approx(math.log(3) + 4 / 9, abs=1e-5)
+
+
+def test_resume_refuses_changed_data_order_or_process_count(tmp_path):
+    from dataclasses import asdict, replace
+
+    from petseg.train.reporting import check_resumable
+
+    config = resolve_config("unet_diy", str(tmp_path / "data"), "out", batch_size=8, seed=1, val_fraction=0.2)
+    checkpoint = {"config": asdict(config), "world_size": 2}
+    check_resumable(checkpoint, replace(config, epochs=99, workers=3), tmp_path, world_size=2)
+    for name, value in (("batch_size", 4), ("seed", 2), ("data", str(tmp_path / "other")), ("val_fraction", 0.1)):
+        with pytest.raises(PetsegError, match=f"trained with {name}="):
+            check_resumable(checkpoint, replace(config, **{name: value}), tmp_path, world_size=2)
+    with pytest.raises(PetsegError, match="2 process"):
+        check_resumable(checkpoint, config, tmp_path, world_size=1)
+
+
+def test_only_the_validation_loader_keeps_its_workers(toy_data, tmp_path):
+    from petseg.data.dataset import SegmentationDataset
+    from petseg.data.layouts import load_samples
+    from petseg.train.data import epoch_loader
+
+    dataset = SegmentationDataset(load_samples(toy_data, "all")[:2], 32, (0.5,) * 3, (0.5,) * 3,
+                                  cache_dir=tmp_path / "cache")
+    assert not epoch_loader(dataset, [0, 1], 1, 1, 0).persistent_workers  # rebuilt every epoch
+    assert epoch_loader(dataset, [0, 1], 1, 1, 0, persistent=True).persistent_workers

@@ -54,21 +54,20 @@ class RunSummary:
 def measure_model(model, image_size: int = 224, repeats: int = 10) -> tuple[float, float]:
     """(GFLOPs, median CPU milliseconds) of one image's forward pass at image_size."""
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
+
+    from petseg.models.summary import measure_gflops
 
     model = model.eval().cpu()
+    gflops = measure_gflops(model, image_size)
     image = torch.randn(1, 3, image_size, image_size)
     with torch.inference_mode():
-        counter = FlopCounterMode(display=False)
-        with counter:
-            model(image)
         model(image)  # warm-up: first calls pay for allocation and kernel selection
         times = []
         for _ in range(repeats):
             started = time.perf_counter()
             model(image)
             times.append(time.perf_counter() - started)
-    return counter.get_total_flops() / 1e9, statistics.median(times) * 1000
+    return gflops, statistics.median(times) * 1000
 
 
 def _best_row(run_dir: Path) -> tuple[dict, int]:
@@ -82,6 +81,7 @@ def _best_row(run_dir: Path) -> tuple[dict, int]:
 def summarize_run(run_dir: str | Path, *, image_size: int = 224, repeats: int = 10) -> RunSummary:
     """Read a run directory and measure its best model."""
     from petseg.models import load_model
+    from petseg.models.summary import count_parameters
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -97,7 +97,7 @@ def summarize_run(run_dir: str | Path, *, image_size: int = 224, repeats: int = 
     train_seconds = summary.get("train_seconds") or sum(row.get("seconds", 0.0) for row in read_history(run_dir))
     return RunSummary(
         name=run_dir.name, run_dir=str(run_dir), model=model.config.architecture,
-        parameters_m=sum(p.numel() for p in model.parameters()) / 1e6, gflops=gflops, latency_ms=latency_ms,
+        parameters_m=count_parameters(model)[0] / 1e6, gflops=gflops, latency_ms=latency_ms,
         epochs=epochs, train_minutes=train_seconds / 60, pixel_accuracy=best["val_pixel_accuracy"],
         miou=best["val_miou"], fg_iou=best["val_fg_iou"],
     )
@@ -137,6 +137,10 @@ def compare_runs(run_dirs: list[str | Path], out_dir: str | Path | None = None, 
 
     if not run_dirs:
         raise PetsegError("compare: give at least one run directory")
+    if repeats < 1:
+        raise PetsegError(f"--repeats must be at least 1, got {repeats}")
+    if image_size < 16:
+        raise PetsegError(f"--image-size must be at least 16, got {image_size}")
     if out_dir is not None and not force:
         existing = [name for name in OUTPUT_NAMES if (Path(out_dir) / name).exists()]
         if existing:

@@ -31,16 +31,46 @@ def _read_config(config_path: Path, model: str | None):
     """A TrainConfig saved as JSON (a run's config.json or a recipe file)."""
     from petseg.train import TrainConfig
 
+    if config_path.is_dir():
+        raise PetsegError(f"{config_path}: is a folder; pass the config file, e.g. {config_path / 'config.json'}")
     try:
         values = json.loads(config_path.read_text())
     except FileNotFoundError:
         raise PetsegError(f"{config_path}: no such config file") from None
+    except OSError as error:
+        raise PetsegError(f"{config_path}: cannot read the config file ({error.strerror or error})") from None
     except ValueError as error:
         raise PetsegError(f"{config_path}: not valid JSON ({error})") from None
+    if not isinstance(values, dict):
+        raise PetsegError(f"{config_path}: expected a JSON object of settings, got {type(values).__name__}")
     config = TrainConfig.from_dict(values)
     if model is not None and model != config.model:
         raise PetsegError(f"--model {model}: {config_path} configures a {config.model} run")
     return config
+
+
+# What `--resume` may change: how the run is executed, and how long it may go on.
+RESUMABLE_CHANGES = ("epochs", "patience", "workers", "threads", "device", "amp", "progress")
+
+
+def _same_setting(name: str, old, new) -> bool:
+    if name in ("data", "weights", "cache_dir") and old is not None and new is not None:
+        return Path(old).expanduser().resolve() == Path(new).expanduser().resolve()
+    if isinstance(old, (list, tuple)) and isinstance(new, (list, tuple)):
+        return list(old) == list(new)
+    return old == new
+
+
+def _check_resume_changes(saved, changes: dict) -> None:
+    """Only RESUMABLE_CHANGES may differ from the run being resumed."""
+    for name, value in changes.items():
+        if name in RESUMABLE_CHANGES:
+            continue
+        old = getattr(saved, name)
+        if not _same_setting(name, old, value):
+            flag = "--decoder/--width" if name == "model_options" else "--" + name.replace("_", "-")
+            raise PetsegError(f"{flag} cannot change on resume (the run has {old!r}, not {value!r}); only "
+                              f"{', '.join('--' + n for n in RESUMABLE_CHANGES)} may")
 
 
 @app.command()
@@ -48,7 +78,7 @@ def train(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Architecture, e.g. unet_mobilenetv2 (see `petseg models`)."),
     data: Optional[Path] = typer.Option(None, "--data", "-d", help="Dataset folder (Oxford layout or images/ + masks/)."),
     out: Path = typer.Option(..., "--out", "-o", help="Run directory for checkpoints, history and curves."),
-    recipe: str = typer.Option("default", "--recipe", help="seed (the reference notebook) or default (ours)."),
+    recipe: Optional[str] = typer.Option(None, "--recipe", help="seed (the reference notebook) or default (ours); default: default."),
     epochs: Optional[int] = typer.Option(None, help="Maximum number of epochs."),
     batch_size: Optional[int] = typer.Option(None, help="Global batch size (split over DDP processes)."),
     image_size: Optional[int] = typer.Option(None, help="Square input size the images are letterboxed to."),
@@ -98,20 +128,28 @@ def train(
         seed=seed, workers=workers, threads=threads, device=device, amp=amp,
         data=str(data) if data else None,
     )
+    if resume and config_file is not None:
+        fail("--config cannot be used with --resume: a resumed run keeps its own config.json")
     if resume or config_file is not None:
         if resume and not (out / "config.json").is_file():
             fail(f"{out / 'config.json'}: missing, so {out} cannot be resumed (drop --resume to start a run)")
         config = _read_config(out / "config.json" if resume else config_file, model)
         changes = {name: value for name, value in overrides.items() if value is not None}
+        if scale is not None:
+            changes["scale"] = _parse_scale(scale)
+        if model_options:
+            changes["model_options"] = {**config.model_options, **model_options}
+        if resume:
+            _check_resume_changes(config, {**changes, **({"recipe": recipe} if recipe is not None else {})})
         config = replace(config, out=str(out), progress=progress, **changes)
     else:
         if model is None or data is None:
             fail("--model and --data are needed to start a run (or --config FILE, or --resume)")
         overrides.pop("data")
-        config = resolve_config(model, str(data), str(out), recipe, progress=progress, **overrides)
-    if scale is not None:
-        config.scale = _parse_scale(scale)
-    config.model_options = {**config.model_options, **model_options}
+        config = resolve_config(model, str(data), str(out), recipe or "default", progress=progress, **overrides)
+        if scale is not None:
+            config.scale = _parse_scale(scale)
+        config.model_options = {**config.model_options, **model_options}
     config.validate()
     result = fit(config, resume=resume, force=force)
     if result.interrupted:

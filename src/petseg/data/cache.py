@@ -84,7 +84,7 @@ class DiskCache(DecodedSamples):
             raise PetsegError("cannot cache an empty sample list")
         root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
         identity = json.dumps(
-            [__version__, size, self.fill, [(str(s.image_path), str(s.mask_path), s.label_map) for s in self.samples]]
+            [__version__, size, self.fill, [(str(s.image_path.resolve()), str(s.mask_path.resolve()), s.label_map) for s in self.samples]]
         )
         dataset_name = self.samples[0].image_path.resolve().parent.parent.name or "dataset"
         self.folder = root / f"{dataset_name}-{size}px-{hashlib.sha1(identity.encode()).hexdigest()[:16]}"

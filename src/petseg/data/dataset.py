@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from petseg.data.augment import Augment
 from petseg.data.cache import DecodedSamples, DiskCache
+from petseg.data.labels import IGNORE_INDEX
 from petseg.data.layouts import Sample
 from petseg.data.letterbox import mean_fill, normalize
 from petseg.errors import PetsegError
@@ -28,6 +29,11 @@ class SegmentationDataset(Dataset):
 
     cache_dir: where the decoded-sample cache lives (default $PETSEG_CACHE_DIR or
     ~/.cache/petseg); cache=False decodes every time instead.
+
+    An unreadable file found mid-epoch is replaced by the next readable sample when
+    training (augment given), so batches keep their size; when evaluating it comes
+    back as a blank image whose mask is IGNORE_INDEX everywhere, so it counts in no
+    metric instead of counting another image twice.
     """
 
     def __init__(
@@ -49,6 +55,7 @@ class SegmentationDataset(Dataset):
         self.image_size = image_size
         self.mean, self.std = tuple(mean), tuple(std)
         self.augment = augment
+        self.replace_unreadable = augment is not None
         self.fill = mean_fill(self.mean)
         if cache:
             self.source: DecodedSamples = DiskCache(self.samples, image_size, self.fill, cache_dir)
@@ -69,17 +76,32 @@ class SegmentationDataset(Dataset):
         """(image path, reason) of each unreadable sample found so far."""
         return [(self.samples[index].image_path, reason) for index, reason in sorted(self.source.unreadable().items())]
 
+    def _report(self, index: int) -> None:
+        if index not in self._reported:
+            self._reported.add(index)
+            warnings.warn(f"skipped unreadable file: {self.source.unreadable().get(index, index)}", stacklevel=4)
+
+    def _blank_pair(self) -> tuple[np.ndarray, np.ndarray]:
+        image = np.empty((self.image_size, self.image_size, 3), dtype=np.uint8)
+        image[:] = np.asarray(self.fill, dtype=np.uint8)
+        return image, np.full((self.image_size, self.image_size), IGNORE_INDEX, dtype=np.uint8)
+
     def _readable_pair(self, position: int) -> tuple[np.ndarray, np.ndarray]:
-        # An unreadable file found mid-epoch is replaced by the next readable sample,
-        # so batches keep their size and the epoch goes on.
+        if not self.replace_unreadable:
+            index = self._indices[position]
+            pair = self.source.get(index)
+            if pair is None:
+                self._report(index)
+                return self._blank_pair()
+            return pair
+        # Training: an unreadable file found mid-epoch is replaced by the next readable
+        # sample, so batches keep their size and the epoch goes on.
         for step in range(len(self._indices)):
             index = self._indices[(position + step) % len(self._indices)]
             pair = self.source.get(index)
             if pair is not None:
                 return pair
-            if index not in self._reported:
-                self._reported.add(index)
-                warnings.warn(f"skipped unreadable file: {self.source.unreadable().get(index, index)}", stacklevel=3)
+            self._report(index)
         raise PetsegError(f"none of the {len(self._indices)} images could be read (first: {self.skipped[0][1]})")
 
     def __getitem__(self, position: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -101,8 +123,13 @@ def make_loader(
     seed: int = 0,
     sampler: Sampler | None = None,
     drop_last: bool = False,
+    persistent: bool = False,
 ) -> DataLoader:
-    """A DataLoader whose shuffling and worker seeds follow `seed`; a sampler (e.g. for DDP) replaces shuffle."""
+    """A DataLoader whose shuffling and worker seeds follow `seed`; a sampler (e.g. for DDP) replaces shuffle.
+
+    persistent: keep the worker processes alive between passes, for a loader that is
+    iterated again and again (not for one built anew each epoch: its workers would pile up).
+    """
     if batch_size < 1:
         raise PetsegError(f"--batch-size must be at least 1, got {batch_size}")
     if workers < 0:
@@ -117,6 +144,6 @@ def make_loader(
         num_workers=workers,
         generator=generator,
         drop_last=drop_last,
-        persistent_workers=workers > 0,
+        persistent_workers=persistent and workers > 0,
         pin_memory=torch.cuda.is_available(),
     )

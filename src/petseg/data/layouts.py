@@ -6,8 +6,9 @@ Two layouts:
 - folder: users' own data, `images/<stem>.<ext>` + `masks/<stem>.<ext>`, with the mask
   values mapped to classes by `classes.json` / `classes.yaml` in the root or by the
   caller (`label_map`, e.g. from `--mask-values 0=background,255=pet`). Optional
-  `trainval.txt` / `test.txt` in the root list stems; without them a stable hash of each
-  stem puts one image in five in `test`.
+  `trainval.txt` / `test.txt` in the root list stems (with only one of them, the other
+  split is every image it does not list); without either a stable hash of each stem
+  puts one image in five in `test`.
 """
 
 from __future__ import annotations
@@ -50,8 +51,10 @@ def load_mask(sample: Sample) -> np.ndarray:
     if sample.label_map is None:
         return load_labels(sample.mask_path)
     image = open_image(sample.mask_path, max_pixels=None)
-    if image.mode not in ("L", "P", "I", "I;16", "1"):
-        image = image.convert("L")  # masks saved as RGB gray-scale are common
+    if image.mode not in ("L", "P", "I", "I;16"):
+        # Masks saved as RGB gray-scale are common; 1-bit masks read as 0/1 booleans
+        # otherwise, while their mapping (like the pixels they were drawn with) says 0/255.
+        image = image.convert("L")
     values = np.asarray(image).astype(np.int64)
     lookup = dict(sample.label_map)
     unknown = np.setdiff1d(np.unique(values), list(lookup))
@@ -215,6 +218,12 @@ def _folder_samples(root: Path, split: str, label_map: LabelMap | None) -> list[
     list_path = root / f"{split}.txt"
     if list_path.is_file():
         return _select(read_split_list(list_path), images, masks, label_map, root)
+    other_path = root / ("test.txt" if split == "trainval" else "trainval.txt")
+    if other_path.is_file():
+        # Only the other split is listed: this one is every other image, so the two never overlap.
+        listed = set(read_split_list(other_path))
+        return _select(sorted(name for name in images if name in masks and name not in listed),
+                       images, masks, label_map, root)
     wanted = split == "test"
     names = sorted(name for name in images if name in masks and in_folder_test_split(name) == wanted)
     return _select(names, images, masks, label_map, root)

@@ -79,8 +79,13 @@ def per_process_batch_size(config: TrainConfig, context: DistributedContext) -> 
     return config.batch_size // context.world_size
 
 
-def epoch_loader(dataset, indices: list[int], batch_size: int, workers: int, seed: int):
-    """A loader over the given indices in that order; `seed` fixes the workers' RNGs."""
+def epoch_loader(dataset, indices: list[int], batch_size: int, workers: int, seed: int, *,
+                 persistent: bool = False):
+    """A loader over the given indices in that order; `seed` fixes the workers' RNGs.
+
+    persistent: keep the worker processes between passes (only for a loader that is reused).
+    """
     from petseg.data.dataset import make_loader
 
-    return make_loader(dataset, batch_size, shuffle=False, workers=workers, seed=seed, sampler=indices)
+    return make_loader(dataset, batch_size, shuffle=False, workers=workers, seed=seed, sampler=indices,
+                       persistent=persistent)

@@ -15,9 +15,12 @@ class EpochStats:
         self.steps = 0
         self.metrics = SegmentationMetrics()
 
-    def add(self, loss: float, labels, logits) -> None:
-        """A batch's mean loss and its (N, C, H, W) logits against (N, H, W) labels."""
-        count = labels.shape[0]
+    def add(self, loss: float, labels, logits, count: int | None = None) -> None:
+        """A batch's mean loss and its (N, C, H, W) logits against (N, H, W) labels.
+
+        `count`: how many of the batch's images the loss stands for (default all of them).
+        """
+        count = labels.shape[0] if count is None else count
         self.loss_sum += loss * count
         self.images += count
         self.metrics.update(labels, logits.argmax(dim=1))

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from petseg.data.labels import IGNORE_INDEX
 from petseg.errors import PetsegError
 from petseg.atomic import write_text_atomic
 from petseg.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, restore_rng_states, save_checkpoint
@@ -144,7 +145,11 @@ def validate(engine: Engine, loader) -> tuple[float, dict[str, float]]:
             images, masks = _to_device(engine, images, masks)
             with autocast(engine.device, engine.amp_dtype):
                 logits = engine.model(images)
-            stats.add(engine.loss_fn(logits.float(), masks).item(), masks, logits)
+            # An unreadable validation image arrives with an all-ignored mask: it counts
+            # in neither loss nor metrics (an all-ignored batch has no defined loss).
+            labelled = int((masks != IGNORE_INDEX).flatten(1).any(dim=1).sum())
+            loss = engine.loss_fn(logits.float(), masks).item() if labelled else 0.0
+            stats.add(loss, masks, logits, count=labelled)
     return stats.reduce(engine.context)
 
 
@@ -195,7 +200,7 @@ def _fit(config: TrainConfig, context: DistributedContext, *, resume, force, on_
     reporting.prepare_run_dir(run_dir, resume=resume, force=force, is_main=context.is_main)
     checkpoint = load_checkpoint(run_dir / CHECKPOINT_NAME) if resume else None
     if checkpoint is not None:
-        reporting.check_resumable(checkpoint["config"], config, run_dir)
+        reporting.check_resumable(checkpoint, config, run_dir, context.world_size)
     barrier(context)  # every rank has checked and read the run directory before rank 0 writes to it
     device = resolve_device(config.device, context.local_rank)
     if config.threads:
@@ -211,8 +216,10 @@ def _fit(config: TrainConfig, context: DistributedContext, *, resume, force, on_
     train_set, val_set = run_data.build_datasets(config, splits, mean, std)
     batch_size = run_data.per_process_batch_size(config, context)
     steps_per_epoch = math.ceil(len(run_data.train_order(train_set, context, config.seed, 0)) / batch_size)
+    # The validation loader is reused every epoch, so its workers may stay; the training
+    # loader is rebuilt per epoch (its order depends on the epoch) and must not keep them.
     val_loader = run_data.epoch_loader(val_set, run_data.val_order(val_set, context), batch_size, config.workers,
-                                       config.seed)
+                                       config.seed, persistent=True)
     model = model.to(memory_format=memory_format(device))
     optimizer = make_optimizer(model, config)
     scheduler = make_scheduler(optimizer, config, steps_per_epoch)
@@ -243,7 +250,9 @@ def _fit(config: TrainConfig, context: DistributedContext, *, resume, force, on_
         restore_rng_states(checkpoint["rng"])
         log(f"resuming {run_dir} at epoch {start_epoch + 1}"
             + (f", step {partial['stats']['steps'] + 1}" if partial else ""))
-    elif context.is_main:
+    if context.is_main:
+        # Rewritten on every start, resumes included: a later plain --resume continues
+        # with the settings of the latest one (e.g. its --epochs).
         write_text_atomic(run_dir / "config.json", config.to_json() + "\n")
     if context.is_main and checkpoint is None:
         log(f"training {config.model} ({config.recipe} recipe) on {len(splits.train)} images, validating on "
@@ -256,7 +265,7 @@ def _fit(config: TrainConfig, context: DistributedContext, *, resume, force, on_
             "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
             "early_stopping": early_stopping.state_dict(), "history": history, "epoch": epoch,
             "best_epoch": best_epoch, "best_miou": best_miou, "train_seconds": train_seconds,
-            "partial_epoch": partial_epoch,
+            "partial_epoch": partial_epoch, "world_size": context.world_size,
         })
 
     stopped_reason, interrupted = f"reached {config.epochs} epochs", False

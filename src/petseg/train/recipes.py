@@ -85,6 +85,7 @@ class TrainConfig:
             (self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}"),
             (self.image_size >= 16, f"--image-size must be at least 16, got {self.image_size}"),
             (self.lr > 0, f"--lr must be positive, got {self.lr}"),
+            (self.weight_decay >= 0, f"--weight-decay must be >= 0, got {self.weight_decay}"),
             (self.encoder_lr_factor >= 0, f"--encoder-lr-factor must be >= 0, got {self.encoder_lr_factor}"),
             (self.optimizer in ("adam", "adamw"), f"--optimizer must be adam or adamw, got {self.optimizer!r}"),
             (self.schedule in ("cosine", "exponential"), f"--schedule must be cosine or exponential, got {self.schedule!r}"),

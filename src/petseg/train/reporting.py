@@ -55,12 +55,31 @@ def prepare_run_dir(run_dir: Path, *, resume: bool, force: bool, is_main: bool) 
             (run_dir / name).unlink()
 
 
-def check_resumable(saved: dict, config: TrainConfig, run_dir: Path) -> None:
-    for name in ("model", "image_size", "model_options", "freeze_encoder", "loss", "optimizer"):
-        old, new = saved.get(name), asdict(config)[name]
-        if old != new:
+# Settings a checkpoint cannot be resumed under once changed: the model and its
+# optimisation, and what decides the data and its order (a partial epoch skips the
+# batches already seen, which only means the same thing with the same order).
+RESUME_FIXED = ("model", "image_size", "model_options", "freeze_encoder", "loss", "optimizer", "batch_size",
+                "seed", "data", "val_fraction")
+
+
+def _same(name: str, old, new) -> bool:
+    if name == "data" and old is not None and new is not None:
+        return Path(old).expanduser().resolve() == Path(new).expanduser().resolve()
+    return old == new
+
+
+def check_resumable(checkpoint: dict, config: TrainConfig, run_dir: Path, world_size: int) -> None:
+    """Refuse to resume a checkpoint under settings that would make it a different run."""
+    saved, current = checkpoint["config"], asdict(config)
+    for name in RESUME_FIXED:
+        old, new = saved.get(name), current[name]
+        if not _same(name, old, new):
             raise PetsegError(f"{run_dir}: the checkpoint was trained with {name}={old!r}, not {new!r}; "
                               "resume with the run's own settings")
+    saved_world_size = checkpoint.get("world_size")
+    if saved_world_size is not None and saved_world_size != world_size:
+        raise PetsegError(f"{run_dir}: the checkpoint was trained by {saved_world_size} process(es), not "
+                          f"{world_size}; resume with the same number of processes")
 
 
 def save_best(model, run_dir: Path) -> None:
@@ -79,12 +98,15 @@ def write_reports(run_dir: Path, history: list[dict[str, float]]) -> None:
 
 def write_summary(result: RunResult, config: TrainConfig, model, context: DistributedContext) -> None:
     """summary.json: what `petseg compare` reads without re-running anything."""
+    from petseg.models.summary import count_parameters
+
+    parameters, trainable = count_parameters(model)
     summary = {
         "model": config.model,
         "recipe": config.recipe,
         "image_size": config.image_size,
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "parameters": parameters,
+        "trainable_parameters": trainable,
         "epochs": result.epochs_completed,
         "best_epoch": result.best_epoch,
         "train_seconds": round(result.train_seconds, 2),
