@@ -1,9 +1,10 @@
 """Put a run's best model into the package as the bundled model, in float16.
 
-    python scripts/bundle_model.py runs/bundled
+    python scripts/bundle_model.py runs/bundled [--force]
 
-Prints how far float16 moves the probabilities on a few photos-sized inputs, so a
-maintainer sees the cost of halving the file before committing it.
+Refuses to replace an existing bundled model unless --force is given. Prints how far
+float16 moves the probabilities on random inputs at the model's size, so a maintainer
+sees the cost of halving the file before committing it.
 """
 
 from __future__ import annotations
@@ -14,17 +15,29 @@ from pathlib import Path
 
 import torch
 
+from petseg.errors import PetsegError
+from petseg.inference.segmenter import resolve_model_path
 from petseg.models import load_model, save_model
 from petseg.models.files import BUNDLED_MODEL_NAME, WEIGHTS_FOLDER
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run_dir", type=Path, help="A run directory written by `petseg train`.")
-    args = parser.parse_args()
+    parser.add_argument("run_dir", type=Path, help="A run directory written by `petseg train` (or its .safetensors).")
+    parser.add_argument("--force", action="store_true", help="Replace an existing bundled model.")
+    args = parser.parse_args(argv)
 
-    model = load_model(args.run_dir / "best.safetensors")
-    target = save_model(model, WEIGHTS_FOLDER / BUNDLED_MODEL_NAME, dtype=torch.float16)
+    target = WEIGHTS_FOLDER / BUNDLED_MODEL_NAME
+    if target.exists() and not args.force:
+        raise SystemExit(f"error: {target} already exists (use --force to replace the bundled model)")
+    try:
+        path = resolve_model_path(args.run_dir)
+        if path.suffix.lower() != ".safetensors":
+            raise PetsegError(f"{path}: the bundled model must come from a .safetensors file")
+        model = load_model(path)
+    except PetsegError as error:
+        raise SystemExit(f"error: {error}") from None
+    target = save_model(model, target, dtype=torch.float16)
     halved = load_model(target)
     torch.manual_seed(0)
     inputs = torch.randn(2, 3, model.config.image_size, model.config.image_size)

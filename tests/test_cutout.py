@@ -80,6 +80,16 @@ def test_missing_inputs_collisions_and_self_overwrites_are_problems(photos, tmp_
     assert in_place.jobs == [] and "would overwrite the input" in in_place.problems[0]
 
 
+def test_an_output_never_overwrites_another_input_even_when_forced(photos):
+    from petseg.inference.files import plan_cutouts
+
+    Image.new("RGB", (8, 8)).save(photos / "cat.png")  # cat.jpg's cutout would be photos/cat.png
+    for order in ([photos / "cat.jpg", photos / "cat.png"], [photos / "cat.png", photos / "cat.jpg"]):
+        plan = plan_cutouts(map(str, order), photos, ".png", force=True)
+        assert plan.jobs == []
+        assert any(f"its output {photos / 'cat.png'} is an input file" in problem for problem in plan.problems)
+
+
 def test_existing_outputs_are_skipped_unless_forced(photos, tmp_path):
     from petseg.inference.files import plan_cutouts
 

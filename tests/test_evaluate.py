@@ -112,3 +112,51 @@ def test_evaluate_command_prints_tables_json_and_writes_files(toy_data, toy_mode
     assert text.exit_code == 0
     for heading in ("fg_iou", "per class (original resolution)", "confusion matrix (model;"):
         assert heading in text.stdout
+
+
+def test_evaluate_out_must_be_a_writable_folder(toy_data, toy_model_file, tmp_path, monkeypatch):
+    from petseg import atomic
+    from petseg.cli import app
+
+    runner = CliRunner()
+    args = ["evaluate", str(toy_model_file), "--data", str(toy_data), "--examples", "1", "--out"]
+    a_file = tmp_path / "report.txt"
+    a_file.write_text("keep me")
+    result = runner.invoke(app, [*args, str(a_file)])
+    assert isinstance(result.exception, PetsegError) and "is a file, not a folder" in str(result.exception)
+    assert a_file.read_text() == "keep me"
+
+    def disk_full(path, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(atomic, "write_bytes_atomic", disk_full)
+    result = runner.invoke(app, [*args, str(tmp_path / "evaluation")])
+    assert isinstance(result.exception, PetsegError) and "No space left on device" in str(result.exception)
+
+
+class FixedNoise:
+    """A stand-in model answering the same noisy probabilities for every photo."""
+
+    def __init__(self, image_size: int):
+        from petseg.models.config import ModelConfig
+
+        self.config = ModelConfig("stub", image_size=image_size)
+        logits = np.random.default_rng(0).normal(size=(3, image_size, image_size))
+        self.probabilities = (np.exp(logits) / np.exp(logits).sum(0)).astype(np.float32)
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return np.repeat(self.probabilities[None], len(batch), axis=0)
+
+
+def test_original_resolution_uses_the_cutout_upsampling(toy_data):
+    """A model larger than the photos: its maps shrink, where Pillow (cutouts) and torch differ."""
+    from petseg.data.layouts import load_sample, load_samples
+    from petseg.evaluate import evaluate
+    from petseg.inference import Segmenter
+
+    segmenter = Segmenter(FixedNoise(160))  # the toy photos are 96 px
+    samples = load_samples(toy_data, "test")
+    result = evaluate(segmenter, samples, examples=len(samples))
+    for sample, example in zip(samples, result["examples"]):
+        [prediction] = segmenter.predict_batch([load_sample(sample)[0]])
+        np.testing.assert_array_equal(example.predicted, prediction.labels())

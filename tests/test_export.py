@@ -69,3 +69,28 @@ def test_a_failed_parity_check_writes_nothing(toy_model_file, tmp_path, monkeypa
     with pytest.raises(PetsegError, match="differs from PyTorch"):
         export.export_and_verify(load_model(toy_model_file), tmp_path / "bad.onnx")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_corrupt_petseg_config_in_an_onnx_file_is_one_line(toy_model_file, tmp_path):
+    import onnx
+
+    from petseg.export import export_onnx
+    from petseg.inference import Segmenter
+    from petseg.inference.backends import CONFIG_METADATA_KEY
+    from petseg.models import load_model
+
+    graph = onnx.load_from_string(export_onnx(load_model(toy_model_file)))
+    for broken in ("{not json", "[1, 2]", '{"image_size": 64}'):
+        onnx.helper.set_model_props(graph, {CONFIG_METADATA_KEY: broken})
+        target = tmp_path / "broken.onnx"
+        target.write_bytes(graph.SerializeToString())
+        with pytest.raises(PetsegError, match="broken.onnx: unreadable petseg config"):
+            Segmenter.load(target)
+
+
+def test_export_needs_an_onnx_file_name(toy_model_file, tmp_path):
+    from petseg.cli import app
+
+    result = CliRunner().invoke(app, ["export", str(toy_model_file), "--onnx", str(tmp_path / "model.safetensors")])
+    assert result.exit_code == 2 and "must end in .onnx" in result.output
+    assert list(tmp_path.iterdir()) == []

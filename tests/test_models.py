@@ -224,3 +224,49 @@ def test_float16_model_files_are_half_the_size_and_load_as_float32(tmp_path):
     with torch.no_grad():
         # float16 keeps about 3 significant digits of each weight
         torch.testing.assert_close(loaded(images).softmax(1), expected, rtol=0, atol=1e-2)
+
+
+def test_summary_reads_a_run_folder_and_names_a_missing_file(tmp_path):
+    from typer.testing import CliRunner
+
+    from petseg.cli import app
+    from petseg.errors import PetsegError
+
+    run = tmp_path / "run"
+    run.mkdir()
+    save_model(small_model("unet_diy"), run / "best.safetensors")
+    result = CliRunner().invoke(app, ["summary", str(run), "--depth", "1"])
+    assert result.exit_code == 0, result.output
+    assert "unet_diy at" in result.output and "Total params" in result.output
+    missing = CliRunner().invoke(app, ["summary", str(tmp_path / "gone.safetensors")])
+    assert isinstance(missing.exception, PetsegError) and "not found" in str(missing.exception)
+
+
+def load_bundle_script():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "bundle_model.py"
+    spec = importlib.util.spec_from_file_location("bundle_model_script", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bundle_script_reads_a_run_folder_and_keeps_an_existing_file_without_force(tmp_path, monkeypatch, capsys):
+    script = load_bundle_script()
+    monkeypatch.setattr(script, "WEIGHTS_FOLDER", tmp_path / "weights")
+    run = tmp_path / "run"
+    run.mkdir()
+    save_model(small_model("unet_diy"), run / "best.safetensors")
+    script.main([str(run)])
+    target = tmp_path / "weights" / script.BUNDLED_MODEL_NAME
+    assert '"max_probability_difference_fp16"' in capsys.readouterr().out
+    target.write_bytes(b"the committed model")
+    with pytest.raises(SystemExit, match="--force"):
+        script.main([str(run)])
+    assert target.read_bytes() == b"the committed model"
+    script.main([str(run), "--force"])
+    assert load_model(target).config.architecture == "unet_diy"
+    with pytest.raises(SystemExit, match="best.safetensors"):
+        script.main([str(tmp_path / "weights"), "--force"])

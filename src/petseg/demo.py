@@ -6,7 +6,6 @@ evaluate, cut out. Nothing is downloaded, so it runs on a fresh machine.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -32,6 +31,8 @@ class DemoResult:
 
 
 def _prepare(out_dir: Path, force: bool) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise PetsegError(f"--out: {out_dir} is a file, not a folder")
     if out_dir.exists() and any(out_dir.iterdir()):
         if not force:
             raise PetsegError(f"{out_dir}: already exists and is not empty (use --force to replace the demo's files)")
@@ -46,13 +47,15 @@ def run_demo(out_dir: str | Path, *, epochs: int = DEMO_EPOCHS, force: bool = Fa
     from petseg.data.layouts import load_samples
     from petseg.data.toy import make_toy_dataset
     from petseg.evaluate import evaluate, format_report, metrics_json, write_prediction_grid
-    from petseg.inference import Segmenter, remove_background
-    from petseg.atomic import write_atomic
+    from petseg.atomic import write_text_atomic
+    from petseg.inference import CutoutOptions, Segmenter
+    from petseg.inference.files import plan_cutouts
+    from petseg.inference.pipeline import run_cutouts
     from petseg.train import fit, resolve_config
 
     out_dir = Path(out_dir)
     _prepare(out_dir, force)
-    # Two cores: more threads than cores only adds contention.
+    # At most four threads: a toy model gains nothing from more, and they contend.
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))
 
     log(f"1/4 generating {DEMO_PHOTOS} toy pets in {out_dir / 'data'}")
@@ -71,20 +74,19 @@ def run_demo(out_dir: str | Path, *, epochs: int = DEMO_EPOCHS, force: bool = Fa
     test_samples = load_samples(data_dir, "test")
     evaluation = evaluate(segmenter, test_samples, examples=6)
     evaluation_dir = out_dir / "evaluation"
-    evaluation_dir.mkdir(exist_ok=True)
-    write_atomic(evaluation_dir / "metrics.json", lambda file: file.write(metrics_json(evaluation).encode()))
+    write_text_atomic(evaluation_dir / "metrics.json", metrics_json(evaluation))
     write_prediction_grid(evaluation["examples"], evaluation_dir / "predictions.png")
     log(format_report(evaluation))
 
     log(f"4/4 cutting out {DEMO_CUTOUTS} test photos")
     cutout_dir = out_dir / "cutouts"
-    cutout_dir.mkdir(exist_ok=True)
-    cutout_paths = []
-    for sample in test_samples[:DEMO_CUTOUTS]:
-        cutout = remove_background(sample.image_path, segmenter=segmenter)
-        path = cutout_dir / f"{sample.name}.png"
-        write_atomic(path, lambda file: cutout.save(file, "PNG"))
-        cutout_paths.append(path)
+    options = CutoutOptions()  # rgba PNGs, as `petseg cutout` writes by default
+    plan = plan_cutouts([str(sample.image_path) for sample in test_samples[:DEMO_CUTOUTS]], cutout_dir,
+                        f".{options.image_format}", force=True)
+    failures = plan.problems + run_cutouts(segmenter, plan.jobs, options).failed
+    if failures:
+        raise PetsegError("demo cutouts failed: " + "; ".join(failures))
+    cutout_paths = [job.output for job in plan.jobs]
 
     return DemoResult(out_dir, data_dir, run.run_dir, evaluation_dir, cutout_paths,
                       evaluation["resolutions"]["original"])
@@ -105,7 +107,3 @@ def describe(result: DemoResult) -> str:
     ]
     return "\n".join(lines)
 
-
-def summary_json(result: DemoResult) -> str:
-    return json.dumps({"out_dir": str(result.out_dir), "metrics": result.metrics,
-                       "cutouts": [str(path) for path in result.cutout_paths]})

@@ -2,8 +2,8 @@
 
 - `model`: the letterboxed square the network sees, labels resized nearest and padding
   ignored. This is what training's validation reports.
-- `original`: probabilities restored to each photo's size (Letterbox.restore) and
-  compared with its own trimap. This is what a user of a cutout sees.
+- `original`: probabilities upsampled to each photo's size exactly as a cutout does
+  (Prediction.labels) and compared with its own trimap. This is what a user of a cutout sees.
 
 `evaluate()` is the one implementation behind `petseg evaluate`, the demo and the
 benchmarks; `write_prediction_grid()` draws the reference notebook's four columns.
@@ -75,7 +75,7 @@ def evaluate(
             label_maps.append(labels)
         for photo, labels, prediction in zip(photos, label_maps, segmenter.predict_batch(photos)):
             accumulators["model"].update(prediction.letterbox.apply_mask(labels), prediction.probabilities.argmax(0))
-            predicted = prediction.restore().argmax(0).astype(np.uint8)
+            predicted = prediction.labels()  # the cutout's own upsampling (compose.upsample_labels)
             accumulators["original"].update(labels, predicted)
             if len(kept) < examples:
                 kept.append(Example(photo, labels, predicted, prediction.alpha()))

@@ -107,6 +107,8 @@ def export(
     from petseg.inference.segmenter import resolve_model_path
     from petseg.models import load_model
 
+    if onnx.suffix.lower() != ".onnx":
+        fail(f"--onnx: {onnx} must end in .onnx")
     path = resolve_model_path(model)
     if path.suffix.lower() == ".onnx":
         fail(f"{path}: already an ONNX model")

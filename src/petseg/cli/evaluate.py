@@ -37,6 +37,8 @@ def evaluate(
     from petseg.inference import Segmenter
     from petseg.atomic import write_bytes_atomic
 
+    if out is not None and out.exists() and not out.is_dir():
+        raise PetsegError(f"--out: {out} is a file, not a folder")
     outputs = [out / METRICS_FILE, out / GRID_FILE] if out else []
     existing = [str(path) for path in outputs if path.exists()]
     if existing and not force:
@@ -51,8 +53,11 @@ def evaluate(
     for reason in result["skipped"]:
         typer.echo(f"skipped: {reason}", err=True)
     if out:
-        write_bytes_atomic(out / METRICS_FILE, metrics_json(result).encode())
-        write_prediction_grid(result["examples"], out / GRID_FILE)
+        try:
+            write_bytes_atomic(out / METRICS_FILE, metrics_json(result).encode())
+            write_prediction_grid(result["examples"], out / GRID_FILE)
+        except OSError as error:
+            raise PetsegError(f"--out: cannot write to {out} ({error.strerror or error})") from None
     typer.echo(metrics_json(result) if as_json else format_report(result))
     if out and not as_json:
         typer.echo(f"\nwrote {out / METRICS_FILE} and {out / GRID_FILE}")

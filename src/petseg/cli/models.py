@@ -58,7 +58,7 @@ def _bundled_config():
 
 @app.command("summary")
 def summary_command(
-    model: str = typer.Argument(..., help="A model name (see `petseg models`) or a .safetensors model file."),
+    model: str = typer.Argument(..., help="A model name (see `petseg models`), a run folder or a .safetensors model file."),
     image_size: int = typer.Option(None, "--image-size", min=8, help="Input side in pixels [default: the model's]."),
     depth: int = typer.Option(2, "--depth", min=1, help="How many module levels the table goes down."),
 ) -> None:
@@ -66,10 +66,18 @@ def summary_command(
     from rich.console import Console
     from rich.table import Table
 
+    from petseg.errors import PetsegError
+    from petseg.inference.segmenter import resolve_model_path
     from petseg.models import create_model, load_model
     from petseg.models.summary import count_parameters, layer_table, measure_gflops
 
-    network = load_model(model) if model.endswith(".safetensors") or Path(model).is_file() else create_model(model)
+    if Path(model).exists() or model.endswith(".safetensors"):
+        path = resolve_model_path(model)  # a run folder -> its best.safetensors; a missing file -> one error line
+        if path.suffix.lower() != ".safetensors":
+            raise PetsegError(f"{path}: summary reads .safetensors models, not {path.suffix} files")
+        network = load_model(path)
+    else:
+        network = create_model(model)
     size = image_size or network.config.image_size
     table = Table("layer", "type", "output shape", "params", title=f"{network.config.architecture} at {size}x{size}")
     for row in layer_table(network, size, depth):

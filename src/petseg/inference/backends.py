@@ -55,7 +55,11 @@ class OnnxBackend:
         metadata = self.session.get_modelmeta().custom_metadata_map
         if CONFIG_METADATA_KEY not in metadata:
             raise PetsegError(f"{label}: ONNX model has no petseg config; export it with `petseg export`")
-        self.config = ModelConfig.from_json(metadata[CONFIG_METADATA_KEY])
+        try:
+            self.config = ModelConfig.from_json(metadata[CONFIG_METADATA_KEY])
+        except (ValueError, TypeError, KeyError, AttributeError) as error:
+            reason = (str(error).splitlines() or [type(error).__name__])[0][:200]
+            raise PetsegError(f"{label}: unreadable petseg config ({reason})") from None
         self.input_name = self.session.get_inputs()[0].name
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:

@@ -60,11 +60,16 @@ def _expand(argument: str, recursive: bool, out_dir: Path) -> tuple[list[tuple[P
 
 
 def plan_cutouts(inputs: Iterable[str], out_dir: Path, suffix: str, *, recursive: bool = False, force: bool = False) -> Plan:
-    """Expand files, folders and globs into jobs writing `<name><suffix>` below out_dir."""
+    """Expand files, folders and globs into jobs writing `<name><suffix>` below out_dir.
+
+    Every argument is expanded first, so that no output, even with --force, may land on
+    any input file (another argument's photo named like this one's cutout).
+    """
     plan = Plan([], [], [])
+    expanded = [_expand(argument, recursive, out_dir) for argument in inputs]
+    sources = {source.resolve() for pairs, _ in expanded for source, _ in pairs}
     claimed: dict[Path, Path] = {}
-    for argument in inputs:
-        pairs, problem = _expand(argument, recursive, out_dir)
+    for pairs, problem in expanded:
         if problem:
             plan.problems.append(problem)
         for source, relative in pairs:
@@ -72,6 +77,8 @@ def plan_cutouts(inputs: Iterable[str], out_dir: Path, suffix: str, *, recursive
             key = output.resolve()
             if key == source.resolve():
                 plan.problems.append(f"{source}: the output would overwrite the input; choose another --out")
+            elif key in sources:
+                plan.problems.append(f"{source}: its output {output} is an input file; choose another --out")
             elif key in claimed:
                 if claimed[key] != source.resolve():
                     plan.problems.append(f"{source}: its output {output} is already written from {claimed[key]}")

@@ -20,7 +20,7 @@ from PIL import Image, ImageOps
 from petseg.data.decode import DEFAULT_MAX_PIXELS, load_rgb, to_rgb
 from petseg.data.letterbox import Letterbox, mean_fill, normalize
 from petseg.errors import ImageError, PetsegError
-from petseg.inference.compose import soft_alpha, upsample_alpha, upsample_labels
+from petseg.inference.compose import soft_alpha, upsample, upsample_alpha, upsample_labels
 from petseg.models.config import ModelConfig
 from petseg.models.files import bundled_model_path
 
@@ -65,11 +65,13 @@ class Prediction:
         return self.probabilities[:, box.top : box.top + box.height, box.left : box.left + box.width]
 
     def restore(self) -> np.ndarray:
-        """(C, H, W) float32 probabilities at the photo's original size (Letterbox.restore)."""
-        import torch
+        """(C, H, W) float32 probabilities at the photo's original size.
 
-        restored = self.letterbox.restore(torch.from_numpy(self.probabilities[None]))[0]
-        return restored.numpy()
+        Upsampled channel by channel exactly as `alpha` and `labels` do, so
+        restore().argmax(0) == labels().
+        """
+        box = self.letterbox
+        return np.stack([upsample(channel, box.source_height, box.source_width) for channel in self.crop()])
 
     def alpha(self) -> np.ndarray:
         """(H, W) uint8 soft alpha at the photo's size, without full-size float maps."""
@@ -102,9 +104,8 @@ def resolve_model_path(model: str | Path | None) -> Path:
 class Segmenter:
     """A loaded model plus the preprocessing stored with it."""
 
-    def __init__(self, backend, *, source: str = ""):
+    def __init__(self, backend):
         self.backend = backend
-        self.source = source
 
     @property
     def config(self) -> ModelConfig:
@@ -125,22 +126,22 @@ class Segmenter:
                 raise PetsegError(f"{path}: an .onnx model runs with --backend onnx, not torch")
             from petseg.inference.backends import OnnxBackend
 
-            return cls(OnnxBackend(path, threads=threads), source=str(path))
+            return cls(OnnxBackend(path, threads=threads))
         from petseg.models import load_model
 
-        return cls.from_model(load_model(path), backend or "torch", threads=threads, source=str(path))
+        return cls.from_model(load_model(path), backend or "torch", threads=threads)
 
     @classmethod
-    def from_model(cls, model, backend: str = "torch", *, threads: int | None = None, source: str = "") -> "Segmenter":
+    def from_model(cls, model, backend: str = "torch", *, threads: int | None = None) -> "Segmenter":
         """Wrap an in-memory petseg model (anything create_model/load_model returns)."""
         from petseg.inference.backends import OnnxBackend, TorchBackend
 
         if backend == "torch":
-            return cls(TorchBackend(model), source=source)
+            return cls(TorchBackend(model))
         if backend == "onnx":
             from petseg.export import export_onnx
 
-            return cls(OnnxBackend(export_onnx(model), threads=threads), source=source)
+            return cls(OnnxBackend(export_onnx(model), threads=threads))
         raise PetsegError(f"--backend: {backend!r} is not one of {', '.join(BACKENDS)}")
 
     def preprocess(self, photos: Sequence[np.ndarray]) -> tuple[np.ndarray, list[Letterbox]]:

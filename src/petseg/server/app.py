@@ -21,7 +21,6 @@ from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from PIL import ImageColor
 from starlette.exceptions import HTTPException
 
 from petseg import __version__
@@ -75,7 +74,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        # A capacity limiter belongs to the event loop that uses it, so it is made here.
+        # A capacity limiter belongs to the event loop that uses it, so each startup makes a fresh one.
         app.state.inference_slots = anyio.CapacityLimiter(workers)
         yield
 
@@ -93,6 +92,13 @@ def create_app(
     _install_error_handlers(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
+    def inference_slots() -> anyio.CapacityLimiter:
+        """The pool's limiter; made on first use when no lifespan ran (a mounted app, a bare TestClient)."""
+        slots = getattr(app.state, "inference_slots", None)
+        if slots is None:  # no await in between: one event loop cannot race here
+            slots = app.state.inference_slots = anyio.CapacityLimiter(workers)
+        return slots
+
     async def render(request: Request, upload: UploadFile, mode: str, bg: str | None, refine: bool):
         data = await upload.read()
 
@@ -104,7 +110,7 @@ def create_app(
             )
 
         try:
-            encoded = await anyio.to_thread.run_sync(run_model, limiter=request.app.state.inference_slots)
+            encoded = await anyio.to_thread.run_sync(run_model, limiter=inference_slots())
         except ImageError as error:
             # The decoder calls in-memory data "<bytes>"; the user knows the upload by its name.
             raise type(error)(str(error).replace(source_name(data), upload.filename or "the upload", 1)) from None
@@ -204,9 +210,11 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 def _normalize_color(text: str) -> str:
     """Any CSS colour Pillow knows -> "#rrggbb", checked here so the message names the form field."""
+    from petseg.inference.compose import parse_color
+
     try:
-        red, green, blue = ImageColor.getrgb(text.strip())[:3]
-    except ValueError:
+        red, green, blue = parse_color(text.strip())
+    except PetsegError:
         raise OptionError(f"bg: {text!r} is not a colour (use #rrggbb, rgb(r,g,b) or a name)") from None
     return f"#{red:02x}{green:02x}{blue:02x}"
 
