@@ -1,6 +1,6 @@
 """Quality of a model on any dataset in the official Oxford layout, at original resolution.
 
-    python benchmarks/quality.py DATA_DIR [--model MODEL] [--split all|trainval|test]
+    python benchmarks/quality.py DATA_DIR [--model MODEL] [--split all|trainval|test] [--flip-tta]
 
 MODEL defaults to the bundled model. Prints one JSON line with every METRICS.md figure
 at the photos' own resolution (the figures a cutout user sees), plus the same at the
@@ -24,9 +24,10 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="Run dir, .safetensors or .onnx; default: the bundled model.")
     parser.add_argument("--split", default="all", choices=("all", "trainval", "test"))
     parser.add_argument("--backend", default=None, choices=("torch", "onnx"))
+    parser.add_argument("--flip-tta", action="store_true", help="Average with the mirrored photo's prediction.")
     args = parser.parse_args()
 
-    segmenter = Segmenter.load(args.model, backend=args.backend)
+    segmenter = Segmenter.load(args.model, backend=args.backend, flip_tta=args.flip_tta)
     samples = load_samples(args.data_dir, args.split)
     started = time.perf_counter()
     result = evaluate(segmenter, samples)
@@ -38,6 +39,7 @@ def main() -> None:
         "image_size": result["image_size"],
         "data": args.data_dir,
         "split": args.split,
+        "flip_tta": args.flip_tta,
         "num_images": result["num_images"],
         "skipped": len(result["skipped"]),
         "resolution": "original",

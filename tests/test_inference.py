@@ -42,6 +42,19 @@ def test_predict_gives_probabilities_at_each_original_size(segmenter, toy_photo)
     np.testing.assert_allclose(results[0], single, atol=1e-5)
 
 
+def test_flip_tta_averages_the_photo_and_its_mirror(segmenter, toy_photo):
+    from petseg.inference import Segmenter
+
+    photo, _ = toy_photo
+    # A size whose letterbox pads both sides equally, so mirroring the photo mirrors its square.
+    photo = np.ascontiguousarray(photo[: photo.shape[1] // 2 * 2 - 16, :])
+    tta = Segmenter(segmenter.backend, flip_tta=True)
+    plain, mirrored = segmenter.predict(photo), segmenter.predict(np.ascontiguousarray(photo[:, ::-1]))
+    expected = (plain + mirrored[..., ::-1]) / 2
+    assert np.abs(plain - expected).max() > 1e-3  # the mirror does change the answer: the check can fail
+    np.testing.assert_allclose(tta.predict(photo), expected, atol=1e-5)
+
+
 def test_every_input_type_gives_the_same_prediction(segmenter, toy_photo, tmp_path):
     photo, _ = toy_photo
     path = tmp_path / "photo.png"

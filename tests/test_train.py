@@ -210,3 +210,34 @@ def test_config_that_is_a_folder_or_not_an_object_is_one_line(tmp_path, monkeypa
         code, stderr = _main_in_process(monkeypatch, capsys, "train", "--config", str(path),
                                         "--out", str(tmp_path / "never"))
         assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1, stderr
+
+
+def test_a_config_file_names_its_run_directory_and_keeps_its_settings(reference_run, toy_data, tmp_path,
+                                                                      monkeypatch, capsys):
+    """A recipe file is a whole run: its `out` and `progress` hold unless a flag says otherwise."""
+    recipe = json.loads((reference_run / "config.json").read_text())
+    recipe.update(out=str(tmp_path / "from-recipe"), epochs=1, progress=False, data=str(toy_data))
+    (tmp_path / "recipe.json").write_text(json.dumps(recipe))
+    code, stderr = _main_in_process(monkeypatch, capsys, "train", "--config", str(tmp_path / "recipe.json"),
+                                    "--train-split", "all", "--decoder-channels", "32,16,8,8")
+    assert code == 0, stderr
+    assert "%|" not in stderr  # the recipe's progress=False held: no bar
+    written = json.loads((tmp_path / "from-recipe" / "config.json").read_text())
+    assert written["progress"] is False and written["train_split"] == "all"
+    assert written["model_options"]["decoder_channels"] == [32, 16, 8, 8]
+    from petseg.models.files import read_config
+
+    assert read_config(tmp_path / "from-recipe" / "best.safetensors").options["decoder_channels"] == [32, 16, 8, 8]
+    code, stderr = _main_in_process(monkeypatch, capsys, "train", *TINY, "--data", str(toy_data))
+    assert code == 2 and "--out is needed" in stderr
+
+
+def test_train_split_all_trains_on_every_labelled_image(toy_data):
+    from petseg.data.layouts import load_samples
+    from petseg.train.data import load_splits
+
+    splits = load_splits(tiny_config(toy_data, "out", train_split="all"))
+    assert len(splits.train) == len(load_samples(toy_data, "all")) > len(load_samples(toy_data, "trainval"))
+    assert "not a held-out" in splits.val_source
+    with pytest.raises(PetsegError, match="--train-split"):
+        tiny_config(toy_data, "out", train_split="all", val_fraction=0.2)

@@ -27,6 +27,7 @@ def cutout(
     bg: Optional[str] = typer.Option(None, "--bg", help="Background colour for --mode color: #rrggbb or a name (default white)."),
     bg_image: Optional[Path] = typer.Option(None, "--bg-image", help="Background photo for --mode color (scaled to cover)."),
     refine: bool = typer.Option(False, "--refine", help="Snap the alpha to the photo's edges (guided filter)."),
+    flip_tta: bool = typer.Option(False, "--flip-tta", help="Average with the mirrored photo's prediction (2x model time)."),
     backend: Optional[str] = typer.Option(None, "--backend", help="torch or onnx (default: onnx for .onnx models, else torch)."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into subfolders of folder inputs."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs (default: skip them)."),
@@ -52,7 +53,7 @@ def cutout(
     if STDIN in inputs:
         if len(inputs) > 1:
             fail("INPUT: - (stdin) cannot be combined with other inputs")
-        segmenter = Segmenter.load(model, backend, threads=threads)
+        segmenter = Segmenter.load(model, backend, threads=threads, flip_tta=flip_tta)
         return _cutout_stdin(segmenter, options, max_pixels)
 
     plan = plan_cutouts(inputs, out, f".{options.image_format}", recursive=recursive, force=force)
@@ -67,7 +68,7 @@ def cutout(
 
         from petseg.inference.pipeline import run_cutouts
 
-        segmenter = Segmenter.load(model, backend, threads=threads)
+        segmenter = Segmenter.load(model, backend, threads=threads, flip_tta=flip_tta)
         with tqdm(total=len(plan.jobs), unit="photo", disable=not sys.stderr.isatty(), file=sys.stderr) as bar:
             summary = run_cutouts(
                 segmenter, plan.jobs, options, batch_size=batch_size, max_pixels=max_pixels,

@@ -25,6 +25,7 @@ def evaluate(
     examples: int = typer.Option(6, "--examples", min=1, help=f"Rows of {GRID_FILE}."),
     backend: Optional[str] = typer.Option(None, "--backend", help="torch or onnx (default: onnx for .onnx models, else torch)."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Photos per model call."),
+    flip_tta: bool = typer.Option(False, "--flip-tta", help="Average with the mirrored photo's prediction (2x model time)."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing files in --out."),
 ) -> None:
     """Pixel accuracy, per-class IoU and Dice, mIoU, foreground IoU and the confusion matrix."""
@@ -46,7 +47,7 @@ def evaluate(
     samples = load_samples(data, split)
     if not samples:
         raise PetsegError(f"--data: {data} has no samples in split {split!r}")
-    segmenter = Segmenter.load(model, backend)
+    segmenter = Segmenter.load(model, backend, flip_tta=flip_tta)
     with tqdm(total=len(samples), unit="photo", disable=not sys.stderr.isatty(), file=sys.stderr) as bar:
         result = run_evaluation(segmenter, samples, batch_size=batch_size, examples=examples if out else 0, on_batch=bar.update)
     result["data"], result["split"] = str(data), split

@@ -27,6 +27,14 @@ def _parse_scale(text: str):
     return (low, high)
 
 
+def _parse_widths(text: str) -> list[int]:
+    """'256,128,64' -> [256, 128, 64]."""
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise PetsegError(f"--decoder-channels must be comma-separated integers, e.g. 256,128,64,32,16, got {text!r}") from None
+
+
 def _read_config(config_path: Path, model: str | None):
     """A TrainConfig saved as JSON (a run's config.json or a recipe file)."""
     from petseg.train import TrainConfig
@@ -68,7 +76,7 @@ def _check_resume_changes(saved, changes: dict) -> None:
             continue
         old = getattr(saved, name)
         if not _same_setting(name, old, value):
-            flag = "--decoder/--width" if name == "model_options" else "--" + name.replace("_", "-")
+            flag = "--decoder/--decoder-channels/--width" if name == "model_options" else "--" + name.replace("_", "-")
             raise PetsegError(f"{flag} cannot change on resume (the run has {old!r}, not {value!r}); only "
                               f"{', '.join('--' + n for n in RESUMABLE_CHANGES)} may")
 
@@ -77,7 +85,7 @@ def _check_resume_changes(saved, changes: dict) -> None:
 def train(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Architecture, e.g. unet_mobilenetv2 (see `petseg models`)."),
     data: Optional[Path] = typer.Option(None, "--data", "-d", help="Dataset folder (Oxford layout or images/ + masks/)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Run directory for checkpoints, history and curves."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory for checkpoints, history and curves (default with --config: the file's)."),
     recipe: Optional[str] = typer.Option(None, "--recipe", help="seed (the reference notebook) or default (ours); default: default."),
     epochs: Optional[int] = typer.Option(None, help="Maximum number of epochs."),
     batch_size: Optional[int] = typer.Option(None, help="Global batch size (split over DDP processes)."),
@@ -94,11 +102,13 @@ def train(
     weights: Optional[Path] = typer.Option(None, help="Encoder weights file to start from."),
     freeze_encoder: Optional[bool] = typer.Option(None, "--freeze-encoder/--no-freeze-encoder", help="Train the decoder only."),
     decoder: Optional[str] = typer.Option(None, help="Decoder kind: unet or pix2pix."),
+    decoder_channels: Optional[str] = typer.Option(None, help="Decoder block widths, deepest first, e.g. 256,128,64,32,16."),
     width: Optional[int] = typer.Option(None, help="Base width of unet_diy."),
     hflip: Optional[bool] = typer.Option(None, "--hflip/--no-hflip", help="Random horizontal flips."),
     scale: Optional[str] = typer.Option(None, help="Random zoom range MIN,MAX, or none."),
     color_jitter: Optional[float] = typer.Option(None, help="Brightness/contrast/saturation jitter in [0, 1)."),
     val_fraction: Optional[float] = typer.Option(None, help="Validate on this fraction of trainval instead of the test list."),
+    train_split: Optional[str] = typer.Option(None, help="trainval, or all (every labelled image: for a final model once settings are chosen)."),
     layout: Optional[str] = typer.Option(None, help="Dataset layout: auto, oxford or folder."),
     mask_values: Optional[str] = typer.Option(None, help="Folder layout mask mapping, e.g. 0=background,255=pet."),
     limit: Optional[int] = typer.Option(None, help="Train on the first N images only (smoke runs)."),
@@ -108,7 +118,7 @@ def train(
     threads: Optional[int] = typer.Option(None, help="CPU threads per process (1 is often fastest on a busy CPU)."),
     device: Optional[str] = typer.Option(None, help="auto, cpu or cuda."),
     amp: Optional[str] = typer.Option(None, help="Mixed precision on CUDA: auto, bf16, fp16 or off."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar per epoch."),
+    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Show a progress bar per epoch (default: on)."),
     config_file: Optional[Path] = typer.Option(None, "--config", help="Start from a saved config (a recipe file or a run's config.json); flags override it."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     force: bool = typer.Option(False, "--force", help="Start over in a run directory that already holds a run."),
@@ -119,17 +129,21 @@ def train(
     from petseg.train import fit, resolve_config
 
     model_options = {name: value for name, value in (("decoder", decoder), ("width", width)) if value is not None}
+    if decoder_channels is not None:
+        model_options["decoder_channels"] = _parse_widths(decoder_channels)
     overrides = dict(
         epochs=epochs, batch_size=batch_size, image_size=image_size, lr=lr, encoder_lr_factor=encoder_lr_factor,
         weight_decay=weight_decay, optimizer=optimizer, schedule=schedule, warmup_epochs=warmup_epochs, loss=loss,
         patience=patience, pretrained=pretrained, weights=str(weights) if weights else None,
         freeze_encoder=freeze_encoder, hflip=hflip, color_jitter=color_jitter, val_fraction=val_fraction,
         layout=layout, mask_values=mask_values, limit=limit, cache_dir=str(cache_dir) if cache_dir else None,
-        seed=seed, workers=workers, threads=threads, device=device, amp=amp,
-        data=str(data) if data else None,
+        seed=seed, workers=workers, threads=threads, device=device, amp=amp, progress=progress,
+        train_split=train_split, data=str(data) if data else None,
     )
     if resume and config_file is not None:
         fail("--config cannot be used with --resume: a resumed run keeps its own config.json")
+    if out is None and config_file is None:
+        fail("--out is needed: the run directory to write (or --config FILE that names one)")
     if resume or config_file is not None:
         if resume and not (out / "config.json").is_file():
             fail(f"{out / 'config.json'}: missing, so {out} cannot be resumed (drop --resume to start a run)")
@@ -141,12 +155,12 @@ def train(
             changes["model_options"] = {**config.model_options, **model_options}
         if resume:
             _check_resume_changes(config, {**changes, **({"recipe": recipe} if recipe is not None else {})})
-        config = replace(config, out=str(out), progress=progress, **changes)
+        config = replace(config, out=str(out or config.out), **changes)
     else:
         if model is None or data is None:
             fail("--model and --data are needed to start a run (or --config FILE, or --resume)")
         overrides.pop("data")
-        config = resolve_config(model, str(data), str(out), recipe or "default", progress=progress, **overrides)
+        config = resolve_config(model, str(data), str(out), recipe or "default", **overrides)
         if scale is not None:
             config.scale = _parse_scale(scale)
         config.model_options = {**config.model_options, **model_options}

@@ -24,19 +24,21 @@ class Splits:
 
 
 def load_splits(config: TrainConfig) -> Splits:
-    """Training and validation samples: trainval -> test, or a seeded fraction of trainval."""
+    """Training and validation samples: trainval (or all) -> test, or a seeded fraction of trainval."""
     from petseg.data.layouts import load_samples, parse_label_map
 
     label_map = parse_label_map(config.mask_values) if config.mask_values else None
-    trainval = load_samples(config.data, "trainval", layout=config.layout, label_map=label_map)
+    pool = load_samples(config.data, config.train_split, layout=config.layout, label_map=label_map)
     if config.val_fraction is None:
-        train = trainval
+        train = pool
         val = load_samples(config.data, "test", layout=config.layout, label_map=label_map)
         source = "the dataset's test list"
+        if config.train_split == "all":
+            source += " (also trained on: a fit check, not a held-out score)"
         if not val:
             raise PetsegError(f"{config.data}: the test split is empty; validate on part of trainval with --val-fraction 0.1")
     else:
-        shuffled = list(trainval)
+        shuffled = list(pool)
         random.Random(config.seed).shuffle(shuffled)
         count = max(1, round(len(shuffled) * config.val_fraction))
         val, train = shuffled[:count], shuffled[count:]
@@ -44,7 +46,7 @@ def load_splits(config: TrainConfig) -> Splits:
     if config.limit is not None:
         train = train[: config.limit]
     if not train:
-        raise PetsegError(f"{config.data}: no training images in the trainval split")
+        raise PetsegError(f"{config.data}: no training images in the {config.train_split} split")
     return Splits(train, val, source)
 
 
