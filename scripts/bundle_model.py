@@ -1,8 +1,10 @@
 """Put a run's best model into the package as the bundled model, in float16.
 
-    python scripts/bundle_model.py runs/bundled [--force]
+    python scripts/bundle_model.py runs/bundled [--last] [--force]
 
-Refuses to replace an existing bundled model unless --force is given. Prints how far
+--last takes the run's final weights (last.pt) instead of its best validation epoch:
+the right choice for a final model trained on every image (`--train-split all`), whose
+"validation" images were also trained on and so cannot pick an epoch. Refuses to replace an existing bundled model unless --force is given. Prints how far
 float16 moves the probabilities on random inputs at the model's size, so a maintainer
 sees the cost of halving the file before committing it.
 """
@@ -19,11 +21,22 @@ from petseg.errors import PetsegError
 from petseg.inference.segmenter import resolve_model_path
 from petseg.models import load_model, save_model
 from petseg.models.files import BUNDLED_MODEL_NAME, WEIGHTS_FOLDER
+from petseg.train.checkpoint import CHECKPOINT_NAME, load_checkpoint
+
+
+def load_final_weights(model, checkpoint_path: Path) -> None:
+    """Replace `model`'s weights with those of the run's last checkpoint (same architecture)."""
+    state = load_checkpoint(checkpoint_path)["model"]
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        raise PetsegError(f"{checkpoint_path}: weights do not fit the run's model ({str(error).splitlines()[0]})") from None
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path, help="A run directory written by `petseg train` (or its .safetensors).")
+    parser.add_argument("--last", action="store_true", help="Bundle the final epoch's weights (the run's last.pt).")
     parser.add_argument("--force", action="store_true", help="Replace an existing bundled model.")
     args = parser.parse_args(argv)
 
@@ -35,6 +48,8 @@ def main(argv: list[str] | None = None) -> None:
         if path.suffix.lower() != ".safetensors":
             raise PetsegError(f"{path}: the bundled model must come from a .safetensors file")
         model = load_model(path)
+        if args.last:
+            load_final_weights(model, path.parent / CHECKPOINT_NAME)
     except PetsegError as error:
         raise SystemExit(f"error: {error}") from None
     target = save_model(model, target, dtype=torch.float16)
@@ -43,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     inputs = torch.randn(2, 3, model.config.image_size, model.config.image_size)
     with torch.no_grad():
         difference = (model(inputs).softmax(1) - halved(inputs).softmax(1)).abs().max().item()
-    print(json.dumps({"bundled": str(target), "megabytes": round(target.stat().st_size / 1e6, 2),
+    print(json.dumps({"bundled": str(target), "weights": "last" if args.last else "best", "megabytes": round(target.stat().st_size / 1e6, 2),
                       "architecture": model.config.architecture, "image_size": model.config.image_size,
                       "max_probability_difference_fp16": difference}))
 

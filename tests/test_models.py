@@ -270,3 +270,29 @@ def test_bundle_script_reads_a_run_folder_and_keeps_an_existing_file_without_for
     assert load_model(target).config.architecture == "unet_diy"
     with pytest.raises(SystemExit, match="best.safetensors"):
         script.main([str(tmp_path / "weights"), "--force"])
+
+
+def test_bundle_script_takes_the_final_weights_with_last(tmp_path, monkeypatch, capsys):
+    """A model trained on every image has no held-out epoch to pick: --last bundles last.pt's weights."""
+    import torch
+
+    from petseg.train.checkpoint import save_checkpoint
+
+    script = load_bundle_script()
+    monkeypatch.setattr(script, "WEIGHTS_FOLDER", tmp_path / "weights")
+    run = tmp_path / "run"
+    run.mkdir()
+    best, final = small_model("unet_diy"), small_model("unet_diy")
+    with torch.no_grad():
+        for parameter in final.parameters():
+            parameter.add_(0.5)
+    save_model(best, run / "best.safetensors")
+    save_checkpoint(run / "last.pt", {"model": final.state_dict()})
+    script.main([str(run), "--last"])
+    bundled = load_model(tmp_path / "weights" / script.BUNDLED_MODEL_NAME)
+    for name, tensor in final.state_dict().items():
+        torch.testing.assert_close(bundled.state_dict()[name].float(), tensor.float(), atol=1e-2, rtol=1e-3)
+    assert '"weights": "last"' in capsys.readouterr().out
+    save_checkpoint(run / "last.pt", {"model": small_model("unet_mobilenetv2").state_dict()})
+    with pytest.raises(SystemExit, match="do not fit"):
+        script.main([str(run), "--last", "--force"])
