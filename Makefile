@@ -27,8 +27,14 @@ browser:
 test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
 
+SAMPLE := ../shared/data/oxford-pets-sample
+
 bench: $(STAMP)
-	for b in benchmarks/*.py; do $(BIN)/python $$b; done
+	$(BIN)/python benchmarks/data_throughput.py
+	$(BIN)/python benchmarks/train_throughput.py
+	$(BIN)/python benchmarks/cutout_speed.py
+	$(BIN)/python benchmarks/serve_load.py
+	$(BIN)/python benchmarks/quality.py $(SAMPLE) --split test
 
 # Retrain the model shipped in the package from its recipe (about 25 minutes on 2 CPU
 # cores), then store it in float16 under src/petseg/weights/. Needs ../shared/data.
