@@ -1,6 +1,7 @@
 """The trained model inside the package: the default everywhere, and it finds real pets."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,11 +14,18 @@ from petseg.metrics import SegmentationMetrics
 from petseg.models.files import bundled_model_path, read_config
 
 
-def test_the_bundled_model_is_a_small_float16_file_with_its_config():
+RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "bundled-pets.json"
+
+
+def test_the_bundled_model_is_a_small_file_built_by_its_recipe():
     path = bundled_model_path()
     assert path.stat().st_size < 20e6
     config = read_config(path)
-    assert config.architecture == "unet_efficientnet_lite0" and config.labels == ("pet", "background", "border")
+    recipe = json.loads(RECIPE.read_text())
+    assert config.architecture == recipe["model"] and config.image_size == recipe["image_size"]
+    for name, value in recipe["model_options"].items():
+        assert config.options[name] == value, name
+    assert config.labels == ("pet", "background", "border")
 
 
 def test_petseg_models_marks_the_bundled_model():
@@ -28,8 +36,10 @@ def test_petseg_models_marks_the_bundled_model():
 
 
 @pytest.mark.slow
-def test_the_default_segmenter_cuts_out_held_out_sample_photos(shared_sample):
-    """Photos of the sample's test list, which the bundled model was not trained on."""
+def test_the_default_segmenter_cuts_out_sample_photos(shared_sample):
+    """A fit check on photos of the sample's test list. The bundled model trained on all 450
+    sample photos (its held-out scores come from the same recipe trained on trainval only:
+    MODEL_CARD.md), so this catches a broken, stale or wrong model file, not overfitting."""
     segmenter = Segmenter.load()
     metrics = SegmentationMetrics()
     samples = load_samples(shared_sample, "test")[::20]  # 11 photos across the three breeds
@@ -41,9 +51,9 @@ def test_the_default_segmenter_cuts_out_held_out_sample_photos(shared_sample):
         assert probabilities.shape == (3, *photo.shape[:2])
         metrics.update(labels, probabilities.argmax(0))
     result = metrics.compute()
-    # The bundled model measured 0.876 fg IoU and 0.916 pixel accuracy on the whole test list;
-    # a subset varies, so the bar here only catches a broken or wrong model.
-    assert result["fg_iou"] > 0.8 and result["pixel_accuracy"] > 0.85, result
+    # Held out, the recipe scored fg IoU 0.88 and pixel accuracy 0.92 on the whole test list, and
+    # the bundled model fits these photos better still; a subset of 11 varies, hence the margin.
+    assert result["fg_iou"] > 0.85 and result["pixel_accuracy"] > 0.9, result
     assert np.isfinite(list(result.values())).all()
 
 
