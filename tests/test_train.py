@@ -239,5 +239,8 @@ def test_train_split_all_trains_on_every_labelled_image(toy_data):
     splits = load_splits(tiny_config(toy_data, "out", train_split="all"))
     assert len(splits.train) == len(load_samples(toy_data, "all")) > len(load_samples(toy_data, "trainval"))
     assert "not a held-out" in splits.val_source
+    held_out = load_splits(tiny_config(toy_data, "out", train_split="all", val_fraction=0.25))
+    assert len(held_out.val) == 6 and len(held_out.train) == 18
+    assert not {sample.name for sample in held_out.val} & {sample.name for sample in held_out.train}
     with pytest.raises(PetsegError, match="--train-split"):
-        tiny_config(toy_data, "out", train_split="all", val_fraction=0.2)
+        tiny_config(toy_data, "out", train_split="everything")

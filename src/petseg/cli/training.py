@@ -107,7 +107,7 @@ def train(
     hflip: Optional[bool] = typer.Option(None, "--hflip/--no-hflip", help="Random horizontal flips."),
     scale: Optional[str] = typer.Option(None, help="Random zoom range MIN,MAX, or none."),
     color_jitter: Optional[float] = typer.Option(None, help="Brightness/contrast/saturation jitter in [0, 1)."),
-    val_fraction: Optional[float] = typer.Option(None, help="Validate on this fraction of trainval instead of the test list."),
+    val_fraction: Optional[float] = typer.Option(None, help="Validate on this held-out fraction of the training split instead of the test list."),
     train_split: Optional[str] = typer.Option(None, help="trainval, or all (every labelled image: for a final model once settings are chosen)."),
     layout: Optional[str] = typer.Option(None, help="Dataset layout: auto, oxford or folder."),
     mask_values: Optional[str] = typer.Option(None, help="Folder layout mask mapping, e.g. 0=background,255=pet."),

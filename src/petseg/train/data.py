@@ -24,7 +24,7 @@ class Splits:
 
 
 def load_splits(config: TrainConfig) -> Splits:
-    """Training and validation samples: trainval (or all) -> test, or a seeded fraction of trainval."""
+    """Training and validation samples: trainval (or all) -> test, or a seeded held-out fraction of either."""
     from petseg.data.layouts import load_samples, parse_label_map
 
     label_map = parse_label_map(config.mask_values) if config.mask_values else None
@@ -42,7 +42,7 @@ def load_splits(config: TrainConfig) -> Splits:
         random.Random(config.seed).shuffle(shuffled)
         count = max(1, round(len(shuffled) * config.val_fraction))
         val, train = shuffled[:count], shuffled[count:]
-        source = f"{config.val_fraction:g} of trainval"
+        source = f"{config.val_fraction:g} of {config.train_split}, held out"
     if config.limit is not None:
         train = train[: config.limit]
     if not train:

@@ -47,7 +47,7 @@ class TrainConfig:
     hflip: bool = True
     scale: tuple[float, float] | None = None
     color_jitter: float = 0.0
-    val_fraction: float | None = None  # None: validate on the dataset's `test` list
+    val_fraction: float | None = None  # None: validate on the dataset's `test` list; else hold out part of train_split
     # trainval, or all: every labelled image, for a final model once settings are chosen
     # (validation then runs on images it trained on: a fit check, not a held-out estimate).
     train_split: str = "trainval"
@@ -102,8 +102,6 @@ class TrainConfig:
              f"--val-fraction must be between 0 and 1 (exclusive), got {self.val_fraction}"),
             (self.limit is None or self.limit >= 1, f"--limit must be at least 1, got {self.limit}"),
             (self.train_split in ("trainval", "all"), f"--train-split must be trainval or all, got {self.train_split!r}"),
-            (self.train_split == "trainval" or self.val_fraction is None,
-             "--val-fraction splits trainval; it cannot be combined with --train-split all"),
             (all(m in ("train_loss", "val_loss", "val_miou") for m in self.monitor),
              f"monitor must name train_loss, val_loss or val_miou, got {list(self.monitor)}"),
         ]
