@@ -182,11 +182,17 @@ def test_resume_refuses_changed_data_order_or_process_count(tmp_path):
     config = resolve_config("unet_diy", str(tmp_path / "data"), "out", batch_size=8, seed=1, val_fraction=0.2)
     checkpoint = {"config": asdict(config), "world_size": 2}
     check_resumable(checkpoint, replace(config, epochs=99, workers=3), tmp_path, world_size=2)
-    for name, value in (("batch_size", 4), ("seed", 2), ("data", str(tmp_path / "other")), ("val_fraction", 0.1)):
+    for name, value in (("batch_size", 4), ("seed", 2), ("data", str(tmp_path / "other")), ("val_fraction", 0.1),
+                        ("train_split", "all")):
         with pytest.raises(PetsegError, match=f"trained with {name}="):
             check_resumable(checkpoint, replace(config, **{name: value}), tmp_path, world_size=2)
     with pytest.raises(PetsegError, match="2 process"):
         check_resumable(checkpoint, config, tmp_path, world_size=1)
+    # A checkpoint from before --train-split existed trained on trainval, the default.
+    del checkpoint["config"]["train_split"]
+    check_resumable(checkpoint, config, tmp_path, world_size=2)
+    with pytest.raises(PetsegError, match="train_split"):
+        check_resumable(checkpoint, replace(config, train_split="all"), tmp_path, world_size=2)
 
 
 def test_only_the_validation_loader_keeps_its_workers(toy_data, tmp_path):

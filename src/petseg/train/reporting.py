@@ -6,7 +6,7 @@ All of it is written by rank 0 only, each file atomically.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -59,7 +59,7 @@ def prepare_run_dir(run_dir: Path, *, resume: bool, force: bool, is_main: bool) 
 # optimisation, and what decides the data and its order (a partial epoch skips the
 # batches already seen, which only means the same thing with the same order).
 RESUME_FIXED = ("model", "image_size", "model_options", "freeze_encoder", "loss", "optimizer", "batch_size",
-                "seed", "data", "val_fraction")
+                "seed", "data", "val_fraction", "train_split")
 
 
 def _same(name: str, old, new) -> bool:
@@ -71,8 +71,10 @@ def _same(name: str, old, new) -> bool:
 def check_resumable(checkpoint: dict, config: TrainConfig, run_dir: Path, world_size: int) -> None:
     """Refuse to resume a checkpoint under settings that would make it a different run."""
     saved, current = checkpoint["config"], asdict(config)
+    # A setting newer than the checkpoint held its default value there.
+    defaults = {field.name: field.default for field in fields(TrainConfig)}
     for name in RESUME_FIXED:
-        old, new = saved.get(name), current[name]
+        old, new = saved.get(name, defaults[name]), current[name]
         if not _same(name, old, new):
             raise PetsegError(f"{run_dir}: the checkpoint was trained with {name}={old!r}, not {new!r}; "
                               "resume with the run's own settings")
