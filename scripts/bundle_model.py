@@ -4,7 +4,9 @@
 
 --last takes the run's final weights (last.pt) instead of its best validation epoch:
 the right choice for a final model trained on every image (`--train-split all`), whose
-"validation" images were also trained on and so cannot pick an epoch. Refuses to replace an existing bundled model unless --force is given. Prints how far
+"validation" images were also trained on and so cannot pick an epoch.
+
+Refuses to replace an existing bundled model unless --force is given. Prints how far
 float16 moves the probabilities on random inputs at the model's size, so a maintainer
 sees the cost of halving the file before committing it.
 """
@@ -58,7 +60,8 @@ def main(argv: list[str] | None = None) -> None:
     inputs = torch.randn(2, 3, model.config.image_size, model.config.image_size)
     with torch.no_grad():
         difference = (model(inputs).softmax(1) - halved(inputs).softmax(1)).abs().max().item()
-    print(json.dumps({"bundled": str(target), "weights": "last" if args.last else "best", "megabytes": round(target.stat().st_size / 1e6, 2),
+    print(json.dumps({"bundled": str(target), "weights": "last" if args.last else "best",
+                      "megabytes": round(target.stat().st_size / 1e6, 2),
                       "architecture": model.config.architecture, "image_size": model.config.image_size,
                       "max_probability_difference_fp16": difference}))
 
