@@ -151,7 +151,7 @@ def test_archive_escaping_the_root_is_refused_whole(server, tmp_path, member, co
         _download(server, root, {"images.tar.gz": None})
     assert not (root / "images").exists() and not (tmp_path / "data" / "escaped.txt").exists()
     assert not (tmp_path / "escaped.txt").exists()
-    assert [p.name for p in root.iterdir()] == ["images.tar.gz"]  # kept for inspection, never unpacked
+    assert list(root.iterdir()) == [], "the refused archive is deleted, so a retry fetches it afresh"
 
 
 def test_http_error_is_one_line_without_retrying(server, tmp_path):
@@ -169,6 +169,29 @@ def test_existing_folder_is_replaced_only_with_force(server, archives, tmp_path)
     assert (root / "images" / "mine.txt").read_text() == "keep me"
     _download(server, root, archives, force=True)
     assert sorted(p.name for p in (root / "images").iterdir()) == ["Cat_1.jpg"]
+
+
+def test_an_archive_that_cannot_be_unpacked_is_deleted_even_without_verification(server, archives, tmp_path):
+    good = server.files["images.tar.gz"]
+    server.files["images.tar.gz"] = b"<html>mirror error page</html>"
+    root = tmp_path / "pets"
+    with pytest.raises(DownloadError, match=r"images\.tar\.gz: cannot unpack .*deleted, run again"):
+        _download(server, root, archives, verify=False)
+    assert list(root.iterdir()) == []
+    server.files["images.tar.gz"] = good  # the mirror is fixed: the next run must not reuse the bad file
+    _download(server, root, archives, verify=False)
+    assert (root / "images" / "Cat_1.jpg").read_bytes() == PHOTO
+
+
+def test_the_next_run_removes_what_a_killed_unpacking_left(server, archives, tmp_path):
+    from tests.test_atomic import dead_pid
+
+    root = tmp_path / "pets"
+    left = root / f".images.tar.gz.petseg-tmp-{dead_pid()}-0123abcd"
+    (left / "images").mkdir(parents=True)
+    (left / "images" / "Cat_1.jpg").write_bytes(b"half")
+    _download(server, root, archives)
+    assert sorted(p.name for p in root.iterdir()) == [".annotations.tar.gz.done", ".images.tar.gz.done", "annotations", "images"]
 
 
 def test_not_an_archive_is_a_clear_error(tmp_path):

@@ -3,15 +3,79 @@
 Everything petseg writes (model files, checkpoints, cutouts, reports) goes through
 here: the data lands in a temporary file beside the target, reaches the disk, and
 is renamed over the target in one step.
+
+A process killed mid-write (kill -9, power loss) leaves its temporary behind. They are
+named `.NAME.petseg-tmp-PID-RANDOM`, so a user can tell what they are, and the next run
+of the same command calls `remove_stale_temporaries(folder)`, which deletes those whose
+process is gone.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
+import shutil
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
+
+TEMPORARY_MARK = ".petseg-tmp-"
+_TEMPORARY_NAME = re.compile(r"^\..+" + re.escape(TEMPORARY_MARK) + r"(?P<pid>\d+)-[0-9a-f]{8}$")
+
+
+def temporary_path(path: str | Path) -> Path:
+    """A fresh temporary name beside `path`: hidden, recognisable, tagged with this process."""
+    path = Path(path)
+    return path.with_name(f".{path.name}{TEMPORARY_MARK}{os.getpid()}-{secrets.token_hex(4)}")
+
+
+def _process_is_running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's live process
+    except OverflowError:
+        return False
+    return True
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete the temporaries (files or folders) that dead petseg processes left in `folder`.
+
+    Only `folder` itself is scanned, not its subfolders. Temporaries of a process that is
+    still running on this machine are kept, so two runs may share a folder. Returns
+    what was removed; a missing folder or one that cannot be listed removes nothing.
+    """
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _TEMPORARY_NAME.match(entry.name)
+        if not match or _process_is_running(int(match["pid"])):
+            continue
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+        except OSError:
+            continue  # gone already (another run cleaned it) or not ours to delete
+        removed.append(Path(entry.path))
+    return removed
+
+
+def make_temporary_folder(path: str | Path) -> Path:
+    """Create and return an empty temporary folder beside `path` (e.g. to unpack into)."""
+    folder = temporary_path(path)
+    folder.mkdir(parents=False)
+    return folder
 
 
 @contextlib.contextmanager
@@ -24,7 +88,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    temporary = temporary_path(path)
     temporary.touch(exist_ok=False)
     permissions = temporary.stat().st_mode & 0o777
     try:

@@ -44,8 +44,9 @@ def cutout(
     from PIL import Image
 
     from petseg.data.decode import DEFAULT_MAX_PIXELS, load_rgb
+    from petseg.errors import PetsegError
     from petseg.inference import CutoutOptions, Segmenter
-    from petseg.inference.files import STDIN, plan_cutouts
+    from petseg.inference.files import STDIN, check_output_folder, plan_cutouts, remove_stale_outputs
 
     max_pixels = max_pixels or DEFAULT_MAX_PIXELS
     background = Image.fromarray(load_rgb(bg_image, max_pixels=max_pixels)) if bg_image else None
@@ -56,7 +57,12 @@ def cutout(
         segmenter = Segmenter.load(model, backend, threads=threads, flip_tta=flip_tta)
         return _cutout_stdin(segmenter, options, max_pixels)
 
+    try:
+        check_output_folder(out)  # before the model loads, not once per photo
+    except PetsegError as error:
+        fail(f"--out: {error}")
     plan = plan_cutouts(inputs, out, f".{options.image_format}", recursive=recursive, force=force)
+    remove_stale_outputs(plan, out)  # what a killed run left
     for problem in plan.problems:
         typer.echo(f"error: {problem}", err=True)
     if plan.skipped:

@@ -8,58 +8,111 @@ names the file and the reason.
 
 from __future__ import annotations
 
+import functools
 import io
+import os
+import stat
 from pathlib import Path
 from typing import BinaryIO, Union
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from petseg.data.labels import TRIMAP_OFFSET
 from petseg.errors import ImageError, LabelError, NotAnImageError
 from petseg.limits import DEFAULT_MAX_PIXELS  # noqa: F401  (re-exported: decoding is where it applies)
 
-ImageSource = Union[str, Path, bytes, BinaryIO]
+# A PIL image handed in by a caller may still be undecoded (Image.open is lazy): it is
+# size-checked like a file before anything reads its pixels.
+ImageSource = Union[str, Path, bytes, BinaryIO, Image.Image]
 
-
-# Our own limit replaces Pillow's global bomb check, which would warn or fail at a
-# fixed size whatever the caller asked for.
-Image.MAX_IMAGE_PIXELS = None
-
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+# Pillow's own bomb check (PIL.Image.MAX_IMAGE_PIXELS) is process-wide and belongs to
+# the application: petseg never changes it, and checks its own `max_pixels` on top.
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError)
 
 
 def source_name(source: ImageSource) -> str:
     """How a source is named in messages: its path, or a stand-in for in-memory data."""
     if isinstance(source, (str, Path)):
         return str(source)
+    if isinstance(source, Image.Image):
+        return getattr(source, "filename", None) or "<image>"
     return getattr(source, "name", None) or "<bytes>"
 
 
-def open_image(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Open and fully decode an image, checking its pixel count before decoding."""
-    name = source_name(source)
-    if isinstance(source, bytes):
-        source = io.BytesIO(source)
+@functools.lru_cache(maxsize=1)
+def readable_suffixes() -> frozenset[str]:
+    """File name endings (".jpg", ".avif", ...) of every format this Pillow can decode."""
+    Image.init()
+
+    def decodable(image_format: str) -> bool:  # stubs (GRIB, HDF5, ...) identify files but decode none
+        factory = Image.OPEN.get(image_format, (None,))[0]
+        return factory is not None and not (isinstance(factory, type) and issubclass(factory, ImageFile.StubImageFile))
+
+    return frozenset(suffix for suffix, image_format in Image.registered_extensions().items() if decodable(image_format))
+
+
+def not_a_regular_file(path: str | Path) -> str | None:
+    """Why a path must not be opened as an image (a FIFO would block, a device never end), or None.
+
+    Follows symlinks; a symlink loop or a dangling link is named as such.
+    """
     try:
-        image = Image.open(source)
+        mode = os.stat(path).st_mode
     except FileNotFoundError:
-        raise ImageError(f"{name}: no such file") from None
-    except IsADirectoryError:
-        raise ImageError(f"{name}: is a directory, not an image") from None
-    except UnidentifiedImageError:
-        raise NotAnImageError(f"{name}: not an image (unrecognised or empty file)") from None
-    except _DECODE_ERRORS as error:
-        raise ImageError(f"{name}: cannot read image ({error})") from None
-    width, height = image.size
+        return "no such file" if not os.path.islink(path) else "broken symbolic link"
+    except OSError as error:  # ELOOP, EACCES, ENAMETOOLONG, ...
+        return error.strerror or str(error)
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "is a directory, not an image"
+    kinds = {stat.S_ISFIFO: "a FIFO (named pipe)", stat.S_ISSOCK: "a socket", stat.S_ISCHR: "a character device",
+             stat.S_ISBLK: "a block device"}
+    kind = next((name for test, name in kinds.items() if test(mode)), "a special file")
+    return f"is {kind}, not a regular file"
+
+
+def check_pixels(name: str, width: int, height: int, max_pixels: int | None) -> None:
+    """Refuse an image over `max_pixels`, from its size alone (before any decoding)."""
     if max_pixels is not None and width * height > max_pixels:
         raise ImageError(
             f"{name}: {width}x{height} is {width * height / 1e6:.0f} megapixels, "
             f"over the limit of {max_pixels / 1e6:.0f} (raise it with --max-pixels)"
         )
+
+
+def _open_lazily(source: str | Path | bytes | BinaryIO, name: str) -> Image.Image:
+    """Image.open: reads the header only, so the size is known before any pixel is decoded."""
+    if isinstance(source, (str, Path)):
+        problem = not_a_regular_file(source)
+        if problem:
+            raise ImageError(f"{name}: {problem}")
+    if isinstance(source, bytes):
+        source = io.BytesIO(source)
+    try:
+        return Image.open(source)
+    except UnidentifiedImageError:
+        raise NotAnImageError(f"{name}: not an image (unrecognised or empty file)") from None
+    except Image.DecompressionBombError as error:
+        # Pillow's process-wide limit is stricter than ours here; its message has the size.
+        raise ImageError(f"{name}: refused by Pillow's decompression-bomb limit ({error})") from None
+    except _DECODE_ERRORS as error:
+        raise ImageError(f"{name}: cannot read image ({error})") from None
+
+
+def open_image(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Open and fully decode an image, checking its pixel count before decoding.
+
+    A PIL image is checked by its size and decoded in place (a no-op when it already is).
+    """
+    name = source_name(source)
+    image = source if isinstance(source, Image.Image) else _open_lazily(source, name)
+    width, height = image.size
+    check_pixels(name, width, height, max_pixels)
     try:
         image.load()
-    except _DECODE_ERRORS as error:
+    except (*_DECODE_ERRORS, Image.DecompressionBombError) as error:  # Pillow checks some frames and tiles again
         raise ImageError(f"{name}: corrupt or truncated {image.format or 'image'} ({error})") from None
     return image
 
@@ -79,11 +132,16 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 def load_rgb(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXELS, exif: bool = True) -> np.ndarray:
-    """Decode a photo to an upright (H, W, 3) uint8 array."""
+    """Decode a photo to an upright (H, W, 3) uint8 array.
+
+    A PIL image handed in is never modified: its EXIF rotation is applied to a copy.
+    """
     image = open_image(source, max_pixels=max_pixels)
     if exif:
         try:
-            ImageOps.exif_transpose(image, in_place=True)  # a copy would cost one more full image
+            # In place for our own images: a copy would cost one more full image.
+            transposed = ImageOps.exif_transpose(image, in_place=image is not source)
+            image = transposed or image
         except _DECODE_ERRORS:
             pass  # a broken EXIF block should not cost the user the photo
     return np.asarray(to_rgb(image))
@@ -103,8 +161,10 @@ def load_labels(path: str | Path) -> np.ndarray:
 
 def sniff_format(path: str | Path) -> str | None:
     """The format Pillow sees in a file's content (JPEG, PNG, GIF...), or None."""
+    if not_a_regular_file(path):
+        return None
     try:
         with Image.open(path) as image:
             return image.format
-    except (UnidentifiedImageError, *_DECODE_ERRORS):
+    except (UnidentifiedImageError, Image.DecompressionBombError, *_DECODE_ERRORS):
         return None

@@ -4,7 +4,9 @@ Each archive is downloaded to `<name>.part` (an interrupted download resumes wit
 HTTP Range request), checked against its md5, checked member by member (nothing may
 land outside the root: no absolute paths, no `..`, no links or devices), unpacked
 into a hidden folder and only then moved into place. A `.<name>.done` marker makes a
-second run a no-op.
+second run a no-op. An archive that fails its md5 or cannot be unpacked is deleted, so
+the next run downloads it afresh; that run also removes the unpacking folders
+(`.<name>.petseg-tmp-*`) a killed run left behind.
 """
 
 from __future__ import annotations
@@ -14,14 +16,15 @@ import http.client
 import os
 import shutil
 import tarfile
-import tempfile
 import time
 import urllib.error
 import urllib.request
+import zlib
 from pathlib import Path, PurePosixPath
 from typing import Mapping
 
 from petseg import __version__
+from petseg.atomic import make_temporary_folder, remove_stale_temporaries
 from petseg.errors import PetsegError
 
 OFFICIAL_BASE_URL = "https://www.robots.ox.ac.uk/~vgg/data/pets/data/"
@@ -36,6 +39,10 @@ _RETRYABLE_HTTP = {408, 425, 429}
 
 class DownloadError(PetsegError):
     """A network failure, a bad checksum or an unsafe archive."""
+
+
+class BadArchiveError(DownloadError):
+    """The archive itself is at fault (corrupt, truncated, unsafe members): fetching it again may help."""
 
 
 def download_pets(
@@ -56,6 +63,7 @@ def download_pets(
         root.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise DownloadError(f"--root {root}: cannot create folder ({error.strerror})") from None
+    remove_stale_temporaries(root)
     for name, md5 in checksums.items():
         marker = root / f".{name}.done"
         if marker.is_file():
@@ -70,7 +78,11 @@ def download_pets(
                     f"{archive}: md5 {actual} does not match the expected {md5}; the file was deleted, "
                     "run again to download it afresh (or --no-verify for a mirror with other archives)"
                 )
-        extract_safely(archive, root, force=force)
+        try:
+            extract_safely(archive, root, force=force)
+        except BadArchiveError as error:
+            archive.unlink(missing_ok=True)
+            raise BadArchiveError(f"{error}; the file was deleted, run again to download it afresh") from None
         marker.write_text(f"{md5 or ''}\n")
         archive.unlink()
     return root
@@ -162,14 +174,17 @@ def extract_safely(archive: Path, root: Path, *, force: bool = False) -> None:
             for member in members:
                 reason = _refusal(member)
                 if reason:
-                    raise DownloadError(f"{archive}: refusing to extract {member.name!r}: {reason}")
-            staging = Path(tempfile.mkdtemp(prefix=f".{archive.name}.", dir=root))
+                    raise BadArchiveError(f"{archive}: refusing to extract {member.name!r}: {reason}")
+            staging = make_temporary_folder(root / archive.name)
             try:
                 tar.extractall(staging, members=members, filter="data")
                 _move_into_place(staging, root, archive, force)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
-    except (tarfile.TarError, EOFError, OSError) as error:
+    except (tarfile.TarError, EOFError, zlib.error) as error:
+        reason = (str(error).splitlines() or [type(error).__name__])[0].rstrip(":")  # tarfile lists every method tried
+        raise BadArchiveError(f"{archive}: cannot unpack ({reason}: not a complete tar archive)") from None
+    except OSError as error:  # the disk, not the archive: keep it for the next try
         raise DownloadError(f"{archive}: cannot unpack ({error})") from None
 
 

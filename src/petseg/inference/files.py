@@ -3,6 +3,10 @@
 Outputs are named from their inputs (photo.jpg -> OUT/photo.png, a folder's subfolders
 kept below OUT), so nothing is ever written outside OUT, and every file appears under
 its final name only once it is complete.
+
+Folders are scanned for every file name Pillow can decode (named files are tried
+whatever their name); FIFOs, sockets, devices and symlink loops are reported and never
+opened: reading a FIFO would block the whole batch.
 """
 
 from __future__ import annotations
@@ -13,9 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from petseg.atomic import remove_stale_temporaries
+from petseg.data.decode import not_a_regular_file, readable_suffixes
+from petseg.errors import PetsegError
+
 STDIN = "-"
-# Folders are scanned for these; files named explicitly are tried whatever their name.
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 _GLOB_CHARACTERS = frozenset("*?[")
 
 
@@ -32,31 +38,56 @@ class Plan:
     problems: list[str]  # one line each: the input and what is wrong
 
 
+def check_output_folder(out_dir: Path) -> None:
+    """Refuse an output folder that is a file, or lies below one, before any work starts."""
+    for folder in (out_dir, *out_dir.parents):
+        if os.path.lexists(folder):
+            if not folder.is_dir():
+                raise PetsegError(f"{folder}: exists and is not a folder; the outputs need a folder")
+            return
+
+
 def _folder_images(folder: Path, recursive: bool, out_dir: Path) -> Iterable[Path]:
+    """Candidate photos in a folder by name: hidden files (our temporaries) are never candidates."""
+    suffixes = readable_suffixes()
     for root, directories, files in os.walk(folder):
         # Never read our own outputs back in when OUT lies inside an input folder.
         directories[:] = [] if not recursive else sorted(
             name for name in directories if (Path(root) / name).resolve() != out_dir.resolve()
         )
-        for name in sorted(files):
-            if Path(name).suffix.lower() in IMAGE_SUFFIXES and not name.startswith("."):
+        for name in sorted(files):  # os.walk lists links to folders, loops and FIFOs among the files
+            if Path(name).suffix.lower() in suffixes and not name.startswith("."):
                 yield Path(root) / name
 
 
-def _expand(argument: str, recursive: bool, out_dir: Path) -> tuple[list[tuple[Path, Path]], str | None]:
-    """One INPUT argument -> (source, output path relative to OUT) pairs, or a problem."""
+def _split_unreadable(paths: Iterable[Path]) -> tuple[list[Path], list[str]]:
+    """Regular files, and one problem line for each path that must not be opened."""
+    files, problems = [], []
+    for path in paths:
+        problem = not_a_regular_file(path)
+        if problem:
+            problems.append(f"{path}: {problem}; skipped")
+        else:
+            files.append(path)
+    return files, problems
+
+
+def _expand(argument: str, recursive: bool, out_dir: Path) -> tuple[list[tuple[Path, Path]], list[str]]:
+    """One INPUT argument -> (source, output path relative to OUT) pairs, and problems."""
     path = Path(argument)
     if path.is_dir():
-        return [(source, source.relative_to(path)) for source in _folder_images(path, recursive, out_dir)], None
-    if path.exists():
-        return [(path, Path(path.name))], None
+        files, problems = _split_unreadable(_folder_images(path, recursive, out_dir))
+        return [(source, source.relative_to(path)) for source in files], problems
+    if os.path.lexists(path):
+        files, problems = _split_unreadable([path])
+        return [(source, Path(source.name)) for source in files], problems
     if _GLOB_CHARACTERS & set(argument):
         matches = sorted(Path(match) for match in glob.glob(argument, recursive=recursive))
-        files = [match for match in matches if match.is_file()]
-        if files:
-            return [(match, Path(match.name)) for match in files], None
-        return [], f"{argument}: no file matches this pattern"
-    return [], f"{argument}: no such file or folder"
+        files, problems = _split_unreadable(match for match in matches if not match.is_dir())
+        if files or problems:
+            return [(match, Path(match.name)) for match in files], problems
+        return [], [f"{argument}: no file matches this pattern"]
+    return [], [f"{argument}: no such file or folder"]
 
 
 def plan_cutouts(inputs: Iterable[str], out_dir: Path, suffix: str, *, recursive: bool = False, force: bool = False) -> Plan:
@@ -69,9 +100,8 @@ def plan_cutouts(inputs: Iterable[str], out_dir: Path, suffix: str, *, recursive
     expanded = [_expand(argument, recursive, out_dir) for argument in inputs]
     sources = {source.resolve() for pairs, _ in expanded for source, _ in pairs}
     claimed: dict[Path, Path] = {}
-    for pairs, problem in expanded:
-        if problem:
-            plan.problems.append(problem)
+    for pairs, problems in expanded:
+        plan.problems += problems
         for source, relative in pairs:
             output = out_dir / relative.with_suffix(suffix)
             key = output.resolve()
@@ -86,3 +116,9 @@ def plan_cutouts(inputs: Iterable[str], out_dir: Path, suffix: str, *, recursive
                 claimed[key] = source.resolve()
                 (plan.jobs if force or not output.exists() else plan.skipped).append(Job(source, output))
     return plan
+
+
+def remove_stale_outputs(plan: Plan, out_dir: Path) -> None:
+    """Delete temporaries that killed runs left where this plan writes (OUT and its subfolders used)."""
+    for folder in sorted({out_dir, *(job.output.parent for job in plan.jobs + plan.skipped)}):
+        remove_stale_temporaries(folder)

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import BinaryIO, Sequence, Union
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
-from petseg.data.decode import DEFAULT_MAX_PIXELS, load_rgb, to_rgb
+from petseg.data.decode import DEFAULT_MAX_PIXELS, check_pixels, load_rgb
 from petseg.data.letterbox import Letterbox, mean_fill, normalize
 from petseg.errors import ImageError, PetsegError
 from petseg.inference.compose import soft_alpha, upsample, upsample_alpha, upsample_labels
@@ -37,11 +37,11 @@ def as_photo(image: PhotoLike, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -
     Accepts an ndarray ((H, W), (H, W, 3) or (H, W, 4) uint8), a PIL image, encoded
     bytes, a path or a binary file object.
     """
-    if isinstance(image, (bytes, str, Path)) or hasattr(image, "read"):
-        return load_rgb(image, max_pixels=max_pixels)
-    if isinstance(image, Image.Image):
-        return np.asarray(to_rgb(ImageOps.exif_transpose(image)))
+    if isinstance(image, (bytes, str, Path, Image.Image)) or hasattr(image, "read"):
+        return load_rgb(image, max_pixels=max_pixels)  # checks the size before decoding
     if isinstance(image, np.ndarray):
+        if image.ndim >= 2:
+            check_pixels("image array", image.shape[1], image.shape[0], max_pixels)
         if image.dtype != np.uint8:
             raise ImageError(f"image array must be uint8, got {image.dtype}")
         if image.ndim == 2:
