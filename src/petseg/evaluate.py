@@ -21,6 +21,7 @@ import numpy as np
 from petseg.data.labels import CLASS_NAMES
 from petseg.errors import PetsegError
 from petseg.atomic import write_atomic
+from petseg.inference.compose import check_trimap_classes
 from petseg.inference.segmenter import DEFAULT_BATCH_SIZE, Segmenter
 from petseg.metrics import SegmentationMetrics
 
@@ -60,6 +61,7 @@ def evaluate(
     from petseg.data.layouts import load_sample
 
     segmenter = as_segmenter(model_or_segmenter)
+    check_trimap_classes(segmenter.config.labels)
     accumulators = {resolution: SegmentationMetrics(num_classes=segmenter.config.num_classes) for resolution in RESOLUTIONS}
     skipped: list[str] = []
     kept: list[Example] = []

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from petseg.data.decode import DEFAULT_MAX_PIXELS
-from petseg.inference.compose import check_mode, compose, fit_background, parse_color, soft_alpha
+from petseg.inference.compose import check_mode, check_trimap_classes, compose, fit_background, parse_color, soft_alpha
 from petseg.inference.refine import refine_alpha
 from petseg.inference.segmenter import PhotoLike, Prediction, Segmenter, as_photo, encode
 from petseg.errors import PetsegError
@@ -82,6 +82,7 @@ def remove_background(
     options = CutoutOptions(mode=mode, bg=bg, background=background, refine=refine)
     photo = as_photo(image, max_pixels=max_pixels)
     segmenter = segmenter or default_segmenter()
+    check_trimap_classes(segmenter.config.labels)
     [prediction] = segmenter.predict_batch([photo])
     result = render_cutout(photo, prediction, options)
     if isinstance(image, bytes):

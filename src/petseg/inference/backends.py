@@ -60,7 +60,52 @@ class OnnxBackend:
         except (ValueError, TypeError, KeyError, AttributeError) as error:
             reason = (str(error).splitlines() or [type(error).__name__])[0][:200]
             raise PetsegError(f"{label}: unreadable petseg config ({reason})") from None
-        self.input_name = self.session.get_inputs()[0].name
+        check_onnx_model(self.session, self.config, label)
+        self.input_name = INPUT_NAME
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+
+
+# Probabilities from a softmax sum to 1 over the classes; float32 rounding stays far below this.
+PROBABILITY_SUM_TOLERANCE = 1e-3
+
+
+def check_onnx_model(session, config: ModelConfig, label: str) -> None:
+    """Refuse an ONNX graph that does not match its petseg metadata, before its first use.
+
+    The metadata can be copied onto any graph: the graph must take one float (N, 3, H, W)
+    input named "images" and give one (N, num_classes, H, W) output named
+    "probabilities", and on a blank image of the model's size it must answer with
+    probabilities (finite, in [0, 1], summing to 1 over the classes).
+    """
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if [node.name for node in inputs] != [INPUT_NAME] or [node.name for node in outputs] != [OUTPUT_NAME]:
+        raise PetsegError(
+            f"{label}: ONNX graph has inputs {[node.name for node in inputs][:4]} and outputs "
+            f"{[node.name for node in outputs][:4]}, not one {INPUT_NAME!r} and one {OUTPUT_NAME!r} as `petseg export` writes"
+        )
+    expected = {INPUT_NAME: (inputs[0], 3), OUTPUT_NAME: (outputs[0], config.num_classes)}
+    for name, (node, channels) in expected.items():
+        shape = node.shape
+        if node.type != "tensor(float)" or len(shape) != 4 or shape[1] != channels:
+            raise PetsegError(
+                f"{label}: ONNX {name} is {node.type} of shape {shape}, expected float (batch, {channels}, height, width)"
+                + (f" for the {config.num_classes} classes its config names" if name == OUTPUT_NAME else "")
+            )
+    size = config.image_size
+    blank = np.zeros((1, 3, size, size), np.float32)
+    try:
+        [probabilities] = session.run([OUTPUT_NAME], {INPUT_NAME: blank})
+    except Exception as error:  # onnxruntime's errors are untyped
+        raise PetsegError(f"{label}: ONNX model fails on a {size}x{size} image ({str(error).splitlines()[0][:200]})") from None
+    if probabilities.shape != (1, config.num_classes, size, size):
+        raise PetsegError(
+            f"{label}: ONNX model answers a {size}x{size} image with shape {probabilities.shape}, "
+            f"expected {(1, config.num_classes, size, size)}"
+        )
+    sums = probabilities.sum(axis=1)
+    if not (np.isfinite(probabilities).all() and probabilities.min() >= -PROBABILITY_SUM_TOLERANCE
+            and probabilities.max() <= 1 + PROBABILITY_SUM_TOLERANCE
+            and np.abs(sums - 1).max() <= PROBABILITY_SUM_TOLERANCE):  # fmt: skip
+        raise PetsegError(f"{label}: ONNX model's output is not class probabilities (softmax); export it with `petseg export`")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageColor, ImageOps
 
-from petseg.data.labels import BORDER, PET, TRIMAP_OFFSET
+from petseg.data.labels import BORDER, CLASS_NAMES, PET, TRIMAP_OFFSET
 from petseg.errors import PetsegError
 
 MODES = ("rgba", "mask", "labels", "color")
@@ -20,6 +20,20 @@ MODES = ("rgba", "mask", "labels", "color")
 BORDER_ALPHA = 0.5
 
 DEFAULT_BACKGROUND = "#ffffff"
+
+
+def check_trimap_classes(labels) -> None:
+    """Soft alpha and trimap scores read the classes by position: refuse a model with other classes.
+
+    A 1- or 2-class model (or one with its classes in another order) is valid, but its
+    probabilities cannot be turned into a pet's alpha this way.
+    """
+    if tuple(labels) != CLASS_NAMES:
+        shown = ", ".join(str(label)[:30] for label in list(labels)[:8]) + (", ..." if len(labels) > 8 else "")
+        raise PetsegError(
+            f"the model's classes ({shown}) are not {', '.join(CLASS_NAMES)}: "
+            "cutouts and trimap scores need a model of those three classes, in that order"
+        )
 
 
 def soft_alpha(probabilities: np.ndarray) -> np.ndarray:

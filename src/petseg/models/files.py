@@ -64,7 +64,7 @@ def read_config(path: str | Path) -> ModelConfig:
     if not path.is_file():
         raise PetsegError(f"model file {path} does not exist")
     try:
-        with safe_open(str(path), framework="pt") as handle:
+        with safe_open(str(path), framework="numpy") as handle:  # metadata only: no torch needed
             metadata = handle.metadata() or {}
     except Exception as error:  # not a safetensors file at all
         raise PetsegError(f"model file {path} is not a .safetensors file: {str(error).splitlines()[0]}") from None
@@ -78,12 +78,13 @@ def read_config(path: str | Path) -> ModelConfig:
 
 def load_model(path: str | Path, map_location: str = "cpu"):
     """Rebuild the model stored in `path` and load its weights; returns it in eval mode."""
+    config = read_config(path)  # checked before torch is even imported
+
     from safetensors.torch import load_file
 
     from petseg.models.pretrained import load_state_dict_exactly
     from petseg.models.registry import create_model
 
-    config = read_config(path)
     model = create_model(
         config.architecture, num_classes=config.num_classes, image_size=config.image_size, **config.options
     )

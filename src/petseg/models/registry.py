@@ -13,7 +13,7 @@ from typing import Any
 
 from petseg.data.labels import CLASS_NAMES
 from petseg.errors import PetsegError
-from petseg.models.config import ModelConfig
+from petseg.models.config import IMAGE_SIZE_RANGE, MAX_CLASSES, ModelConfig, check_integer, check_options
 
 TIMM_PREFIX = "unet_"
 COMMON_OPTIONS = ("decoder", "decoder_channels", "freeze_encoder")
@@ -84,8 +84,10 @@ def create_model(
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise PetsegError(f"unknown option(s) {', '.join(unknown)} for {name}; valid options: {', '.join(allowed)}")
-    if num_classes < 1 or image_size < 1:
-        raise PetsegError(f"num_classes and image_size must be >= 1, got {num_classes} and {image_size}")
+    # The config checks these again; checked first here, so nothing is built for a bad one.
+    check_integer("num_classes", num_classes, 1, MAX_CLASSES)
+    check_integer("image_size", image_size, *IMAGE_SIZE_RANGE)
+    check_options(options)
     download = pretrained and weights is None
 
     if spec.encoder == "classic":

@@ -1,0 +1,200 @@
+"""The pixel limit holds before any decoding, for every way an image comes in.
+
+Two independent proofs: a decoder spy (Pillow's `load`, which every decode goes
+through, must never run for an image over the limit) and real decompression bombs
+decoded in a child process whose peak memory is measured. Both fail if the size check
+moves after `image.load()`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageFile
+
+from petseg.data.decode import load_rgb
+from petseg.errors import ImageError
+
+# A peak this high means the bomb was decoded (13000x13000 RGB alone is 507 MB).
+PEAK_MEMORY_LIMIT_MB = 500
+BOMB_SIDE = 13_000  # 169 megapixels: over petseg's 100, under Pillow's own error threshold (179)
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_bytes(side: int, pixel_data: bytes) -> bytes:
+    """An 8-bit RGB side x side PNG around already-compressed pixel data."""
+    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", pixel_data) + png_chunk(b"IEND", b"")
+
+
+def png_bomb(path: Path, side: int = BOMB_SIDE) -> Path:
+    """A black side x side RGB PNG compressed row by row (a few hundred KB, never held in memory)."""
+    compressor = zlib.compressobj(9)
+    row = bytes(1 + 3 * side)  # filter byte 0 + black pixels
+    path.write_bytes(png_bytes(side, b"".join(compressor.compress(row) for _ in range(side)) + compressor.flush()))
+    return path
+
+
+@pytest.fixture(scope="module")
+def bomb(tmp_path_factory) -> Path:
+    return png_bomb(tmp_path_factory.mktemp("bomb") / "bomb.png")
+
+
+@pytest.fixture
+def decodes(monkeypatch) -> list[str]:
+    """Every call of Pillow's pixel loading (Image.load / ImageFile.load), by image size."""
+    calls: list[str] = []
+    for owner in (Image.Image, ImageFile.ImageFile):
+        original = owner.load
+
+        def spy(self, _original=original):
+            calls.append(f"{self.width}x{self.height}")
+            return _original(self)
+
+        monkeypatch.setattr(owner, "load", spy)
+    return calls
+
+
+def small_png(tmp_path: Path) -> Path:
+    path = tmp_path / "photo.png"
+    Image.fromarray(np.full((40, 50, 3), 120, np.uint8)).save(path)
+    return path
+
+
+SOURCES = {
+    "path": lambda path: path,
+    "bytes": lambda path: path.read_bytes(),
+    "file object": lambda path: open(path, "rb"),
+    "PIL image": lambda path: Image.open(path),  # lazy: the caller's image is still undecoded
+}
+
+
+@pytest.mark.parametrize("kind", SOURCES)
+def test_an_image_over_the_limit_is_never_decoded(tmp_path, decodes, kind):
+    source = SOURCES[kind](small_png(tmp_path))
+    decodes.clear()  # writing the test photo decoded it
+    with pytest.raises(ImageError, match=r"50x40 is 0 megapixels, over the limit"):
+        load_rgb(source, max_pixels=1999)
+    assert decodes == [], f"{kind}: pixels were decoded before the limit was checked"
+    assert load_rgb(SOURCES[kind](small_png(tmp_path)), max_pixels=2000).shape == (40, 50, 3)
+    assert decodes, "the spy must see decoding when the image is within the limit"
+
+
+@pytest.mark.parametrize("kind", SOURCES)
+def test_remove_background_checks_before_decoding(tmp_path, decodes, kind):
+    from petseg.inference import remove_background
+
+    source = SOURCES[kind](small_png(tmp_path))
+    decodes.clear()
+    with pytest.raises(ImageError, match="over the limit"):
+        remove_background(source, segmenter=object(), max_pixels=1999)
+    assert decodes == []
+
+
+def test_arrays_are_held_to_the_limit_too():
+    from petseg.inference.segmenter import as_photo
+
+    with pytest.raises(ImageError, match="image array: 50x40 .* over the limit"):
+        as_photo(np.zeros((40, 50, 3), np.uint8), max_pixels=1999)
+    assert as_photo(np.zeros((40, 50, 3), np.uint8), max_pixels=2000).shape == (40, 50, 3)
+
+
+def test_an_upload_over_the_limit_is_never_decoded(tmp_path, decodes, toy_model_file):
+    from fastapi.testclient import TestClient
+
+    from petseg.server import create_app
+
+    upload = small_png(tmp_path).read_bytes()
+    decodes.clear()
+    with TestClient(create_app(toy_model_file, max_pixels=1999)) as client:
+        response = client.post("/api/cutout", files={"file": ("photo.png", upload, "application/octet-stream")})
+    assert response.status_code == 400 and "over the limit" in response.text
+    assert "50x40" not in decodes
+
+
+def test_importing_petseg_leaves_pillows_own_limit_alone():
+    code = (
+        "from PIL import Image; before = Image.MAX_IMAGE_PIXELS\n"
+        "import petseg.inference, petseg.data.decode, petseg.server, petseg.cli\n"
+        "print(before == Image.MAX_IMAGE_PIXELS is not None)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "True", result.stderr
+
+
+# Peak memory of the child itself: VmHWM is per address space, so it starts afresh at exec,
+# whereas getrusage's ru_maxrss carries over the parent's peak (here a pytest with torch).
+PEAK_MEMORY_CODE = """
+def peak_mb():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
+"""
+
+BOMB_CHILD = PEAK_MEMORY_CODE + """
+import io, json, sys
+from PIL import Image
+from petseg.data.decode import load_rgb
+from petseg.errors import PetsegError
+
+path, kind = sys.argv[1], sys.argv[2]
+source = {"path": path, "bytes": open(path, "rb").read(), "PIL image": Image.open(path) if kind == "PIL image" else None,
+          "file object": open(path, "rb")}[kind]
+try:
+    load_rgb(source)
+    error = None
+except PetsegError as refused:
+    error = str(refused)
+print(json.dumps({"error": error, "peak_mb": peak_mb()}))
+"""
+
+
+@pytest.mark.parametrize("kind", SOURCES)
+def test_a_decompression_bomb_is_refused_in_one_line_with_little_memory(bomb, kind):
+    """A 169-megapixel PNG of a few hundred KB, at the default limit, in a fresh process."""
+    assert bomb.stat().st_size < 2_000_000
+    child = subprocess.run([sys.executable, "-c", BOMB_CHILD, str(bomb), kind], capture_output=True, text=True, timeout=300)
+    result = json.loads(child.stdout)
+    assert result["error"] is not None and "\n" not in result["error"], child.stderr
+    assert f"{BOMB_SIDE}x{BOMB_SIDE} is 169 megapixels, over the limit of 100" in result["error"]
+    assert result["peak_mb"] < PEAK_MEMORY_LIMIT_MB, result
+
+
+def test_the_cli_refuses_a_bomb_per_file_and_writes_the_rest(bomb, tmp_path, toy_model_file):
+    from tests.test_cutout import petseg_process
+
+    photo = small_png(tmp_path)
+    result = petseg_process("cutout", bomb, photo, "--model", toy_model_file, "--out", tmp_path / "out")
+    errors = result.stderr.decode().splitlines()
+    assert result.returncode == 1
+    assert any(line.startswith("error: ") and "bomb.png" in line and "over the limit" in line for line in errors), errors
+    assert (tmp_path / "out" / "photo.png").is_file() and not (tmp_path / "out" / "bomb.png").exists()
+
+
+@pytest.fixture(scope="module")
+def toy_model_file(tmp_path_factory):
+    from petseg.models import create_model, save_model
+
+    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
+    save_model(create_model("unet_diy", width=4, depth=2, image_size=32), path)
+    return path
+
+
+def test_a_bomb_pillow_itself_refuses_is_still_one_clear_line(tmp_path):
+    """Above twice PIL.Image.MAX_IMAGE_PIXELS Pillow raises on open; that too names the file."""
+    path = tmp_path / "huge.png"
+    path.write_bytes(png_bytes(30_000, b""))  # the header is all Pillow reads before refusing
+    for source, name in ((path, "huge.png"), (io.BytesIO(path.read_bytes()), "<bytes>")):
+        with pytest.raises(ImageError, match=r"decompression-bomb limit .*900000000 pixels") as raised:
+            load_rgb(source, max_pixels=None)
+        assert str(raised.value).startswith(str(path) if name == "huge.png" else name) and "\n" not in str(raised.value)
