@@ -17,7 +17,7 @@ from typing import Callable, Iterable
 import numpy as np
 from PIL import Image
 
-from petseg.data.decode import DEFAULT_MAX_PIXELS, load_rgb
+from petseg.data.decode import DEFAULT_MAX_PIXELS, load_rgb, not_a_regular_file
 from petseg.errors import PetsegError
 from petseg.inference.api import CutoutOptions, render_cutout
 from petseg.inference.compose import check_trimap_classes
@@ -39,6 +39,8 @@ class CutoutSummary:
 
 def header_pixels(path: Path) -> int:
     """Width x height from the file header (no decoding); 0 when unreadable (decoding reports it)."""
+    if not_a_regular_file(path):
+        return 0  # a FIFO would block here; the decoder reports it
     try:
         with Image.open(path) as image:
             return image.width * image.height

@@ -1,0 +1,274 @@
+"""Model files are user input: hostile configs and foreign ONNX graphs are refused in one
+line, before anything is built from them; 1- and 2-class models are valid but refused
+where the pet's classes are needed."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from petseg.errors import PetsegError
+from petseg.models.config import ModelConfig
+
+PEAK_MEMORY_LIMIT_MB = 500
+VALID = json.loads(ModelConfig("unet_diy", image_size=32, options={"width": 4, "depth": 2}).to_json())
+
+# (what is wrong, the config's changed fields, words the one-line error must contain)
+HOSTILE_CONFIGS = [
+    ("a billion classes", {"num_classes": 1_000_000_000}, "num_classes must be an integer in 1..256"),
+    ("zero classes", {"num_classes": 0}, "num_classes"),
+    ("classes as text", {"num_classes": "3"}, "num_classes"),
+    ("classes as true", {"num_classes": True}, "num_classes"),
+    ("float image size", {"image_size": 224.0}, "image_size must be an integer in 32..2048, got 224.0"),
+    ("tiny image size", {"image_size": 8}, "image_size"),
+    ("huge image size", {"image_size": 1_000_000}, "image_size"),
+    ("one mean", {"mean": [1]}, "mean must be 3 numbers"),
+    ("mean as text", {"mean": "gray"}, "mean"),
+    ("mean out of range", {"mean": [2, 2, 2]}, "mean"),
+    ("mean NaN", {"mean": [math.nan, 0.5, 0.5]}, "mean"),
+    ("zero std", {"std": [0, 0, 0]}, "std must be 3 numbers"),
+    ("negative std", {"std": [-0.2, 0.2, 0.2]}, "std"),
+    ("infinite std", {"std": [math.inf, 0.2, 0.2]}, "std"),
+    ("options as text", {"options": "abc"}, "options must be a mapping"),
+    ("options as list", {"options": [1, 2]}, "options must be a mapping"),
+    ("huge width", {"options": {"width": 1_000_000_000}}, "options.width"),
+    ("huge depth", {"options": {"depth": 40}}, "options.depth"),
+    ("deep and wide", {"options": {"width": 64, "depth": 6}}, "deepest level"),
+    ("float width", {"options": {"width": 8.5}}, "options.width"),
+    ("huge decoder", {"options": {"decoder_channels": [10**9] * 5}}, "options.decoder_channels"),
+    ("decoder as text", {"options": {"decoder_channels": "wide"}}, "options.decoder_channels"),
+    ("freeze as text", {"options": {"freeze_encoder": "yes"}}, "options.freeze_encoder"),
+    ("nested option", {"options": {"mystery": {"a": [1] * 1000}}}, "options.mystery"),
+    ("labels too few", {"labels": ["pet"]}, "labels must be a list of num_classes (3)"),
+    ("labels not text", {"labels": [1, 2, 3]}, "labels"),
+    ("architecture not text", {"architecture": 5}, "architecture"),
+    ("no architecture", {"architecture": None}, "architecture"),
+]
+# Whole metadata values that are not a config at all.
+HOSTILE_TEXTS = [
+    ("not JSON", "{", "Expecting"),
+    ("a JSON list", "[]", "must be a JSON object"),
+    ("nested deeply", "[" * 20_000 + "]" * 20_000, "nested too deeply"),
+    ("a megabyte", json.dumps({**VALID, "padding": "x" * 1_000_000}), "at most 65536 characters"),
+]
+
+
+def config_text(changes: dict) -> str:
+    values = {**VALID, **changes}
+    return json.dumps({key: value for key, value in values.items() if value is not None})
+
+
+def write_model_file(path: Path, text: str) -> Path:
+    """A tiny .safetensors file (one float) whose petseg_config is `text`: what an attacker sends."""
+    from safetensors.numpy import save_file
+
+    save_file({"weight": np.zeros(1, np.float32)}, str(path), metadata={"petseg_config": text})
+    return path
+
+
+def hostile_files(folder: Path) -> list[tuple[Path, str]]:
+    cases = [(name, config_text(changes), words) for name, changes, words in HOSTILE_CONFIGS] + HOSTILE_TEXTS
+    return [(write_model_file(folder / f"{index}.safetensors", text), words) for index, (_, text, words) in enumerate(cases)]
+
+
+@pytest.mark.parametrize("changes, words", [case[1:] for case in HOSTILE_CONFIGS], ids=[case[0] for case in HOSTILE_CONFIGS])
+def test_hostile_configs_are_refused_in_one_line(tmp_path, changes, words):
+    from petseg.models import read_config
+
+    path = write_model_file(tmp_path / "hostile.safetensors", config_text(changes))
+    with pytest.raises(PetsegError) as raised:
+        read_config(path)
+    message = str(raised.value)
+    assert str(path) in message and words in message and "\n" not in message and len(message) < 400
+
+
+@pytest.mark.parametrize("text, words", [case[1:] for case in HOSTILE_TEXTS], ids=[case[0] for case in HOSTILE_TEXTS])
+def test_metadata_that_is_no_config_is_refused_in_one_line(tmp_path, text, words):
+    from petseg.models import read_config
+
+    path = write_model_file(tmp_path / "hostile.safetensors", text)
+    with pytest.raises(PetsegError, match=words) as raised:
+        read_config(path)
+    assert "\n" not in str(raised.value) and len(str(raised.value)) < 400
+
+
+def test_create_model_checks_before_building():
+    from petseg.models import create_model
+
+    with pytest.raises(PetsegError, match="num_classes must be an integer in 1..256"):
+        create_model("unet_diy", num_classes=10**9)
+    with pytest.raises(PetsegError, match="options.width"):
+        create_model("unet_diy", width=10**6)
+
+
+LOAD_ALL_CHILD = """
+import json, sys
+from petseg.inference import Segmenter
+from petseg.errors import PetsegError
+
+results = []
+for path in sys.argv[1:]:
+    try:
+        Segmenter.load(path)
+        results.append("loaded")
+    except PetsegError as error:
+        results.append(str(error))
+with open("/proc/self/status") as status:
+    peak = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
+print(json.dumps({"errors": results, "torch": "torch" in sys.modules, "peak_mb": peak}))
+"""
+
+
+def test_hostile_model_files_cost_little_memory_and_never_load_torch(tmp_path):
+    """Every hostile file through Segmenter.load (what cutout, serve and evaluate call), in a fresh process.
+
+    Peak memory is the child's own VmHWM: getrusage's ru_maxrss would carry over this
+    pytest process's peak across exec.
+    """
+    files = hostile_files(tmp_path)
+    child = subprocess.run([sys.executable, "-c", LOAD_ALL_CHILD, *(str(path) for path, _ in files)],
+                           capture_output=True, text=True, timeout=300)  # fmt: skip
+    result = json.loads(child.stdout)
+    for (path, words), error in zip(files, result["errors"]):
+        assert words in error and str(path) in error and "\n" not in error, (path, error)
+    assert not result["torch"], "a refused config must not even import torch"
+    assert result["peak_mb"] < PEAK_MEMORY_LIMIT_MB, result["peak_mb"]
+
+
+def test_the_cli_refuses_a_hostile_model_in_one_line(tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (40, 30)).save(tmp_path / "cat.jpg")
+    path = write_model_file(tmp_path / "billion.safetensors", config_text({"num_classes": 1_000_000_000}))
+    result = subprocess.run([sys.executable, "-m", "petseg", "cutout", str(tmp_path / "cat.jpg"), "--model", str(path),
+                             "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 2
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"error: model file {path}") and "num_classes must be an integer in 1..256" in line
+
+
+# --- ONNX graphs must match their metadata ----------------------------------------------------
+
+
+def onnx_file(path: Path, config: dict, *, nodes, inputs, outputs) -> Path:
+    """An ONNX model with petseg's metadata copied onto an arbitrary graph."""
+    import onnx
+    from onnx import helper
+
+    graph = helper.make_graph(nodes, "foreign", inputs, outputs)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    helper.set_model_props(model, {"petseg_config": json.dumps(config)})
+    onnx.save(model, str(path))
+    return path
+
+
+def tensor(name: str, shape) -> object:
+    from onnx import TensorProto, helper
+
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+
+
+def foreign_graphs():
+    """(what it is, graph description, config changes, words of the refusal)."""
+    from onnx import helper
+
+    image = tensor("images", ["batch", 3, "height", "width"])
+    same = tensor("probabilities", ["batch", 3, "height", "width"])
+    return [
+        ("identity: right names and shapes, not probabilities",
+         dict(nodes=[helper.make_node("Identity", ["images"], ["probabilities"])], inputs=[image], outputs=[same]),
+         {}, "not class probabilities"),
+        ("another input name",
+         dict(nodes=[helper.make_node("Softmax", ["input"], ["probabilities"], axis=1)],
+              inputs=[tensor("input", ["batch", 3, "height", "width"])], outputs=[same]),
+         {}, "not one 'images' and one 'probabilities'"),
+        ("a classifier's output",
+         dict(nodes=[helper.make_node("ReduceMean", ["images"], ["probabilities"], axes=[2, 3], keepdims=0)],
+              inputs=[image], outputs=[tensor("probabilities", ["batch", 3])]),
+         {}, "expected float (batch, 3, height, width)"),
+        ("fewer classes than its config",
+         dict(nodes=[helper.make_node("Softmax", ["images"], ["probabilities"], axis=1)], inputs=[image], outputs=[same]),
+         {"num_classes": 4, "labels": ["a", "b", "c", "d"]}, "for the 4 classes its config names"),
+        ("a hostile config",
+         dict(nodes=[helper.make_node("Softmax", ["images"], ["probabilities"], axis=1)], inputs=[image], outputs=[same]),
+         {"num_classes": 10**9}, "num_classes must be an integer"),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("index", range(5))
+def test_foreign_onnx_graphs_are_refused_before_first_use(tmp_path, index):
+    from petseg.inference import Segmenter
+
+    name, graph, changes, words = foreign_graphs()[index]
+    path = onnx_file(tmp_path / "foreign.onnx", {**VALID, **changes}, **graph)
+    with pytest.raises(PetsegError, match=re.escape(words)) as raised:
+        Segmenter.load(path)
+    assert str(path) in str(raised.value) and "\n" not in str(raised.value), name
+
+
+def test_an_exported_model_passes_the_same_checks(tmp_path):
+    from petseg.inference import Segmenter
+    from petseg.models import create_model
+
+    segmenter = Segmenter.from_model(create_model("unet_diy", width=4, depth=2, image_size=32), "onnx")
+    [probabilities] = segmenter.predict([np.zeros((20, 50, 3), np.uint8)])
+    assert probabilities.shape == (3, 20, 50)
+    np.testing.assert_allclose(probabilities.sum(axis=0), 1.0, atol=1e-4)
+
+
+# --- models with 1 or 2 classes --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def two_class_model_file(tmp_path_factory):
+    from petseg.models import create_model, save_model
+
+    path = tmp_path_factory.mktemp("two") / "two.safetensors"
+    save_model(create_model("unet_diy", num_classes=2, width=4, depth=2, image_size=32), path)
+    return path
+
+
+@pytest.mark.parametrize("num_classes", [1, 2, 3, 256])
+def test_any_class_count_in_range_saves_loads_and_predicts(tmp_path, num_classes):
+    from petseg.inference import Segmenter
+    from petseg.models import create_model, load_model, save_model
+
+    path = save_model(create_model("unet_diy", num_classes=num_classes, width=4, depth=2, image_size=32), tmp_path / "m.safetensors")
+    assert load_model(path).config.num_classes == num_classes
+    [probabilities] = Segmenter.load(path).predict([np.zeros((20, 50, 3), np.uint8)])
+    assert probabilities.shape == (num_classes, 20, 50)
+
+
+def test_a_two_class_model_is_refused_by_cutout_in_one_line(tmp_path, two_class_model_file):
+    from PIL import Image
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("a.jpg", "b.jpg"):
+        Image.new("RGB", (40, 30)).save(photos / name)
+    result = subprocess.run([sys.executable, "-m", "petseg", "cutout", str(photos), "--model", str(two_class_model_file),
+                             "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith("error: the model's classes (class_0, class_1) are not pet, background, border")
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+
+def test_a_two_class_model_is_refused_by_remove_background_and_evaluate(two_class_model_file, toy_data):
+    from petseg.data.layouts import load_samples
+    from petseg.evaluate import evaluate
+    from petseg.inference import Segmenter, remove_background
+
+    segmenter = Segmenter.load(two_class_model_file)
+    with pytest.raises(PetsegError, match="cutouts and trimap scores need a model of those three classes"):
+        remove_background(np.zeros((30, 40, 3), np.uint8), segmenter=segmenter)
+    with pytest.raises(PetsegError, match=r"classes \(class_0, class_1\)"):
+        evaluate(segmenter, load_samples(toy_data, "all")[:2])
