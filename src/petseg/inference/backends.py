@@ -67,8 +67,8 @@ class OnnxBackend:
         return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
 
 
-# Probabilities from a softmax sum to 1 over the classes; float32 rounding stays far below this.
-PROBABILITY_SUM_TOLERANCE = 1e-3
+# Softmax outputs lie in [0, 1] and sum to 1 over the classes; float32 rounding stays far below this.
+PROBABILITY_TOLERANCE = 1e-3
 
 
 def check_onnx_model(session, config: ModelConfig, label: str) -> None:
@@ -105,7 +105,7 @@ def check_onnx_model(session, config: ModelConfig, label: str) -> None:
             f"expected {(1, config.num_classes, size, size)}"
         )
     sums = probabilities.sum(axis=1)
-    if not (np.isfinite(probabilities).all() and probabilities.min() >= -PROBABILITY_SUM_TOLERANCE
-            and probabilities.max() <= 1 + PROBABILITY_SUM_TOLERANCE
-            and np.abs(sums - 1).max() <= PROBABILITY_SUM_TOLERANCE):  # fmt: skip
+    if not (np.isfinite(probabilities).all() and probabilities.min() >= -PROBABILITY_TOLERANCE
+            and probabilities.max() <= 1 + PROBABILITY_TOLERANCE
+            and np.abs(sums - 1).max() <= PROBABILITY_TOLERANCE):  # fmt: skip
         raise PetsegError(f"{label}: ONNX model's output is not class probabilities (softmax); export it with `petseg export`")
