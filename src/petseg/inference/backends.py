@@ -87,8 +87,8 @@ def check_onnx_model(session, config: ModelConfig, label: str) -> None:
         )
     expected = {INPUT_NAME: (inputs[0], 3), OUTPUT_NAME: (outputs[0], config.num_classes)}
     for name, (node, channels) in expected.items():
-        shape = node.shape
-        if node.type != "tensor(float)" or len(shape) != 4 or shape[1] != channels:
+        shape = node.shape  # a dimension may be symbolic (a name or None); the blank run below checks it
+        if node.type != "tensor(float)" or len(shape) != 4 or (isinstance(shape[1], int) and shape[1] != channels):
             raise PetsegError(
                 f"{label}: ONNX {name} is {node.type} of shape {shape}, expected float (batch, {channels}, height, width)"
                 + (f" for the {config.num_classes} classes its config names" if name == OUTPUT_NAME else "")

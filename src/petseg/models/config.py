@@ -65,8 +65,8 @@ class InvalidConfigError(PetsegError, ValueError):
 # Far beyond any model petseg trains, far below what would exhaust memory when built.
 MAX_CLASSES = 256
 IMAGE_SIZE_RANGE = (32, 2048)
-MAX_DECODER_WIDTH = 512
-MAX_DECODER_BLOCKS = 8
+MAX_DECODER_WIDTH = 1024  # the pix2pix decoder's own default starts at 1024
+MAX_DECODER_BLOCKS = 6
 DIY_WIDTH_RANGE = (1, 64)
 DIY_DEPTH_RANGE = (1, 6)
 MAX_DIY_CHANNELS = 1024  # unet_diy's deepest level has width * 2**depth (the 2015 U-Net: 64 * 2**4)
