@@ -198,3 +198,15 @@ def test_a_bomb_pillow_itself_refuses_is_still_one_clear_line(tmp_path):
         with pytest.raises(ImageError, match=r"decompression-bomb limit .*900000000 pixels") as raised:
             load_rgb(source, max_pixels=None)
         assert str(raised.value).startswith(str(path) if name == "huge.png" else name) and "\n" not in str(raised.value)
+
+
+def test_the_cli_says_it_once_where_pillow_would_also_warn(tmp_path, toy_model_file):
+    """96 megapixels: over Pillow's warning size (89), so Pillow warns on open; the CLI prints only its own line."""
+    path = tmp_path / "large.png"
+    path.write_bytes(png_bytes(9_800, b""))
+    from tests.test_cutout import petseg_process
+
+    result = petseg_process("cutout", path, "--model", toy_model_file, "--out", tmp_path / "out", "--max-pixels", 1000)
+    lines = result.stderr.decode().splitlines()
+    assert result.returncode == 1 and len(lines) == 2, lines
+    assert "large.png: 9800x9800 is 96 megapixels, over the limit" in lines[0] and lines[1].startswith("wrote 0 file(s)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 
 import typer
 
@@ -24,6 +25,9 @@ def fail(message: str, exit_code: int = 2) -> None:
 
 
 def main() -> None:
+    # This program applies its own --max-pixels before decoding; Pillow's warning between
+    # PIL.Image.MAX_IMAGE_PIXELS and twice that would only repeat it in two lines.
+    warnings.filterwarnings("ignore", message=r"Image size \(\d+ pixels\) exceeds limit", module="PIL")
     try:
         app()
     except PetsegError as error:
