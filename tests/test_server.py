@@ -348,10 +348,13 @@ def port_of(url: str) -> int:
 
 
 class SlowSegmenter:
-    """Wraps a Segmenter: each prediction takes `delay` s longer and counts how many run at once."""
+    """Wraps a Segmenter: each prediction takes `delay` s longer and counts how many run at once.
 
-    def __init__(self, inner, delay: float):
-        self.inner, self.delay = inner, delay
+    With a `gate`, each prediction also waits until the gate is opened (set).
+    """
+
+    def __init__(self, inner, delay: float = 0.0, gate: threading.Event | None = None):
+        self.inner, self.delay, self.gate = inner, delay, gate
         self.running = self.most_running = 0
         self.lock = threading.Lock()
 
@@ -365,6 +368,8 @@ class SlowSegmenter:
                 self.running += 1
                 self.most_running = max(self.most_running, self.running)
             try:
+                if self.gate is not None:
+                    self.gate.wait(timeout=60)
                 time.sleep(self.delay)
                 return method(*args, **kwargs)
             finally:
@@ -376,28 +381,34 @@ class SlowSegmenter:
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_inference_runs_off_the_event_loop_in_a_bounded_pool(segmenter, threads):
-    slow = SlowSegmenter(segmenter, delay=0.4)
+    gate = threading.Event()
+    held = SlowSegmenter(segmenter, gate=gate)
     upload = encode(make_photo())
-    with running_server(create_app(segmenter=slow, threads=threads)) as url:
-        with httpx.Client(base_url=url, timeout=30) as http:
+    with running_server(create_app(segmenter=held, threads=threads)) as url:
+        with httpx.Client(base_url=url, timeout=10) as http:
 
             def cutout(results, index):
                 results[index] = post(http, "/api/cutout", upload).status_code
 
             statuses = [None] * 5
             workers = [threading.Thread(target=cutout, args=(statuses, i)) for i in range(len(statuses))]
-            for worker in workers:
-                worker.start()
-            deadline = time.monotonic() + 20
-            while slow.running < threads and time.monotonic() < deadline:
-                time.sleep(0.01)
-            assert slow.running == threads
-            # The loop still answers while every thread is busy (its speed is for benchmarks/serve_load.py).
-            assert http.get("/healthz").status_code == 200
-            for worker in workers:
-                worker.join()
+            try:
+                for worker in workers:
+                    worker.start()
+                deadline = time.monotonic() + 20
+                while held.running < threads and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                assert held.running == threads
+                # Every thread is held inside the model, yet the event loop answers: a model
+                # run on the loop would block /healthz until the gate opens (a timeout here).
+                assert http.get("/healthz").status_code == 200
+                assert held.running == threads and statuses == [None] * 5
+            finally:
+                gate.set()
+                for worker in workers:
+                    worker.join()
     assert statuses == [200] * 5
-    assert slow.most_running == threads
+    assert held.most_running == threads
 
 
 class Dripper:
@@ -588,6 +599,53 @@ def test_serve_command_reports_a_bad_model_in_one_line(tmp_path):
     assert result.returncode != 0
     assert result.stderr.startswith("error: ") and "missing.safetensors" in result.stderr
     assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_app_from_environment(model_file, monkeypatch):
+    from petseg.errors import PetsegError
+    from petseg.server import app_from_environment
+
+    monkeypatch.setenv("PETSEG_MODEL", str(model_file))
+    monkeypatch.setenv("PETSEG_THREADS", "3")
+    monkeypatch.setenv("PETSEG_QUEUE", "0")
+    with TestClient(app_from_environment()) as client:
+        limits = client.get("/api/model").json()["limits"]
+        assert (limits["threads"], limits["queue_size"]) == (3, 0)
+        assert post(client, "/api/cutout", encode(make_photo())).status_code == 200
+    monkeypatch.setenv("PETSEG_THREADS", "many")
+    with pytest.raises(PetsegError, match="PETSEG_THREADS='many'"):
+        app_from_environment()
+
+
+@pytest.mark.slow
+def test_serve_command_with_worker_processes(model_file):
+    """`petseg serve --workers 2` runs under uvicorn's process manager and serves cutouts."""
+    import subprocess
+    import sys
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    listener.close()
+    command = [sys.executable, "-m", "petseg", "serve", "--model", str(model_file), "--port", str(port),
+               "--workers", "2", "--threads", "2", "--queue", "5"]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            for _ in range(600):  # up to 60 s for three model loads on busy cores
+                try:
+                    if http.get("/healthz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    time.sleep(0.1)
+            limits = http.get("/api/model").json()["limits"]
+            assert (limits["threads"], limits["queue_size"]) == (2, 5)
+            response = post(http, "/api/cutout", encode(make_photo()))
+            assert response.status_code == 200 and decode(response).size == (PHOTO_WIDTH, PHOTO_HEIGHT)
+    finally:
+        server.terminate()
+        output = server.communicate(timeout=30)[0]
+    assert output.count("Started server process") == 2, output
 
 
 def test_create_app_rejects_bad_settings(segmenter):
