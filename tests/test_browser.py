@@ -274,3 +274,22 @@ def test_phone_screen(browser, server_url, tmp_path):
         page.screenshot(path=str(tmp_path / "phone.png"), full_page=True)
     finally:
         page.close()
+
+
+def test_busy_server_is_retried_after_retry_after(page, tmp_path):
+    answered = []
+
+    def first_busy(route):
+        answered.append(route.request.url)
+        if len(answered) == 1:
+            route.fulfill(status=503, headers={"Retry-After": "1"}, content_type="application/json",
+                          body='{"detail": "the server is busy (2 photos waiting); try again in 1 s"}')
+        else:
+            route.continue_()
+
+    page.route("**/api/cutout", first_busy)
+    page.set_input_files("#file-input", str(write_photo(tmp_path, "cat.jpg")))
+    page.wait_for_function("document.getElementById('status').textContent.includes('busy')")
+    wait_for_state(page, "done")
+    assert len(answered) == 2 and not page.is_visible("#error")
+    assert page.evaluate(READ_SHOWN_IMAGE)["width"] == PHOTO_WIDTH
