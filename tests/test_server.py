@@ -503,6 +503,20 @@ def test_slow_request_headers_and_idle_connections_get_408(segmenter):
         assert idle.reply().startswith(b"HTTP/1.1 408")
 
 
+def test_endless_request_headers_get_400(segmenter):
+    with running_server(create_app(segmenter=segmenter)) as url:
+        endless = Dripper(port_of(url), b"GET /healthz HTTP/1.1\r\nHost: test\r\nX-Endless: ")
+        sent = 0
+        try:
+            while sent < 1024 * 1024 and not select.select([endless.connection], [], [], 0.01)[0]:
+                endless.connection.sendall(b"a" * 1024)
+                sent += 1024
+        except OSError:
+            pass  # the server stopped reading
+        assert endless.reply().startswith(b"HTTP/1.1 400")
+        assert sent < 256 * 1024, f"the server read {sent} bytes of headers"
+
+
 def test_slow_upload_body_gets_408(segmenter):
     with running_server(create_app(segmenter=segmenter, read_timeout_s=1)) as url:
         reply = drip_until_answered(dripping_body(port_of(url)))

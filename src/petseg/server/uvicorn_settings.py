@@ -21,7 +21,7 @@ from typing import Any
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 HEADER_TIMEOUT_S = 5
-# h11's own cap on a request's headers; larger ones get 431 (and the connection closed).
+# h11's cap on headers still arriving; a client that keeps sending more gets 400 and is closed.
 MAX_HEADER_BYTES = 16 * 1024
 
 _TIMEOUT_BODY = json.dumps({"detail": "the request headers did not arrive in time"}).encode()
