@@ -143,8 +143,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="model for the server (default: bundled, else untrained unet_mobilenetv3)")
     parser.add_argument("--requests", type=int, default=200, help="requests in the burst")
-    parser.add_argument("--concurrency", type=int, help=f"requests in flight at once (8; {OVERLOAD_CONCURRENCY} with --overload)")
-    parser.add_argument("--overload", action="store_true", help="more requests than the server takes: count 503s and resets")
+    parser.add_argument(
+        "--concurrency", type=int, help=f"requests in flight at once (8; {OVERLOAD_CONCURRENCY} with --overload)"
+    )
+    parser.add_argument(
+        "--overload", action="store_true", help="more requests than the server takes: count 503s and resets"
+    )
     parser.add_argument("--threads", type=int, default=2, help="the server's --threads")
     parser.add_argument("--queue", type=int, default=16, help="the server's --queue")
     parser.add_argument("--photos", type=int, default=50, help="distinct sample photos, sent in turn")

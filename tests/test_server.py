@@ -543,7 +543,8 @@ def test_overload_gets_503_with_retry_after_and_no_resets(segmenter):
                 response = post(http, "/api/cutout", upload)
             except httpx.TransportError as error:
                 return repr(error), None, None
-            return response.status_code, response.headers.get("retry-after"), response.json() if response.status_code == 503 else None
+            busy = response.json() if response.status_code == 503 else None
+            return response.status_code, response.headers.get("retry-after"), busy
 
         checker = threading.Thread(target=check_health)
         checker.start()

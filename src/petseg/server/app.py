@@ -106,13 +106,14 @@ def create_app(
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     async def render(upload: UploadFile, mode: str, bg: str | None, refine: bool, alpha: str | None):
-        data = await upload.read()
         # Sent only when the form chose one, so the library's own default applies otherwise.
         choices = {"alpha": alpha} if alpha is not None else {}
 
         def run_model() -> bytes:
             from petseg.inference import remove_background
 
+            # Read here, in the worker thread, so a request the queue refuses never loads its upload.
+            data = upload.file.read()
             return remove_background(
                 data, segmenter=segmenter, mode=mode, bg=bg, refine=refine, max_pixels=max_pixels, **choices
             )
@@ -120,8 +121,8 @@ def create_app(
         try:
             encoded = await queue.run(run_model)
         except ImageError as error:
-            # The decoder calls in-memory data "<bytes>"; the user knows the upload by its name.
-            named = str(error).replace(source_name(data), _clip(upload.filename or "the upload"), 1)
+            # The decoder names in-memory data with a stand-in; the user knows the upload by its name.
+            named = str(error).replace(source_name(b""), _clip(upload.filename or "the upload"), 1)
             raise type(error)(named) from None
         filename = _download_name(upload.filename, mode)
         headers = {"Content-Disposition": f'inline; filename="{filename}"', "Cache-Control": "no-store"}
