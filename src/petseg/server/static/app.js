@@ -10,7 +10,6 @@ const elements = {
   modelInfo: document.getElementById("model-info"),
   bgColor: document.getElementById("bg-color"),
   alpha: document.getElementById("alpha"),
-  refine: document.getElementById("refine"),
   status: document.getElementById("status"),
   error: document.getElementById("error"),
   result: document.getElementById("result"),
@@ -106,7 +105,6 @@ function cutoutForm(file, mask) {
     form.append("mode", "rgba");
   }
   if (elements.alpha.value !== DEFAULT_ALPHA) form.append("alpha", elements.alpha.value);
-  form.append("refine", elements.refine.checked ? "true" : "false");
   return form;
 }
 
@@ -324,7 +322,6 @@ elements.bgColor.addEventListener("change", () => {
   cutOutAll();
 });
 elements.alpha.addEventListener("change", cutOutAll);
-elements.refine.addEventListener("change", cutOutAll);
 elements.downloadMask.addEventListener("click", downloadMask);
 elements.downloadZip.addEventListener("click", downloadZip);
 
