@@ -203,6 +203,26 @@ def test_too_many_pixels_is_400(segmenter):
         assert_json_error(post(small_client, "/api/cutout", encode(make_photo())), 400, "photo.jpg", "megapixels")
 
 
+def test_pixel_limit_refuses_an_upload_before_decoding_it(segmenter, monkeypatch):
+    from PIL import ImageFile
+
+    decoded = []
+    decode_pixels = ImageFile.ImageFile.load
+
+    def spy(image):
+        decoded.append(image.size)
+        return decode_pixels(image)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", spy)
+    bomb = encode(np.zeros((1500, 1500, 3), np.uint8), "PNG")  # 2.25 megapixels in a few KB
+    with TestClient(create_app(segmenter=segmenter, max_pixels=2_000_000)) as small_client:
+        assert_json_error(post(small_client, "/api/cutout", bomb, filename="bomb.png"), 400, "bomb.png", "megapixels")
+        assert decoded == [], "the upload was decoded before its size was checked"
+        # The spy does see decoding: a photo under the limit goes through it.
+        assert post(small_client, "/api/cutout", encode(make_photo(), "PNG")).status_code == 200
+        assert (PHOTO_WIDTH, PHOTO_HEIGHT) in decoded
+
+
 @pytest.mark.parametrize(
     "fields, words",
     [
