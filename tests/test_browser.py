@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.test_server import PHOTO_HEIGHT, PHOTO_WIDTH, SlowSegmenter, encode, make_photo, running_server
+from tests.test_server import PHOTO_HEIGHT, PHOTO_WIDTH, encode, make_photo
+from tests.test_server_load import SlowSegmenter, running_server
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
