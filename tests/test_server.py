@@ -326,6 +326,29 @@ def test_upload_without_length_is_cut_off_once_it_passes_the_limit(segmenter):
     assert pulled <= limit_chunks + 2, f"read {pulled} chunks for a limit of {limit_chunks:.0f}"
 
 
+def test_upload_deadline_ends_with_the_body():
+    """Once the body is in, reads that wait for a disconnect are not cut off, however long the work takes."""
+    import anyio
+
+    from petseg.server.upload_limit import UploadLimitMiddleware
+
+    messages = [{"type": "http.request", "body": b"photo", "more_body": False}, {"type": "http.disconnect"}]
+    seen = []
+
+    async def receive():
+        if len(seen) == 1:
+            await anyio.sleep(0.5)  # the client leaves well after the 0.1 s deadline
+        return messages[len(seen)]
+
+    async def app(scope, receive, send):
+        seen.append(await receive())
+        seen.append(await receive())
+
+    guarded = UploadLimitMiddleware(app, max_bytes=1000, message="too big", deadline_s=0.1)
+    anyio.run(guarded, {"type": "http", "method": "POST", "headers": []}, receive, None)
+    assert seen == messages
+
+
 # --- the command ----------------------------------------------------------------
 
 

@@ -51,9 +51,12 @@ class UploadLimitMiddleware:
 
         received = 0
         deadline: float | None = None
+        body_complete = False
 
         async def guarded_receive() -> Message:
-            nonlocal received, deadline
+            nonlocal received, deadline, body_complete
+            if body_complete:  # later reads only wait for a disconnect, however long the work takes
+                return await receive()
             if deadline is None:
                 deadline = anyio.current_time() + self.deadline_s
             with anyio.move_on_after(deadline - anyio.current_time()) as timer:
@@ -66,6 +69,7 @@ class UploadLimitMiddleware:
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
                     raise UploadRefused(413, self.message)
+                body_complete = not message.get("more_body", False)
             return message
 
         await self.app(scope, guarded_receive, send)
