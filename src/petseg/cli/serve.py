@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from typing import Optional
 
 import typer
 
 from petseg.cli.app import app
 from petseg.limits import DEFAULT_MAX_PIXELS
-
-# Requests beyond this many per worker (queued or running) get 503 at once, so a
-# burst cannot pile up uploads in memory while it waits for the model.
-QUEUED_REQUESTS_PER_WORKER = 16
 
 
 @app.command()
@@ -21,21 +18,37 @@ def serve(
     ),
     host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 for every interface)."),
     port: int = typer.Option(8000, min=1, max=65535, help="TCP port to listen on."),
-    workers: int = typer.Option(1, min=1, help="Images processed at the same time (inference threads)."),
+    workers: int = typer.Option(1, min=1, help="Server processes, each with its own copy of the model."),
+    threads: int = typer.Option(1, min=1, help="Photos each process works on at the same time."),
+    queue: int = typer.Option(
+        16, min=0, help="Photos that may wait for a free thread in each process; more get 503 + Retry-After."
+    ),
     max_upload_mb: float = typer.Option(20.0, min=0.001, help="Largest accepted upload, in megabytes."),
     max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, min=1, help="Largest accepted image, in pixels (width x height)."),
+    read_timeout: float = typer.Option(
+        60.0, min=0.1, help="Seconds an upload may take to arrive; slower ones get 408."
+    ),
 ) -> None:
     """Serve a web page and an HTTP API that cut pets out of photos."""
     import uvicorn
 
     from petseg.server import create_app
+    from petseg.server.environment import settings_as_environment
+    from petseg.server.uvicorn_settings import uvicorn_settings
 
-    web_app = create_app(model, workers=workers, max_upload_mb=max_upload_mb, max_pixels=max_pixels)
+    settings = dict(
+        model=model, threads=threads, queue_size=queue, max_upload_mb=max_upload_mb,
+        max_pixels=max_pixels, read_timeout_s=read_timeout,
+    )
+    # Loaded here even when worker processes load their own, so a bad model fails in one line at once.
+    web_app = create_app(**settings)
     typer.echo(f"petseg: serving on http://{host}:{port}/ (API docs at /docs)", err=True)
+    if workers == 1:
+        uvicorn.run(web_app, host=host, port=port, log_level="info", **uvicorn_settings())
+        return
+    del web_app
+    os.environ.update(settings_as_environment(**settings))
     uvicorn.run(
-        web_app,
-        host=host,
-        port=port,
-        limit_concurrency=workers * QUEUED_REQUESTS_PER_WORKER,
-        log_level="info",
+        "petseg.server:app_from_environment", factory=True, workers=workers,
+        host=host, port=port, log_level="info", **uvicorn_settings(),
     )

@@ -1,10 +1,10 @@
 """The web service: one static page and a small HTTP API over `remove_background`.
 
 Every request runs the same library call as `petseg cutout`. The app adds only what a
-service needs: an upload limit enforced while the body streams in
-(upload_limit.py), errors as JSON with one readable message, and inference in a
-bounded thread pool, so the event loop keeps serving the page, health checks and 413s
-while the model works.
+service needs: an upload size limit and deadline enforced while the body streams in
+(upload_limit.py), errors as JSON with one readable message that speaks of form
+fields, and inference in a bounded queue (inference_queue.py), so the event loop keeps
+serving the page, health checks and errors while the model works or is overloaded.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import anyio
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -26,6 +25,7 @@ from starlette.exceptions import HTTPException
 from petseg import __version__
 from petseg.data.decode import DEFAULT_MAX_PIXELS, source_name
 from petseg.errors import ImageError, NotAnImageError, PetsegError
+from petseg.server.inference_queue import InferenceQueue
 from petseg.server.upload_limit import UploadLimitMiddleware
 
 STATIC_DIR = Path(__file__).with_name("static")
@@ -34,6 +34,11 @@ MEGABYTE = 1024 * 1024
 # photo of exactly --max-upload-mb is still accepted.
 MULTIPART_ENVELOPE_BYTES = 64 * 1024
 
+# Echoed input (a colour, a file name) is cut to this many characters in messages.
+ECHO_CHARS = 100
+# No message is longer than this, whatever a library error says.
+MESSAGE_CHARS = 300
+
 MEDIA_TYPES = {"rgba": "image/png", "color": "image/jpeg", "mask": "image/png", "labels": "image/png"}
 DOWNLOAD_SUFFIXES = {"rgba": "-cutout.png", "color": "-cutout.jpg", "mask": "-mask.png", "labels": "-labels.png"}
 
@@ -41,6 +46,10 @@ log = logging.getLogger("petseg.server")
 
 UploadField = Annotated[UploadFile, File(description="The photo: JPEG, PNG, WebP, GIF, BMP or TIFF.")]
 RefineField = Annotated[bool, Form(description="Sharpen the alpha edge along the pet's outline.")]
+AlphaField = Annotated[
+    Literal["matting", "hard", "soft"] | None,
+    Form(description="How the pet's edge is made: matting (default), hard (the label mask) or soft."),
+]
 
 
 class OptionError(PetsegError):
@@ -51,31 +60,34 @@ def create_app(
     model: str | Path | None = None,
     *,
     segmenter: Any = None,
-    workers: int = 1,
+    threads: int = 1,
+    queue_size: int = 16,
     max_upload_mb: float = 20.0,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    read_timeout_s: float = 60.0,
 ) -> FastAPI:
     """Build the service. The model loads here, once, unless a `segmenter` is given.
 
     `model` is anything `Segmenter.load` accepts (run dir, .safetensors, .onnx, None for
-    the bundled model). `workers` bounds how many images are processed at once.
+    the bundled model). `threads` photos are processed at once and `queue_size` more may
+    wait; beyond that a request gets 503. An upload must arrive within `read_timeout_s`.
     """
-    if workers < 1:
-        raise PetsegError(f"--workers must be at least 1, got {workers}")
-    if not max_upload_mb > 0:
-        raise PetsegError(f"--max-upload-mb must be positive, got {max_upload_mb}")
-    if max_pixels < 1:
-        raise PetsegError(f"--max-pixels must be positive, got {max_pixels}")
+    for name, value, least in (("threads", threads, 1), ("queue_size", queue_size, 0), ("max_pixels", max_pixels, 1)):
+        if value < least:
+            raise PetsegError(f"{name} must be at least {least}, got {value}")
+    for name, value in (("max_upload_mb", max_upload_mb), ("read_timeout_s", read_timeout_s)):
+        if not value > 0:
+            raise PetsegError(f"{name} must be positive, got {value}")
     if segmenter is None:
         from petseg.inference import Segmenter
 
         segmenter = Segmenter.load(model)
     max_upload_bytes = int(max_upload_mb * MEGABYTE)
+    queue = InferenceQueue(threads, queue_size)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        # A capacity limiter belongs to the event loop that uses it, so each startup makes a fresh one.
-        app.state.inference_slots = anyio.CapacityLimiter(workers)
+        queue.reset()  # each startup runs on a fresh event loop
         yield
 
     app = FastAPI(
@@ -87,33 +99,31 @@ def create_app(
     app.add_middleware(
         UploadLimitMiddleware,
         max_bytes=max_upload_bytes + MULTIPART_ENVELOPE_BYTES,
-        message=f"upload is over the server's limit of {max_upload_mb:g} MB (petseg serve --max-upload-mb)",
+        message=f"file: the upload is over the server's limit of {max_upload_mb:g} MB",
+        deadline_s=read_timeout_s,
     )
     _install_error_handlers(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
-    def inference_slots() -> anyio.CapacityLimiter:
-        """The pool's limiter; made on first use when no lifespan ran (a mounted app, a bare TestClient)."""
-        slots = getattr(app.state, "inference_slots", None)
-        if slots is None:  # no await in between: one event loop cannot race here
-            slots = app.state.inference_slots = anyio.CapacityLimiter(workers)
-        return slots
-
-    async def render(request: Request, upload: UploadFile, mode: str, bg: str | None, refine: bool):
-        data = await upload.read()
+    async def render(upload: UploadFile, mode: str, bg: str | None, refine: bool, alpha: str | None):
+        # Sent only when the form chose one, so the library's own default applies otherwise.
+        choices = {"alpha": alpha} if alpha is not None else {}
 
         def run_model() -> bytes:
             from petseg.inference import remove_background
 
+            # Read here, in the worker thread, so a request the queue refuses never loads its upload.
+            data = upload.file.read()
             return remove_background(
-                data, segmenter=segmenter, mode=mode, bg=bg, refine=refine, max_pixels=max_pixels
+                data, segmenter=segmenter, mode=mode, bg=bg, refine=refine, max_pixels=max_pixels, **choices
             )
 
         try:
-            encoded = await anyio.to_thread.run_sync(run_model, limiter=inference_slots())
+            encoded = await queue.run(run_model)
         except ImageError as error:
-            # The decoder calls in-memory data "<bytes>"; the user knows the upload by its name.
-            raise type(error)(str(error).replace(source_name(data), upload.filename or "the upload", 1)) from None
+            # The decoder names in-memory data with a stand-in; the user knows the upload by its name.
+            named = str(error).replace(source_name(b""), _clip(upload.filename or "the upload"), 1)
+            raise type(error)(named) from None
         filename = _download_name(upload.filename, mode)
         headers = {"Content-Disposition": f'inline; filename="{filename}"', "Cache-Control": "no-store"}
         return Response(encoded, media_type=MEDIA_TYPES[mode], headers=headers)
@@ -122,27 +132,33 @@ def create_app(
     async def index() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> FileResponse:
+        return FileResponse(STATIC_DIR / "favicon.svg", media_type="image/svg+xml")
+
     @app.get("/healthz", summary="Liveness check")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/api/model", summary="The loaded model's config, labels and the upload limits")
+    @app.get("/api/model", summary="The loaded model's config, labels and the server's limits")
     async def model_info() -> dict[str, Any]:
         config = segmenter.config
-        return {
-            "config": dataclasses.asdict(config),
-            "labels": list(config.labels),
-            "limits": {"max_upload_bytes": max_upload_bytes, "max_pixels": max_pixels, "workers": workers},
+        limits = {
+            "max_upload_bytes": max_upload_bytes,
+            "max_pixels": max_pixels,
+            "threads": threads,
+            "queue_size": queue_size,
+            "read_timeout_s": read_timeout_s,
         }
+        return {"config": dataclasses.asdict(config), "labels": list(config.labels), "limits": limits}
 
     @app.post(
         "/api/cutout",
         summary="The photo with its background removed",
         response_class=Response,
-        responses={200: {"content": {"image/png": {}, "image/jpeg": {}}}},
+        responses={200: {"content": {"image/png": {}, "image/jpeg": {}}}, 503: {"description": "Busy: retry"}},
     )
     async def cutout(
-        request: Request,
         file: UploadField,
         mode: Annotated[
             Literal["rgba", "color"],
@@ -152,27 +168,28 @@ def create_app(
             str | None, Form(description="Background colour for mode=color: #rrggbb, rgb(r,g,b) or a name.")
         ] = None,
         refine: RefineField = False,
+        alpha: AlphaField = None,
     ) -> Response:
         if bg is not None and mode != "color":
             raise OptionError(f"bg: a background colour needs mode=color, got mode={mode}")
-        return await render(request, file, mode, _normalize_color(bg) if bg is not None else None, refine)
+        return await render(file, mode, _normalize_color(bg) if bg is not None else None, refine, alpha)
 
     @app.post(
         "/api/mask",
         summary="The segmentation as a single-channel PNG",
         response_class=Response,
-        responses={200: {"content": {"image/png": {}}}},
+        responses={200: {"content": {"image/png": {}}}, 503: {"description": "Busy: retry"}},
     )
     async def mask(
-        request: Request,
         file: UploadField,
         mode: Annotated[
             Literal["mask", "labels"],
             Form(description="mask: 0-255 pet alpha; labels: 1 pet, 2 background, 3 border."),
         ] = "mask",
         refine: RefineField = False,
+        alpha: AlphaField = None,
     ) -> Response:
-        return await render(request, file, mode, None, refine)
+        return await render(file, mode, None, refine, alpha)
 
     return app
 
@@ -185,10 +202,10 @@ def _install_error_handlers(app: FastAPI) -> None:
         if isinstance(error, NotAnImageError):
             status = 415
         elif isinstance(error, ImageError):
-            status = 400  # corrupt, truncated, or over --max-pixels
+            status = 400  # corrupt, truncated, or over the pixel limit
         else:
             status = 422
-        return JSONResponse({"detail": str(error)}, status_code=status)
+        return JSONResponse({"detail": _form_wording(str(error))}, status_code=status)
 
     @app.exception_handler(RequestValidationError)
     async def bad_options(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -196,11 +213,13 @@ def _install_error_handlers(app: FastAPI) -> None:
         for problem in error.errors():
             field = ".".join(str(part) for part in problem["loc"] if part not in ("body", "query"))
             problems.append(f"{field}: {problem['msg']}")
-        return JSONResponse({"detail": "; ".join(problems)}, status_code=422)
+        return JSONResponse({"detail": _form_wording("; ".join(problems))}, status_code=422)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> JSONResponse:
-        return JSONResponse({"detail": error.detail}, status_code=error.status_code, headers=error.headers)
+        return JSONResponse(
+            {"detail": _form_wording(str(error.detail))}, status_code=error.status_code, headers=error.headers
+        )
 
     @app.exception_handler(Exception)
     async def server_error(request: Request, error: Exception) -> JSONResponse:
@@ -213,10 +232,25 @@ def _normalize_color(text: str) -> str:
     from petseg.inference.compose import parse_color
 
     try:
-        red, green, blue = parse_color(text.strip())
+        red, green, blue = parse_color(text.strip()[:ECHO_CHARS + 1])
     except PetsegError:
-        raise OptionError(f"bg: {text!r} is not a colour (use #rrggbb, rgb(r,g,b) or a name)") from None
+        raise OptionError(f"bg: {_clip(text)!r} is not a colour (use #rrggbb, rgb(r,g,b) or a name)") from None
     return f"#{red:02x}{green:02x}{blue:02x}"
+
+
+def _clip(text: str) -> str:
+    """Input echoed in a message, cut so that a megabyte of it does not come back whole."""
+    return text if len(text) <= ECHO_CHARS else text[:ECHO_CHARS] + "…"
+
+
+# "(raise it with --max-pixels)" and the like: advice for the command line, not for a form.
+_COMMAND_LINE_HINT = re.compile(r"\s*\([^()]*--[a-z][\w-]*[^()]*\)")
+
+
+def _form_wording(message: str) -> str:
+    """A library message fit for the API: no command-line advice, one line, bounded length."""
+    message = " ".join(_COMMAND_LINE_HINT.sub("", message).split())
+    return message if len(message) <= MESSAGE_CHARS else message[: MESSAGE_CHARS - 1] + "…"
 
 
 def _download_name(filename: str | None, mode: str) -> str:
