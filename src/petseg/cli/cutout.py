@@ -103,19 +103,35 @@ def _cutout_stdin(segmenter, options, max_pixels: int) -> None:
 
 @app.command()
 def export(
-    model: str = typer.Argument(..., help="A run folder (its best.safetensors) or a .safetensors file."),
+    model: str = typer.Argument(..., help="A run folder (its best.safetensors), a .safetensors file, or an .onnx file with --int8."),
     onnx: Path = typer.Option(..., "--onnx", help="The .onnx file to write."),
+    int8: bool = typer.Option(False, "--int8", help="Quantize to int8 (smaller, faster on CPUs), calibrated on --calibration photos."),
+    calibration: Optional[Path] = typer.Option(
+        None, "--calibration", help="Folder of photos like those the model will cut out (a few dozen are used)."
+    ),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
 ) -> None:
     """Export a model to ONNX (dynamic batch and size), checked against PyTorch before it is written."""
     from petseg.inference.export import PARITY_TOLERANCE, export_and_verify
     from petseg.models.files import resolve_model_path
-    from petseg.models import load_model
 
     if onnx.suffix.lower() != ".onnx":
         fail(f"--onnx: {onnx} must end in .onnx")
+    if int8 != (calibration is not None):
+        fail("--int8 and --calibration DIR go together: int8 ranges are calibrated on photos")
     path = resolve_model_path(model)
     if path.suffix.lower() == ".onnx":
-        fail(f"{path}: already an ONNX model")
-    difference = export_and_verify(load_model(path), onnx, force=force)
-    typer.echo(f"wrote {onnx} (max probability difference to PyTorch {difference:.1e} < {PARITY_TOLERANCE:.0e})")
+        if not int8:
+            fail(f"{path}: already an ONNX model (add --int8 --calibration DIR to quantize it)")
+        source = path.read_bytes()
+    else:
+        from petseg.models import load_model
+
+        source = load_model(path)
+    report = export_and_verify(source, onnx, force=force, calibration=calibration)
+    notes = []
+    if report.parity_difference is not None:
+        notes.append(f"max probability difference to PyTorch {report.parity_difference:.1e} < {PARITY_TOLERANCE:.0e}")
+    if report.int8_change is not None:
+        notes.append(f"int8 moves probabilities by at most {report.int8_change:.3f} on the calibration photos")
+    typer.echo(f"wrote {onnx} ({'; '.join(notes)})")

@@ -5,12 +5,18 @@ softmax probabilities named "probabilities": softmax is part of the graph so bot
 backends hand the same thing to the cutout code. Batch, height and width are dynamic.
 The model's config (image size, mean, std, labels) travels in the ONNX metadata, so an
 .onnx file is as self-describing as a .safetensors one.
+
+`quantize_int8` turns a float export into a statically quantized one (ONNX Runtime,
+QDQ format, per-channel weights), its activation ranges calibrated on real photos
+preprocessed exactly as a cutout preprocesses them.
 """
 
 from __future__ import annotations
 
 import io
+import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +28,10 @@ from petseg.models.config import CONFIG_METADATA_KEY
 
 PARITY_TOLERANCE = 1e-4
 OPSET = 18
+# Calibration photos are spread over the folder; a few dozen fix the activation ranges.
+CALIBRATION_PHOTOS = 32
+# Written into a quantized model's metadata beside the config.
+PRECISION_METADATA_KEY = "petseg_precision"
 
 
 def _with_softmax(model):
@@ -90,17 +100,101 @@ def max_probability_difference(model, onnx_model: bytes | str | Path, *, seed: i
     return worst
 
 
-def export_and_verify(model, path: str | Path, *, force: bool = False, tolerance: float = PARITY_TOLERANCE) -> float:
-    """Export to `path` only once parity holds; returns the measured max difference."""
-    path = Path(path)
-    if path.exists() and not force:
-        raise PetsegError(f"{path}: already exists (use --force to overwrite)")
+@dataclass(frozen=True)
+class ExportReport:
+    parity_difference: float | None  # largest |p_torch - p_onnx| of the float export
+    int8_change: float | None = None  # largest |p_float - p_int8| on the calibration photos
+
+
+def verified_onnx(model, *, tolerance: float = PARITY_TOLERANCE, label: str = "ONNX export") -> tuple[bytes, float]:
+    """(ONNX bytes, parity difference), or an error when the export computes something else."""
     data = export_onnx(model)
     difference = max_probability_difference(model, data)
     if not difference < tolerance:
         raise PetsegError(
-            f"{path}: ONNX export differs from PyTorch by {difference:.2e} in probability "
+            f"{label}: ONNX export differs from PyTorch by {difference:.2e} in probability "
             f"(limit {tolerance:.0e}); not written"
         )
+    return data, difference
+
+
+def export_and_verify(
+    source, path: str | Path, *, force: bool = False, tolerance: float = PARITY_TOLERANCE,
+    calibration: str | Path | None = None,
+) -> ExportReport:
+    """Write `source` to `path` as ONNX, only once it is verified.
+
+    source: a petseg model (exported, then checked against PyTorch) or float ONNX bytes.
+    calibration: a folder of photos; quantizes the export to int8, calibrated on them.
+    """
+    path = Path(path)
+    if path.exists() and not force:
+        raise PetsegError(f"{path}: already exists (use --force to overwrite)")
+    if isinstance(source, bytes):
+        data, report = source, ExportReport(None)
+    else:
+        data, difference = verified_onnx(source, tolerance=tolerance, label=str(path))
+        report = ExportReport(difference)
+    if calibration is not None:
+        data, change = quantize_int8(data, calibration_batches(calibration, OnnxBackend(data).config))
+        report = ExportReport(report.parity_difference, change)
     write_bytes_atomic(path, data)
-    return difference
+    return report
+
+
+def calibration_batches(folder: str | Path, config, limit: int = CALIBRATION_PHOTOS) -> list[np.ndarray]:
+    """Up to `limit` photos spread over `folder` (subfolders included), each a (1, 3, S, S)
+    batch preprocessed exactly as a cutout does; unreadable files are passed over."""
+    from petseg.data.decode import load_rgb
+    from petseg.inference.files import IMAGE_SUFFIXES
+    from petseg.inference.segmenter import letterbox_batch
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise PetsegError(f"{folder}: calibration photos must be a folder")
+    files = sorted(
+        path for path in folder.rglob("*")
+        if path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".") and path.is_file()
+    )
+    batches = []
+    for path in files[:: max(1, len(files) // limit)][:limit]:
+        try:
+            batches.append(letterbox_batch([load_rgb(path)], config)[0])
+        except PetsegError:
+            continue  # one bad photo in a calibration folder does not matter; the others calibrate
+    if not batches:
+        raise PetsegError(f"{folder}: no readable photos to calibrate int8 on")
+    return batches
+
+
+def quantize_int8(float_model: bytes, batches: list[np.ndarray]) -> tuple[bytes, float]:
+    """(int8 ONNX bytes, largest |p_float - p_int8| over the calibration batches)."""
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Photos(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter(batches)
+
+        def get_next(self):
+            batch = next(self.batches, None)
+            return None if batch is None else {INPUT_NAME: batch}
+
+    metadata = {prop.key: prop.value for prop in onnx.load_from_string(float_model).metadata_props}
+    with tempfile.TemporaryDirectory(prefix="petseg-int8-") as directory:
+        source, prepared, target = (Path(directory) / name for name in ("float.onnx", "prepared.onnx", "int8.onnx"))
+        source.write_bytes(float_model)
+        # Shape inference and graph fusions first, as ONNX Runtime recommends before quantizing
+        # (the symbolic pass cannot follow the dynamic height and width through the decoder).
+        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+        quantize_static(
+            str(prepared), str(target), Photos(), quant_format=QuantFormat.QDQ, per_channel=True,
+            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+        )
+        graph = onnx.load(str(target))
+    onnx.helper.set_model_props(graph, {**metadata, PRECISION_METADATA_KEY: "int8"})
+    quantized = graph.SerializeToString()
+    reference, candidate = OnnxBackend(float_model), OnnxBackend(quantized)
+    change = max(float(np.abs(reference(batch) - candidate(batch)).max()) for batch in batches)
+    return quantized, change
