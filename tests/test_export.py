@@ -160,7 +160,7 @@ def test_int8_export_is_calibrated_on_photos_and_still_cuts_out(toy_model_file, 
     assert result.exit_code == 0, result.output
     assert "int8 moves probabilities by at most" in result.output
     metadata = {prop.key: prop.value for prop in onnx.load(str(target)).metadata_props}
-    assert metadata[PRECISION_METADATA_KEY] == "int8"
+    assert metadata[PRECISION_METADATA_KEY] == "int8 (decoder)"
     integer_weights = [init for init in onnx.load(str(target)).graph.initializer if init.data_type == onnx.TensorProto.INT8]
     assert integer_weights, "no int8 weights: the export was not quantized"
 

@@ -109,6 +109,9 @@ def export(
     calibration: Optional[Path] = typer.Option(
         None, "--calibration", help="Folder of photos like those the model will cut out (a few dozen are used)."
     ),
+    int8_scope: str = typer.Option(
+        "decoder", "--int8-scope", help="decoder: int8 decoder, float encoder (keeps quality); all: every layer (faster)."
+    ),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
 ) -> None:
     """Export a model to ONNX (dynamic batch and size), checked against PyTorch before it is written."""
@@ -128,7 +131,7 @@ def export(
         from petseg.models import load_model
 
         source = load_model(path)
-    report = export_and_verify(source, onnx, force=force, calibration=calibration)
+    report = export_and_verify(source, onnx, force=force, calibration=calibration, int8_scope=int8_scope)
     notes = []
     if report.parity_difference is not None:
         notes.append(f"max probability difference to PyTorch {report.parity_difference:.1e} < {PARITY_TOLERANCE:.0e}")
