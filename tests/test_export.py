@@ -161,8 +161,13 @@ def test_int8_export_is_calibrated_on_photos_and_still_cuts_out(toy_model_file, 
     assert "int8 moves probabilities by at most" in result.output
     metadata = {prop.key: prop.value for prop in onnx.load(str(target)).metadata_props}
     assert metadata[PRECISION_METADATA_KEY] == "int8 (decoder)"
-    integer_weights = [init for init in onnx.load(str(target)).graph.initializer if init.data_type == onnx.TensorProto.INT8]
-    assert integer_weights, "no int8 weights: the export was not quantized"
+    graph = onnx.load(str(target)).graph
+    dequantized = {node.output[0] for node in graph.node if node.op_type == "DequantizeLinear"}
+    int8_convs = {node.name for node in graph.node if node.op_type == "Conv" and dequantized & set(node.input)}
+    float_convs = {node.name for node in graph.node if node.op_type == "Conv"} - int8_convs
+    # The default scope: decoder and head in int8, the encoder left float.
+    assert int8_convs and all("/encoder/" not in name for name in int8_convs), int8_convs
+    assert float_convs and all("/encoder/" in name for name in float_convs), float_convs
 
     int8, float32 = Segmenter.load(target), Segmenter.load(toy_model_file)
     assert int8.config == float32.config
