@@ -93,6 +93,29 @@ found['server_size'] = list(Image.open(io.BytesIO(response.content)).size)
     assert found["torch_imported"] is False
 
 
+def test_evaluate_writes_its_metrics_without_torch_or_matplotlib(toy_data, tmp_path):
+    found = run_without_torch(f"""
+import contextlib, io, json
+from petseg.cli import main
+sys.argv = ['petseg', 'evaluate', '--data', {str(toy_data)!r}, '--out', 'eval', '--json']
+errors = io.StringIO()
+with contextlib.redirect_stderr(errors), contextlib.redirect_stdout(io.StringIO()):
+    try:
+        main()
+    except SystemExit as stop:
+        found['exit'] = stop.code
+found['stderr'] = errors.getvalue()
+found['metrics'] = json.load(open('eval/metrics.json'))['resolutions']['original']['pixel_accuracy']
+import os
+found['files'] = sorted(os.listdir('eval'))
+""", tmp_path)
+    assert found.get("exit") in (None, 0), found["stderr"]
+    assert found["files"] == ["metrics.json"]
+    assert "predictions.png: drawing predictions.png needs matplotlib: pip install 'petseg[train]'" in found["stderr"]
+    assert 0 <= found["metrics"] <= 1
+    assert found["torch_imported"] is False
+
+
 def test_training_install_commands_say_what_to_install(tmp_path):
     found = run_without_torch("""
 import contextlib, io

@@ -11,6 +11,7 @@ import typer
 from petseg.cli.app import app, fail
 
 MODEL_HELP = "A run folder (its best.safetensors), a .safetensors or an .onnx file; default: the bundled model."
+BACKEND_HELP = "torch or onnx (default: onnx for the bundled model and .onnx files, torch for .safetensors)."
 # Exit status when some files failed and the others were written.
 SOME_FILES_FAILED = 1
 
@@ -28,7 +29,7 @@ def cutout(
     bg_image: Optional[Path] = typer.Option(None, "--bg-image", help="Background photo for --mode color (scaled to cover)."),
     refine: bool = typer.Option(False, "--refine", help="Snap the alpha to the photo's edges (guided filter)."),
     flip_tta: bool = typer.Option(False, "--flip-tta", help="Average with the mirrored photo's prediction (2x model time)."),
-    backend: Optional[str] = typer.Option(None, "--backend", help="torch or onnx (default: onnx for .onnx models, else torch)."),
+    backend: Optional[str] = typer.Option(None, "--backend", help=BACKEND_HELP),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into subfolders of folder inputs."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs (default: skip them)."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Photos per model call."),

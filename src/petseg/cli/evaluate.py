@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from petseg.cli.app import app
-from petseg.cli.cutout import MODEL_HELP
+from petseg.cli.cutout import BACKEND_HELP, MODEL_HELP
 
 METRICS_FILE = "metrics.json"
 GRID_FILE = "predictions.png"
@@ -23,7 +23,7 @@ def evaluate(
     out: Optional[Path] = typer.Option(None, "--out", help=f"Folder for {METRICS_FILE} and {GRID_FILE}."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as one JSON object."),
     examples: int = typer.Option(6, "--examples", min=1, help=f"Rows of {GRID_FILE}."),
-    backend: Optional[str] = typer.Option(None, "--backend", help="torch or onnx (default: onnx for .onnx models, else torch)."),
+    backend: Optional[str] = typer.Option(None, "--backend", help=BACKEND_HELP),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Photos per model call."),
     flip_tta: bool = typer.Option(False, "--flip-tta", help="Average with the mirrored photo's prediction (2x model time)."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing files in --out."),

@@ -133,13 +133,12 @@ class Segmenter:
         try:
             from petseg.models import load_model
 
-            network = load_model(path)
+            return cls.from_model(load_model(path), backend or "torch", threads=threads, flip_tta=flip_tta)
         except ModuleNotFoundError as error:
             problem = missing_train_extra(error, f"{path}: a .safetensors model")
             if problem is None:
                 raise
             raise problem from None
-        return cls.from_model(network, backend or "torch", threads=threads, flip_tta=flip_tta)
 
     @classmethod
     def from_model(cls, model, backend: str = "torch", *, threads: int | None = None,
