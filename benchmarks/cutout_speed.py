@@ -2,7 +2,8 @@
 
 - latency_ms_batch1: the model alone, median of repeated batch-1 calls at its own size,
   for ONNX float32, ONNX int8 (the shipped .onnx when it is int8, else quantized here on
-  the photos) and PyTorch.
+  the photos) and PyTorch; latency_ms_batch1_one_thread: the ONNX ones on one thread,
+  the steadier comparison on a busy machine.
 - photos_per_s: a folder of Oxford-size photos (about 500x375) end to end, decode +
   infer + encode PNG + write, through the same pipeline as `petseg cutout`.
 - cold_cutout_5_photos_s, help_s, models_s: wall time of fresh `petseg cutout` (5
@@ -91,7 +92,7 @@ def peak_rss_mb_for_big_photo(source: Path, scratch: Path) -> tuple[float, float
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, seconds
 
 
-def int8_segmenter(float_onnx: bytes, photos: list[Path], scratch: Path):
+def int8_model(float_onnx: bytes, photos: list[Path], scratch: Path) -> tuple[Path, str]:
     """The shipped .onnx when it is int8, else the float export quantized on these photos."""
     import onnx
 
@@ -102,14 +103,14 @@ def int8_segmenter(float_onnx: bytes, photos: list[Path], scratch: Path):
     shipped = bundled_model_path(".onnx")
     metadata = {prop.key: prop.value for prop in onnx.load(str(shipped)).metadata_props}
     if metadata.get(PRECISION_METADATA_KEY, "").startswith("int8"):
-        return Segmenter.load(shipped), f"shipped ({metadata[PRECISION_METADATA_KEY]})"
+        return shipped, f"shipped ({metadata[PRECISION_METADATA_KEY]})"
     folder = scratch / "calibration"
     folder.mkdir()
     for photo in photos:
         (folder / photo.name).symlink_to(photo.resolve())
     quantized, _ = quantize_int8(float_onnx, calibration_batches(folder, Segmenter.load(shipped).config))
     (scratch / "int8.onnx").write_bytes(quantized)
-    return Segmenter.load(scratch / "int8.onnx"), "quantized here (decoder)"
+    return scratch / "int8.onnx", "quantized here (decoder)"
 
 
 def main() -> None:
@@ -135,10 +136,13 @@ def main() -> None:
         }
         float_onnx = export_onnx(model)
         (scratch / "float.onnx").write_bytes(float_onnx)
-        int8, int8_source = int8_segmenter(float_onnx, photos, scratch)
-        segmenters = {"onnx_float": Segmenter.load(scratch / "float.onnx"), "onnx_int8": int8,
-                      "torch": Segmenter.from_model(model)}
+        int8, int8_source = int8_model(float_onnx, photos, scratch)
+        onnx_files = {"onnx_float": scratch / "float.onnx", "onnx_int8": int8}
+        segmenters = {name: Segmenter.load(path) for name, path in onnx_files.items()}
+        segmenters["torch"] = Segmenter.from_model(model)
         latency = latency_ms(segmenters, model.config.image_size)
+        one_thread = latency_ms({name: Segmenter.load(path, threads=1) for name, path in onnx_files.items()},
+                                model.config.image_size)
         result = {
             "benchmark": "cutout_speed",
             "model": "bundled",
@@ -151,7 +155,9 @@ def main() -> None:
             "photos": len(photos),
             "photos_source": "oxford-pets-sample" if SAMPLE.is_dir() else "toy (500 px)",
             "latency_ms_batch1": latency,
+            "latency_ms_batch1_one_thread": one_thread,
             "int8_speedup": round(latency["onnx_float"] / latency["onnx_int8"], 2),
+            "int8_speedup_one_thread": round(one_thread["onnx_float"] / one_thread["onnx_int8"], 2),
             "photos_per_s": {name: round(photos_per_second(segmenter, photos, scratch / name), 2)
                              for name, segmenter in segmenters.items()},
             **{key: round(value, 2) for key, value in cold.items()},
