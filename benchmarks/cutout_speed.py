@@ -97,7 +97,7 @@ def int8_model(float_onnx: bytes, photos: list[Path], scratch: Path) -> tuple[Pa
     import onnx
 
     from petseg.inference import Segmenter
-    from petseg.inference.export import PRECISION_METADATA_KEY, calibration_batches, quantize_int8
+    from petseg.inference.quantize import PRECISION_METADATA_KEY, calibration_batches, quantize_int8
     from petseg.models.files import bundled_model_path
 
     shipped = bundled_model_path(".onnx")

@@ -125,7 +125,7 @@ def test_the_shipped_onnx_file_is_the_bundled_weights_in_int8(shared_sample):
     import onnx
 
     from petseg.inference.backends import OnnxBackend
-    from petseg.inference.export import PRECISION_METADATA_KEY
+    from petseg.inference.quantize import PRECISION_METADATA_KEY
 
     shipped = bundled_model_path(".onnx")
     metadata = {prop.key: prop.value for prop in onnx.load(str(shipped)).metadata_props}

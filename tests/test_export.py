@@ -150,7 +150,7 @@ def test_int8_export_is_calibrated_on_photos_and_still_cuts_out(toy_model_file, 
 
     from petseg.cli import app
     from petseg.inference import Segmenter
-    from petseg.inference.export import PRECISION_METADATA_KEY
+    from petseg.inference.quantize import PRECISION_METADATA_KEY
     from tests.test_inference_toy_model import foreground_iou
 
     target = tmp_path / "toy-int8.onnx"
