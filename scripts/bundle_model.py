@@ -20,9 +20,8 @@ from pathlib import Path
 import torch
 
 from petseg.errors import PetsegError
-from petseg.models.files import resolve_model_path
 from petseg.models import load_model, save_model
-from petseg.models.files import BUNDLED_MODEL_NAME, WEIGHTS_FOLDER
+from petseg.models.files import BUNDLED_MODEL_NAME, WEIGHTS_FOLDER, resolve_model_path
 from petseg.train.checkpoint import CHECKPOINT_NAME, load_checkpoint
 
 

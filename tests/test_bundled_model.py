@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 import pytest
 from typer.testing import CliRunner
 
@@ -65,3 +66,117 @@ def test_cutout_without_model_uses_the_bundled_one(toy_data, tmp_path):
     assert result.exit_code == 0, result.output
     cutout = Image.open(tmp_path / f"{photo.stem}.png")
     assert cutout.mode == "RGBA" and cutout.size == Image.open(photo).size
+
+
+def sample_photos(shared_sample, count: int) -> list[np.ndarray]:
+    """`count` photos spread over the sample's test list (several breeds, both orientations)."""
+    from petseg.data.layouts import load_sample
+
+    samples = load_samples(shared_sample, "test")
+    return [load_sample(sample)[0] for sample in samples[:: len(samples) // count][:count]]
+
+
+def test_the_default_segmenter_runs_the_bundled_onnx_file():
+    assert Segmenter.load().backend.name == "onnx"
+    assert Segmenter.load(backend="torch").backend.name == "torch"
+    assert Segmenter.load().config == Segmenter.load(backend="torch").config == read_config(bundled_model_path())
+
+
+# float32 PyTorch vs float32 ONNX Runtime: rounding only.
+BUNDLED_PARITY_TOLERANCE = 1e-4
+# The shipped .onnx runs the decoder in int8: on sample photos it moves probabilities by
+# 0.004 on average and changes the label of 0.2% of pixels (the outline) against PyTorch.
+INT8_MEAN_CHANGE = 0.01
+INT8_LABEL_CHANGES = 0.01
+
+
+def bundled_inputs_and_torch_probabilities(shared_sample):
+    """Normalised inputs (4 letterboxed sample photos; one 3:1 photo at its own size) and
+    the bundled weights' PyTorch probabilities for each."""
+    import torch
+
+    from petseg.data.letterbox import normalize_array
+    from petseg.models import load_model
+
+    model = load_model(bundled_model_path())
+    photos = sample_photos(shared_sample, 4)
+    batch, _ = Segmenter.load(backend="torch").preprocess(photos)
+    wide = np.asarray(Image.fromarray(photos[0]).resize((300, 100)))  # 3:1, no letterbox
+    cases = []
+    for inputs in (batch, normalize_array(wide[None], model.config.mean, model.config.std)):
+        with torch.inference_mode():
+            cases.append((inputs, torch.softmax(model(torch.from_numpy(inputs)), dim=1).numpy()))
+    return model, cases
+
+
+@pytest.mark.slow  # exports the bundled model (10-30 s)
+def test_the_bundled_weights_export_to_onnx_exactly(shared_sample):
+    from petseg.inference.backends import OnnxBackend
+    from petseg.inference.export import export_onnx
+
+    model, cases = bundled_inputs_and_torch_probabilities(shared_sample)
+    backend = OnnxBackend(export_onnx(model))
+    for inputs, expected in cases:
+        np.testing.assert_allclose(backend(inputs), expected, rtol=0, atol=BUNDLED_PARITY_TOLERANCE)
+
+
+def test_the_shipped_onnx_file_is_the_bundled_weights_in_int8(shared_sample):
+    """The shipped .onnx computes what the shipped .safetensors does, up to int8 rounding."""
+    import onnx
+
+    from petseg.inference.backends import OnnxBackend
+    from petseg.inference.quantize import PRECISION_METADATA_KEY
+
+    shipped = bundled_model_path(".onnx")
+    metadata = {prop.key: prop.value for prop in onnx.load(str(shipped)).metadata_props}
+    assert metadata[PRECISION_METADATA_KEY] == "int8 (decoder)"
+    backend = OnnxBackend(shipped)
+    _, cases = bundled_inputs_and_torch_probabilities(shared_sample)
+    for inputs, expected in cases:
+        got = backend(inputs)
+        assert got.shape == expected.shape
+        assert np.abs(got - expected).mean() <= INT8_MEAN_CHANGE
+        assert (got.argmax(1) != expected.argmax(1)).mean() <= INT8_LABEL_CHANGES
+
+
+# MODEL_CARD.md's figures for storing the weights in float16, on real photos: probabilities
+# move by 0.0003 on average and by a few hundredths at single pixels on the pet's outline,
+# where a few pixels in ten thousand change label. Measured 2.5-2.9e-4, 0.04-0.08, 3-4e-4.
+FLOAT16_MEAN_CHANGE = 1e-3
+FLOAT16_MAX_CHANGE = 0.15
+FLOAT16_LABEL_CHANGES = 2e-3
+
+
+def test_float16_storage_moves_probabilities_as_little_as_the_model_card_says(shared_sample):
+    """The float32 weights the model was trained to are gone; all we know is that each lay
+    within half a float16 step of the stored value. So draw such float32 weights (the
+    stored ones plus uniform noise of up to half a step, which round back to exactly the
+    stored ones) and see how far the probabilities on real photos move."""
+    import torch
+
+    from petseg.models import load_model
+
+    stored = load_model(bundled_model_path())
+    batch, _ = Segmenter.load(backend="torch").preprocess(sample_photos(shared_sample, 4))
+    inputs = torch.from_numpy(batch)
+    with torch.inference_mode():
+        reference = torch.softmax(stored(inputs), dim=1)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(2):
+        candidate = load_model(bundled_model_path())
+        with torch.no_grad():
+            for name, tensor in candidate.state_dict().items():
+                if not tensor.is_floating_point():
+                    continue
+                half = tensor.to(torch.float16)
+                # The gap to the nearer float16 neighbour (below a power of two it is half the one above).
+                infinity = torch.tensor(torch.inf, dtype=torch.float16)
+                step = torch.minimum(torch.nextafter(half, infinity) - half, half - torch.nextafter(half, -infinity)).float()
+                tensor.add_((torch.rand(tensor.shape, generator=generator) - 0.5) * step * 0.999)
+                assert torch.equal(tensor.to(torch.float16), half), name  # rounds back to the stored weights
+        with torch.inference_mode():
+            probabilities = torch.softmax(candidate(inputs), dim=1)
+        change = (probabilities - reference).abs()
+        assert 0 < change.mean().item() <= FLOAT16_MEAN_CHANGE
+        assert change.max().item() <= FLOAT16_MAX_CHANGE
+        assert (probabilities.argmax(1) != reference.argmax(1)).float().mean().item() <= FLOAT16_LABEL_CHANGES

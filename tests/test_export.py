@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from petseg.errors import PetsegError
@@ -21,16 +22,64 @@ def registry_cases():
     return cases
 
 
+# float32 PyTorch vs float32 ONNX Runtime: kernels sum in different orders, so the
+# softmax outputs differ by rounding, far below this.
+PARITY_TOLERANCE = 1e-4
+
+
+def wide_photo_batch(height: int = 45, width: int = 131) -> np.ndarray:
+    """A toy pet photo squeezed to a 1:3 input (odd sides, no letterbox), normalised as inference does."""
+    from petseg.data.letterbox import normalize_array
+    from petseg.data.toy import make_toy_image
+    from petseg.models.config import IMAGENET_MEAN, IMAGENET_STD
+
+    photo, _ = make_toy_image(np.random.default_rng(3), 96)
+    wide = np.asarray(Image.fromarray(photo).resize((width, height), Image.BILINEAR))
+    return normalize_array(wide[None], IMAGENET_MEAN, IMAGENET_STD)
+
+
+def torch_probabilities(model, batch: np.ndarray) -> np.ndarray:
+    import torch
+
+    with torch.inference_mode():
+        return torch.softmax(model.eval()(torch.from_numpy(batch)), dim=1).numpy()
+
+
 @pytest.mark.parametrize("name, options", registry_cases())
 def test_onnx_probabilities_match_pytorch(name, options):
-    """Dynamic batch and size: the check runs batch 2 at 64 px and batch 1 at an odd 51x69."""
-    from petseg.inference.export import PARITY_TOLERANCE, export_onnx, max_probability_difference
+    """Every registry model, exported with dynamic sizes, on a 1:3 photo and a square batch of 2."""
+    from petseg.inference.backends import OnnxBackend
+    from petseg.inference.export import export_onnx
     from petseg.models import create_model
 
     if name == "unet_diy":
         options = {**options, "width": 8}
     model = create_model(name, pretrained=False, image_size=64, **options)
+    backend = OnnxBackend(export_onnx(model))
+    square = np.random.default_rng(0).standard_normal((2, 3, 64, 64), dtype=np.float32)
+    for batch in (wide_photo_batch(), square):
+        expected = torch_probabilities(model, batch)
+        got = backend(batch)
+        assert got.shape == expected.shape == (len(batch), 3, *batch.shape[2:])
+        np.testing.assert_allclose(got, expected, rtol=0, atol=PARITY_TOLERANCE)
+
+
+def test_the_parity_check_sees_a_different_model():
+    """max_probability_difference (export's guard) must report a wrong export, not hide it."""
+    import torch
+
+    from petseg.inference.export import export_onnx, max_probability_difference
+    from petseg.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("unet_diy", width=8, image_size=64)
+    torch.manual_seed(1)
+    other = create_model("unet_diy", width=8, image_size=64)
     assert max_probability_difference(model, export_onnx(model)) < PARITY_TOLERANCE
+    batch = wide_photo_batch()
+    actual_gap = np.abs(torch_probabilities(model, batch) - torch_probabilities(other, batch)).max()
+    assert actual_gap > 0.01  # the two random nets really disagree
+    assert max_probability_difference(model, export_onnx(other)) > 0.01
 
 
 def test_export_command_writes_a_self_describing_model_once(toy_model_file, tmp_path):
@@ -94,3 +143,61 @@ def test_export_needs_an_onnx_file_name(toy_model_file, tmp_path):
     result = CliRunner().invoke(app, ["export", str(toy_model_file), "--onnx", str(tmp_path / "model.safetensors")])
     assert result.exit_code == 2 and "must end in .onnx" in result.output
     assert list(tmp_path.iterdir()) == []
+
+
+def test_int8_export_is_calibrated_on_photos_and_still_cuts_out(toy_model_file, toy_data, toy_photo, tmp_path):
+    import onnx
+
+    from petseg.cli import app
+    from petseg.inference import Segmenter
+    from petseg.inference.quantize import PRECISION_METADATA_KEY
+    from tests.test_inference_toy_model import foreground_iou
+
+    target = tmp_path / "toy-int8.onnx"
+    runner = CliRunner()
+    result = runner.invoke(app, ["export", str(toy_model_file), "--onnx", str(target), "--int8",
+                                 "--calibration", str(toy_data / "images")])
+    assert result.exit_code == 0, result.output
+    assert "int8 moves probabilities by at most" in result.output
+    metadata = {prop.key: prop.value for prop in onnx.load(str(target)).metadata_props}
+    assert metadata[PRECISION_METADATA_KEY] == "int8 (decoder)"
+    graph = onnx.load(str(target)).graph
+    dequantized = {node.output[0] for node in graph.node if node.op_type == "DequantizeLinear"}
+    int8_convs = {node.name for node in graph.node if node.op_type == "Conv" and dequantized & set(node.input)}
+    float_convs = {node.name for node in graph.node if node.op_type == "Conv"} - int8_convs
+    # The default scope: decoder and head in int8, the encoder left float.
+    assert int8_convs and all("/encoder/" not in name for name in int8_convs), int8_convs
+    assert float_convs and all("/encoder/" in name for name in float_convs), float_convs
+
+    int8, float32 = Segmenter.load(target), Segmenter.load(toy_model_file)
+    assert int8.config == float32.config
+    photo, labels = toy_photo
+    quantized, reference = int8.predict(photo), float32.predict(photo)
+    # int8 rounds every activation; on a photo like those it was calibrated on the
+    # probabilities move a little and the pet stays where it was.
+    assert np.abs(quantized - reference).mean() < 0.05
+    assert foreground_iou(quantized.argmax(0) != 1, labels) > foreground_iou(reference.argmax(0) != 1, labels) - 0.05
+
+    # An int8 model can also be made from a float .onnx file.
+    from_onnx = tmp_path / "from-onnx.onnx"
+    float_onnx = tmp_path / "float.onnx"
+    assert runner.invoke(app, ["export", str(toy_model_file), "--onnx", str(float_onnx)]).exit_code == 0
+    result = runner.invoke(app, ["export", str(float_onnx), "--onnx", str(from_onnx), "--int8",
+                                 "--calibration", str(toy_data / "images")])
+    assert result.exit_code == 0, result.output
+
+
+def test_int8_needs_calibration_photos(toy_model_file, tmp_path):
+    from petseg.cli import app
+
+    runner = CliRunner()
+    target = tmp_path / "x.onnx"
+    result = runner.invoke(app, ["export", str(toy_model_file), "--onnx", str(target), "--int8"])
+    assert result.exit_code == 2 and "--calibration" in result.output
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.jpg").write_text("not a photo")
+    result = runner.invoke(app, ["export", str(toy_model_file), "--onnx", str(target), "--int8", "--calibration", str(empty)])
+    assert isinstance(result.exception, PetsegError) and str(empty) in str(result.exception)
+    assert "no readable photos" in str(result.exception)
+    assert not target.exists()

@@ -42,6 +42,39 @@ def test_predict_gives_probabilities_at_each_original_size(segmenter, toy_photo)
     np.testing.assert_allclose(results[0], single, atol=1e-5)
 
 
+@pytest.fixture(params=[(60, 180), (180, 60)], ids=["3:1", "1:3"])
+def oblong_photo(request, toy_photo):
+    """The toy photo stretched to 3:1 or 1:3: letterboxing pads one side by two thirds."""
+    height, width = request.param
+    return np.asarray(Image.fromarray(toy_photo[0]).resize((width, height), Image.BILINEAR))
+
+
+def test_oblong_photos_come_back_where_the_training_geometry_puts_them(segmenter, oblong_photo, toy_model_file):
+    """Inference (numpy letterbox, Pillow upsampling) == training's path (torch normalize,
+    the model, Letterbox.restore with torch's interpolate) on strongly non-square photos."""
+    import torch
+
+    from petseg.data.letterbox import Letterbox, mean_fill, normalize
+    from petseg.inference import remove_background
+    from petseg.models import load_model
+
+    photo = oblong_photo
+    height, width = photo.shape[:2]
+    model = load_model(toy_model_file)
+    config = model.config
+    box = Letterbox.fit(height, width, config.image_size)
+    square = normalize(box.apply_image(photo, mean_fill(config.mean)), config.mean, config.std)[None]
+    with torch.inference_mode():
+        expected = box.restore(torch.softmax(model(square), dim=1))[0].numpy()
+    restored = segmenter.predict(photo)
+    assert restored.shape == (3, height, width)
+    np.testing.assert_allclose(restored, expected, rtol=0, atol=1e-4)
+    [prediction] = segmenter.predict_batch([photo])
+    assert prediction.alpha().shape == (height, width)
+    np.testing.assert_array_equal(prediction.labels(), restored.argmax(0))
+    assert remove_background(photo, segmenter=segmenter).shape == (height, width, 4)
+
+
 def test_flip_tta_averages_the_photo_and_its_mirror(segmenter, toy_photo):
     from petseg.inference import Segmenter
 

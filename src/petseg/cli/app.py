@@ -7,7 +7,7 @@ import warnings
 
 import typer
 
-from petseg.errors import PetsegError
+from petseg.errors import PetsegError, missing_train_extra
 
 app = typer.Typer(
     name="petseg",
@@ -33,6 +33,16 @@ def main() -> None:
     except PetsegError as error:
         typer.echo(f"error: {error}", err=True)
         sys.exit(error.exit_code)
+    except ModuleNotFoundError as error:  # a command of the training install, run without it
+        problem = missing_train_extra(error, f"petseg {_command_name()}")
+        if problem is None:
+            raise
+        typer.echo(f"error: {problem}", err=True)
+        sys.exit(problem.exit_code)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+
+
+def _command_name() -> str:
+    return next((argument for argument in sys.argv[1:] if not argument.startswith("-")), "")

@@ -11,6 +11,7 @@ import typer
 from petseg.cli.app import app, fail
 
 MODEL_HELP = "A run folder (its best.safetensors), a .safetensors or an .onnx file; default: the bundled model."
+BACKEND_HELP = "torch or onnx (default: onnx for the bundled model and .onnx files, torch for .safetensors)."
 # Exit status when some files failed and the others were written.
 SOME_FILES_FAILED = 1
 
@@ -28,7 +29,7 @@ def cutout(
     bg_image: Optional[Path] = typer.Option(None, "--bg-image", help="Background photo for --mode color (scaled to cover)."),
     refine: bool = typer.Option(False, "--refine", help="Snap the alpha to the photo's edges (guided filter)."),
     flip_tta: bool = typer.Option(False, "--flip-tta", help="Average with the mirrored photo's prediction (2x model time)."),
-    backend: Optional[str] = typer.Option(None, "--backend", help="torch or onnx (default: onnx for .onnx models, else torch)."),
+    backend: Optional[str] = typer.Option(None, "--backend", help=BACKEND_HELP),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into subfolders of folder inputs."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs (default: skip them)."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Photos per model call."),
@@ -108,19 +109,38 @@ def _cutout_stdin(segmenter, options, max_pixels: int) -> None:
 
 @app.command()
 def export(
-    model: str = typer.Argument(..., help="A run folder (its best.safetensors) or a .safetensors file."),
+    model: str = typer.Argument(..., help="A run folder (its best.safetensors), a .safetensors file, or an .onnx file with --int8."),
     onnx: Path = typer.Option(..., "--onnx", help="The .onnx file to write."),
+    int8: bool = typer.Option(False, "--int8", help="Quantize to int8 (smaller, faster on CPUs), calibrated on --calibration photos."),
+    calibration: Optional[Path] = typer.Option(
+        None, "--calibration", help="Folder of photos like those the model will cut out (a few dozen are used)."
+    ),
+    int8_scope: str = typer.Option(
+        "decoder", "--int8-scope", help="decoder: int8 decoder, float encoder (keeps quality); all: every layer (faster)."
+    ),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
 ) -> None:
     """Export a model to ONNX (dynamic batch and size), checked against PyTorch before it is written."""
     from petseg.inference.export import PARITY_TOLERANCE, export_and_verify
     from petseg.models.files import resolve_model_path
-    from petseg.models import load_model
 
     if onnx.suffix.lower() != ".onnx":
         fail(f"--onnx: {onnx} must end in .onnx")
+    if int8 != (calibration is not None):
+        fail("--int8 and --calibration DIR go together: int8 ranges are calibrated on photos")
     path = resolve_model_path(model)
     if path.suffix.lower() == ".onnx":
-        fail(f"{path}: already an ONNX model")
-    difference = export_and_verify(load_model(path), onnx, force=force)
-    typer.echo(f"wrote {onnx} (max probability difference to PyTorch {difference:.1e} < {PARITY_TOLERANCE:.0e})")
+        if not int8:
+            fail(f"{path}: already an ONNX model (add --int8 --calibration DIR to quantize it)")
+        source = path.read_bytes()
+    else:
+        from petseg.models import load_model
+
+        source = load_model(path)
+    report = export_and_verify(source, onnx, force=force, calibration=calibration, int8_scope=int8_scope)
+    notes = []
+    if report.parity_difference is not None:
+        notes.append(f"max probability difference to PyTorch {report.parity_difference:.1e} < {PARITY_TOLERANCE:.0e}")
+    if report.int8_change is not None:
+        notes.append(f"int8 moves probabilities by at most {report.int8_change:.3f} on the calibration photos")
+    typer.echo(f"wrote {onnx} ({'; '.join(notes)})")

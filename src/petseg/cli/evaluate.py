@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from petseg.cli.app import app
-from petseg.cli.cutout import MODEL_HELP
+from petseg.cli.cutout import BACKEND_HELP, MODEL_HELP
 
 METRICS_FILE = "metrics.json"
 GRID_FILE = "predictions.png"
@@ -23,7 +23,7 @@ def evaluate(
     out: Optional[Path] = typer.Option(None, "--out", help=f"Folder for {METRICS_FILE} and {GRID_FILE}."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as one JSON object."),
     examples: int = typer.Option(6, "--examples", min=1, help=f"Rows of {GRID_FILE}."),
-    backend: Optional[str] = typer.Option(None, "--backend", help="torch or onnx (default: onnx for .onnx models, else torch)."),
+    backend: Optional[str] = typer.Option(None, "--backend", help=BACKEND_HELP),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Photos per model call."),
     flip_tta: bool = typer.Option(False, "--flip-tta", help="Average with the mirrored photo's prediction (2x model time)."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing files in --out."),
@@ -32,7 +32,7 @@ def evaluate(
     from tqdm import tqdm
 
     from petseg.data.layouts import load_samples
-    from petseg.errors import PetsegError
+    from petseg.errors import PetsegError, missing_train_extra
     from petseg.evaluate import evaluate as run_evaluation
     from petseg.evaluate import format_report, metrics_json, write_prediction_grid
     from petseg.inference import Segmenter
@@ -53,12 +53,19 @@ def evaluate(
     result["data"], result["split"] = str(data), split
     for reason in result["skipped"]:
         typer.echo(f"skipped: {reason}", err=True)
+    written = []
     if out:
         try:
             write_bytes_atomic(out / METRICS_FILE, metrics_json(result).encode())
-            write_prediction_grid(result["examples"], out / GRID_FILE)
+            written.append(out / METRICS_FILE)
+            written.append(write_prediction_grid(result["examples"], out / GRID_FILE))
         except OSError as error:
             raise PetsegError(f"--out: cannot write to {out} ({error.strerror or error})") from None
+        except ModuleNotFoundError as error:  # the light install has no matplotlib: metrics only
+            problem = missing_train_extra(error, f"drawing {GRID_FILE}")
+            if problem is None:
+                raise
+            typer.echo(f"skipped {out / GRID_FILE}: {problem}", err=True)
     typer.echo(metrics_json(result) if as_json else format_report(result))
-    if out and not as_json:
-        typer.echo(f"\nwrote {out / METRICS_FILE} and {out / GRID_FILE}")
+    if written and not as_json:
+        typer.echo(f"\nwrote {' and '.join(map(str, written))}")

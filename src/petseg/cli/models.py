@@ -15,11 +15,8 @@ def models_command(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON list instead of a table."),
 ) -> None:
     """List the registered models: encoder, parameters, GFLOPs at 224x224, pretrained weights."""
-    from petseg.models import list_models
-    from petseg.models.summary import describe
-
     bundled = _bundled_config()
-    rows = [describe(name) for name in list_models()]
+    rows, note = _rows()
     for row in rows:
         row["bundled"] = bundled is not None and row["name"] == bundled.architecture
     if as_json:
@@ -33,16 +30,40 @@ def models_command(
         table.add_row(
             row["name"] + (" (bundled)" if row["bundled"] else ""),
             row["encoder"],
-            f"{row['params']:,}",
-            f"{row['trainable_params']:,}",
-            f"{row['gflops_224']:.2f}",
+            *(format(row[key], spec) if row[key] is not None else "-" for key, spec in FIGURES),
             row["pretrained_weights"],
         )
     Console().print(table)
+    if note:
+        typer.echo(note)
     if bundled is not None:
         typer.echo(f"(bundled): the trained pet model inside the package, {bundled.architecture} at "
                    f"{bundled.image_size} px, used by cutout, serve and Segmenter.load() when no --model is given.")
     typer.echo("Any timm backbone with features_only works too, as unet_<timm name> (e.g. unet_resnet18).")
+
+
+FIGURES = (("params", ","), ("trainable_params", ","), ("gflops_224", ".2f"))
+
+
+def _rows() -> tuple[list[dict], str | None]:
+    """Each registered model's row, and a note when the figures need the training install."""
+    from petseg.errors import missing_train_extra
+    from petseg.models import list_models, model_spec
+
+    try:
+        from petseg.models.summary import describe
+
+        return [describe(name) for name in list_models()], None
+    except ModuleNotFoundError as error:  # the light install lists the zoo without building it
+        problem = missing_train_extra(error, "params and GFLOPs")
+        if problem is None:
+            raise
+    rows = [
+        {"name": name, "encoder": model_spec(name).encoder, **{key: None for key, _ in FIGURES},
+         "pretrained_weights": model_spec(name).pretrained_weights}
+        for name in list_models()
+    ]
+    return rows, str(problem)
 
 
 def _bundled_config():

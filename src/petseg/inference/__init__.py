@@ -4,7 +4,8 @@ Module map: segmenter (model loading, numpy letterboxing, Prediction), backends
 (PyTorch and ONNX Runtime), compose (alpha, label maps, composites), refine
 (guided-filter edges), render (CutoutOptions, the output image, PNG/JPEG files),
 api (remove_background), files (inputs, output names), pipeline (batched, overlapped
-processing of many files), export (PyTorch -> ONNX, with a parity check).
+processing of many files), export (PyTorch -> ONNX, with a parity check), quantize
+(int8, calibrated on photos).
 Nothing here imports torch unless a PyTorch model or backend is asked for.
 """
 

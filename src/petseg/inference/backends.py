@@ -17,10 +17,21 @@ INPUT_NAME = "images"
 OUTPUT_NAME = "probabilities"
 
 
+def execution_providers() -> list[str]:
+    """CUDA first when this onnxruntime build offers it (onnxruntime-gpu), the CPU always."""
+    import onnxruntime
+
+    available = onnxruntime.get_available_providers()
+    return [provider for provider in ("CUDAExecutionProvider", "CPUExecutionProvider") if provider in available]
+
+
 class TorchBackend:
     name = "torch"
 
-    def __init__(self, model, device: str = "cpu"):
+    def __init__(self, model, device: str | None = None):
+        import torch
+
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model = model.eval().to(device)
         self.device = device
         self.config: ModelConfig = model.config
@@ -34,7 +45,10 @@ class TorchBackend:
 
 
 class OnnxBackend:
-    """ONNX Runtime on the CPU, running a model exported by `petseg export` (softmax included)."""
+    """ONNX Runtime running a model exported by `petseg export` (softmax included).
+
+    On the GPU when onnxruntime-gpu and a CUDA device are there, else on the CPU.
+    """
 
     name = "onnx"
 
@@ -47,7 +61,7 @@ class OnnxBackend:
         label = "<exported model>" if isinstance(model, bytes) else str(model)
         source = model if isinstance(model, bytes) else str(model)
         try:
-            self.session = onnxruntime.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+            self.session = onnxruntime.InferenceSession(source, options, providers=execution_providers())
         except Exception as error:  # onnxruntime raises its own untyped errors for bad files
             raise PetsegError(f"{label}: not a usable ONNX model ({str(error).splitlines()[0][:200]})") from None
         metadata = self.session.get_modelmeta().custom_metadata_map

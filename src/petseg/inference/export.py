@@ -5,12 +5,14 @@ softmax probabilities named "probabilities": softmax is part of the graph so bot
 backends hand the same thing to the cutout code. Batch, height and width are dynamic.
 The model's config (image size, mean, std, labels) travels in the ONNX metadata, so an
 .onnx file is as self-describing as a .safetensors one.
+With calibration photos, `export_and_verify` also quantizes to int8 (quantize.py).
 """
 
 from __future__ import annotations
 
 import io
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -90,17 +92,47 @@ def max_probability_difference(model, onnx_model: bytes | str | Path, *, seed: i
     return worst
 
 
-def export_and_verify(model, path: str | Path, *, force: bool = False, tolerance: float = PARITY_TOLERANCE) -> float:
-    """Export to `path` only once parity holds; returns the measured max difference."""
-    path = Path(path)
-    if path.exists() and not force:
-        raise PetsegError(f"{path}: already exists (use --force to overwrite)")
+@dataclass(frozen=True)
+class ExportReport:
+    parity_difference: float | None  # largest |p_torch - p_onnx| of the float export
+    int8_change: float | None = None  # largest |p_float - p_int8| on the calibration photos
+
+
+def verified_onnx(model, *, tolerance: float = PARITY_TOLERANCE, label: str = "ONNX export") -> tuple[bytes, float]:
+    """(ONNX bytes, parity difference), or an error when the export computes something else."""
     data = export_onnx(model)
     difference = max_probability_difference(model, data)
     if not difference < tolerance:
         raise PetsegError(
-            f"{path}: ONNX export differs from PyTorch by {difference:.2e} in probability "
+            f"{label}: ONNX export differs from PyTorch by {difference:.2e} in probability "
             f"(limit {tolerance:.0e}); not written"
         )
+    return data, difference
+
+
+def export_and_verify(
+    source, path: str | Path, *, force: bool = False, tolerance: float = PARITY_TOLERANCE,
+    calibration: str | Path | None = None, int8_scope: str = "decoder",
+) -> ExportReport:
+    """Write `source` to `path` as ONNX, only once it is verified.
+
+    source: a petseg model (exported, then checked against PyTorch) or float ONNX bytes.
+    calibration: a folder of photos; quantizes the export to int8 (`int8_scope`, see
+    quantize_int8), calibrated on them.
+    """
+    path = Path(path)
+    if path.exists() and not force:
+        raise PetsegError(f"{path}: already exists (use --force to overwrite)")
+    if isinstance(source, bytes):
+        data, report = source, ExportReport(None)
+    else:
+        data, difference = verified_onnx(source, tolerance=tolerance, label=str(path))
+        report = ExportReport(difference)
+    if calibration is not None:
+        from petseg.inference.quantize import calibration_batches, quantize_int8
+
+        batches = calibration_batches(calibration, OnnxBackend(data).config)
+        data, change = quantize_int8(data, batches, scope=int8_scope)
+        report = ExportReport(report.parity_difference, change)
     write_bytes_atomic(path, data)
-    return difference
+    return report

@@ -17,10 +17,10 @@ from PIL import Image
 
 from petseg.data.decode import DEFAULT_MAX_PIXELS, check_pixels, load_rgb
 from petseg.data.letterbox import Letterbox, mean_fill, normalize_array
-from petseg.errors import ImageError, PetsegError
+from petseg.errors import ImageError, PetsegError, missing_train_extra
 from petseg.inference.compose import soft_alpha, upsample, upsample_alpha, upsample_labels
 from petseg.models.config import ModelConfig
-from petseg.models.files import resolve_model_path
+from petseg.models.files import bundled_model_path, resolve_model_path
 
 BACKENDS = ("torch", "onnx")
 DEFAULT_BATCH_SIZE = 8
@@ -81,6 +81,18 @@ class Prediction:
         return upsample_labels(self.crop(), box.source_height, box.source_width)
 
 
+def letterbox_batch(photos: Sequence[np.ndarray], config: ModelConfig) -> tuple[np.ndarray, list[Letterbox]]:
+    """(H, W, 3) uint8 photos -> one normalised float32 (N, 3, S, S) batch and each one's Letterbox.
+
+    As in training: the photo scaled into the square, padded with the mean colour.
+    numpy and Pillow only, so cutouts never need PyTorch.
+    """
+    fill = mean_fill(config.mean)
+    boxes = [Letterbox.fit(photo.shape[0], photo.shape[1], config.image_size) for photo in photos]
+    squares = np.stack([box.apply_image(photo, fill) for box, photo in zip(boxes, photos)])
+    return normalize_array(squares, config.mean, config.std), boxes
+
+
 class Segmenter:
     """A loaded model plus the preprocessing stored with it.
 
@@ -101,22 +113,32 @@ class Segmenter:
              flip_tta: bool = False) -> "Segmenter":
         """Load a run folder, .safetensors or .onnx file (None: the bundled model).
 
-        backend: "torch" or "onnx"; by default .onnx files run on ONNX Runtime and
-        model files on PyTorch. A .safetensors file with backend="onnx" is exported in memory.
+        backend: "torch" or "onnx". By default the bundled model and .onnx files run on
+        ONNX Runtime (no PyTorch needed) and .safetensors files on PyTorch; a
+        .safetensors file with backend="onnx" is exported in memory (PyTorch again).
         flip_tta: average each prediction with that of the mirrored photo (see the class).
         """
         if backend is not None and backend not in BACKENDS:
             raise PetsegError(f"backend {backend!r} is not one of {', '.join(BACKENDS)}")
-        path = resolve_model_path(model)
+        if model is None:
+            path = bundled_model_path(".safetensors" if backend == "torch" else ".onnx")
+        else:
+            path = resolve_model_path(model)
         if path.suffix.lower() == ".onnx":
             if backend == "torch":
                 raise PetsegError(f"{path}: an .onnx model runs on the onnx backend, not torch")
             from petseg.inference.backends import OnnxBackend
 
             return cls(OnnxBackend(path, threads=threads), flip_tta=flip_tta)
-        from petseg.models import load_model
+        try:
+            from petseg.models import load_model
 
-        return cls.from_model(load_model(path), backend or "torch", threads=threads, flip_tta=flip_tta)
+            return cls.from_model(load_model(path), backend or "torch", threads=threads, flip_tta=flip_tta)
+        except ModuleNotFoundError as error:
+            problem = missing_train_extra(error, f"{path}: a .safetensors model")
+            if problem is None:
+                raise
+            raise problem from None
 
     @classmethod
     def from_model(cls, model, backend: str = "torch", *, threads: int | None = None,
@@ -134,11 +156,7 @@ class Segmenter:
 
     def preprocess(self, photos: Sequence[np.ndarray]) -> tuple[np.ndarray, list[Letterbox]]:
         """Letterbox photos into one normalised float32 (N, 3, S, S) batch."""
-        config = self.config
-        fill = mean_fill(config.mean)
-        boxes = [Letterbox.fit(photo.shape[0], photo.shape[1], config.image_size) for photo in photos]
-        squares = np.stack([box.apply_image(photo, fill) for box, photo in zip(boxes, photos)])
-        return normalize_array(squares, config.mean, config.std), boxes
+        return letterbox_batch(photos, self.config)
 
     def predict_batch(self, photos: Sequence[np.ndarray]) -> list[Prediction]:
         """One backend call for upright (H, W, 3) uint8 photos; probabilities stay at model size."""

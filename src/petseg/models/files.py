@@ -12,17 +12,21 @@ from petseg.atomic import atomic_path
 from petseg.errors import PetsegError
 from petseg.models.config import CONFIG_METADATA_KEY, ModelConfig
 
-# The model that ships inside the package: the default of cutout, serve and Segmenter.load().
+# The model that ships inside the package, as weights (the source, for PyTorch) and as
+# ONNX (scripts/export_bundled_onnx.py): the default of cutout, serve and Segmenter.load().
 BUNDLED_MODEL_NAME = "petseg-pets.safetensors"
+BUNDLED_SUFFIXES = (".safetensors", ".onnx")
 WEIGHTS_FOLDER = Path(__file__).resolve().parents[1] / "weights"
 # The model file a training run folder holds: `--model runs/x` means runs/x/best.safetensors.
 BEST_MODEL_FILE = "best.safetensors"
 MODEL_SUFFIXES = (".safetensors", ".onnx")
 
 
-def bundled_model_path() -> Path:
-    """The bundled model file, or a clear error when this install has none."""
-    path = WEIGHTS_FOLDER / BUNDLED_MODEL_NAME
+def bundled_model_path(suffix: str = ".safetensors") -> Path:
+    """The bundled model's .safetensors or .onnx file, or a clear error when this install has none."""
+    if suffix not in BUNDLED_SUFFIXES:
+        raise ValueError(f"the bundled model comes as {' or '.join(BUNDLED_SUFFIXES)}, not {suffix}")
+    path = (WEIGHTS_FOLDER / BUNDLED_MODEL_NAME).with_suffix(suffix)
     if not path.is_file():
         raise PetsegError(
             f"no bundled model in this install ({path} is missing): "
