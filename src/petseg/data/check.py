@@ -12,7 +12,7 @@ import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -77,6 +77,31 @@ def _inspect(sample: Sample) -> dict[str, Any]:
                 "mask": [mask.shape[1], mask.shape[0]],
             }
     return finding
+
+
+def suspect_reason(sample: Sample) -> str | None:
+    """Why a sample is unfit to train on (what `check_dataset` reports against it), or None.
+
+    Broken files (unreadable photo or mask, bad mask values, photo and mask of different
+    sizes) and masks without a single pet pixel: a model trained on those learns to erase
+    the pet.
+    """
+    finding = _inspect(sample)
+    for item in finding["unreadable"] + finding["mislabelled"]:
+        return item["reason"]
+    if "size_mismatch" in finding:
+        image, mask = finding["size_mismatch"]["image"], finding["size_mismatch"]["mask"]
+        return f"{sample.image_path}: photo is {image[0]}x{image[1]} but its mask is {mask[0]}x{mask[1]}"
+    if finding["class_pixels"][PET] == 0:
+        return f"{sample.mask_path}: the mask has no pet pixels"
+    return None
+
+
+def find_suspects(samples: Sequence[Sample], workers: int | None = None) -> list[tuple[Sample, str]]:
+    """(sample, reason) for each sample `suspect_reason` finds unfit, in the samples' order."""
+    with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:
+        reasons = list(pool.map(suspect_reason, samples))
+    return [(sample, reason) for sample, reason in zip(samples, reasons) if reason is not None]
 
 
 def _unpaired(root: Path, layout: str) -> list[dict]:
