@@ -23,9 +23,9 @@ from petseg.errors import ImageError, PetsegError
 from petseg.inference.compose import soft_alpha, upsample, upsample_alpha, upsample_labels
 from petseg.models.config import ModelConfig
 from petseg.models.files import bundled_model_path
+from petseg.run_dir import best_model_file
 
 BACKENDS = ("torch", "onnx")
-RUN_CHECKPOINT = "best.safetensors"
 DEFAULT_BATCH_SIZE = 8
 
 PhotoLike = Union[np.ndarray, Image.Image, bytes, str, Path, BinaryIO]
@@ -90,10 +90,7 @@ def resolve_model_path(model: str | Path | None) -> Path:
         return bundled_model_path()
     path = Path(model)
     if path.is_dir():
-        checkpoint = path / RUN_CHECKPOINT
-        if not checkpoint.is_file():
-            raise PetsegError(f"{path}: run folder has no {RUN_CHECKPOINT}")
-        return checkpoint
+        return best_model_file(path)
     if not path.is_file():
         raise PetsegError(f"{path}: model not found (give a run folder, a .safetensors or an .onnx file)")
     if path.suffix.lower() not in (".safetensors", ".onnx"):
