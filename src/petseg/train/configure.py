@@ -61,9 +61,13 @@ def _starting_settings(*, out, model, data, recipe, config_file, resume, overrid
         raise PetsegError("--out is needed: the run folder to write (or a config file that names one)")
     if model is None or data is None:
         raise PetsegError("--model and --data are needed to start a run (or a config file, or --resume)")
-    return {"model": model, "data": str(data), "out": str(out),
-            **recipe_settings(recipe or "default", model, pretrained=bool(overrides.get("pretrained")),
-                              weights=overrides.get("weights"))}
+    pretrained = overrides.get("pretrained")
+    if pretrained is None:  # ImageNet weights by default wherever they are at hand offline
+        from petseg.models.registry import has_offline_imagenet_weights
+
+        pretrained = overrides.get("weights") is None and has_offline_imagenet_weights(model)
+    return {"model": model, "data": str(data), "out": str(out), "pretrained": pretrained,
+            **recipe_settings(recipe or "default", model, pretrained=pretrained, weights=overrides.get("weights"))}
 
 
 def _given(**values) -> dict[str, Any]:

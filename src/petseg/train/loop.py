@@ -258,9 +258,15 @@ def _fit(config: TrainConfig, context: DistributedContext, *, resume, force, on_
         # with the settings of the latest one (e.g. its --epochs).
         write_text_atomic(run_dir / run_folder.CONFIG_FILE, config.to_json() + "\n")
     if context.is_main and checkpoint is None:
-        log(f"training {config.model} ({config.recipe} recipe) on {len(splits.train)} images, validating on "
+        from petseg.models.pretrained import describe_encoder_start
+
+        log(f"training {config.model} ({config.recipe} recipe; "
+            f"{describe_encoder_start(config.model, config.pretrained, config.weights)}) "
+            f"on {len(splits.train)} images, validating on "
             f"{len(splits.val)} ({splits.val_source}); {device}, {context.world_size} process(es), "
             f"batch {config.batch_size}, {steps_per_epoch} steps/epoch")
+        for name, reason in splits.left_out:
+            log(f"left out {name}: {reason} (--keep-suspect keeps it)")
 
     def save_state(epoch: int, partial_epoch: dict | None) -> None:
         save_checkpoint(run_dir / run_folder.CHECKPOINT_FILE, {

@@ -14,7 +14,7 @@ from typing import Any
 
 from petseg.errors import PetsegError
 
-RECIPES = ("seed", "default")
+RECIPES = ("seed", "default", "generalize")
 
 
 @dataclass
@@ -56,6 +56,21 @@ class TrainConfig:
     hflip: bool = True
     scale: tuple[float, float] | None = (0.75, 1.25)  # random zoom range; None: no zoom
     color_jitter: float = 0.1
+    # More augmentation (petseg.data.augment.Augment, same names), all off by default.
+    crop_scale: tuple[float, float] | None = None  # random resized crop, (min, max) share of the area
+    rotation: float = 0.0  # degrees either way
+    hue: float = 0.0
+    gamma: float = 0.0
+    grayscale: float = 0.0  # probability
+    blur: float = 0.0  # probability
+    noise: float = 0.0  # std of Gaussian pixel noise, share of the 0..255 range
+    copy_paste: float = 0.0  # probability of pasting the pet onto another photo's background
+    # Which photos: breeds by name (`Abyssinian`, `american_bulldog`, any case), None for all.
+    breeds: tuple[str, ...] | None = None
+    exclude_breeds: tuple[str, ...] | None = None
+    # Samples `petseg data check` finds unfit (broken files, masks without pet pixels) are
+    # left out unless this is set.
+    keep_suspect: bool = False
     val_fraction: float | None = None  # None: validate on the dataset's `test` list; else hold out part of train_split
     # trainval, or all: every labelled image, for a final model once settings are chosen
     # (validation then runs on images it trained on: a fit check, not a held-out estimate).
@@ -77,8 +92,9 @@ class TrainConfig:
     def __post_init__(self):
         # JSON has no tuples: configs read back from files arrive with lists.
         self.monitor = tuple(self.monitor)
-        if self.scale is not None:
-            self.scale = tuple(self.scale)
+        for name in ("scale", "crop_scale", "breeds", "exclude_breeds"):
+            if getattr(self, name) is not None:
+                setattr(self, name, tuple(getattr(self, name)))
         self.model_options = dict(self.model_options)
         self.validate()
 
@@ -123,6 +139,9 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise PetsegError(message)
+        from petseg.data.augment import Augment
+
+        Augment.from_config(self)  # its knobs' ranges, named as the settings are
 
 
 def setting_names() -> list[str]:
@@ -139,6 +158,8 @@ def recipe_settings(recipe: str, model: str, *, pretrained: bool = False, weight
         return seed_recipe(model)
     if recipe == "default":
         return default_recipe(model, from_scratch=not (pretrained or weights))
+    if recipe == "generalize":
+        return generalize_recipe(model, from_scratch=not (pretrained or weights))
     raise PetsegError(f"--recipe must be one of {', '.join(RECIPES)}, got {recipe!r}")
 
 
@@ -173,3 +194,16 @@ def default_recipe(model: str, *, from_scratch: bool = True) -> dict[str, Any]:
     if model == "unet_diy":
         settings["lr"] = 2e-3
     return settings
+
+
+def generalize_recipe(model: str, *, from_scratch: bool = True) -> dict[str, Any]:
+    """The default recipe with the augmentation meant for pets the data lacks: fur colours
+    and lighting (colour, hue, gamma, grayscale, blur, noise), framing (random resized
+    crops, small rotations) and backgrounds (copy-paste). A candidate to be measured by
+    benchmarks/generalization.py against `default`, not yet a proven winner.
+    """
+    return {
+        **default_recipe(model, from_scratch=from_scratch), "recipe": "generalize",
+        "color_jitter": 0.3, "hue": 0.05, "gamma": 0.3, "grayscale": 0.1, "blur": 0.2, "noise": 0.03,
+        "crop_scale": (0.5, 1.0), "rotation": 10.0, "copy_paste": 0.3,
+    }
