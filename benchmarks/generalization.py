@@ -11,7 +11,7 @@ list, a fit check that only picks the saved epoch), then score the fold's
 best.safetensors at the photos' original resolution (petseg.evaluate, as
 benchmarks/quality.py does) on every photo of the held-out breed. Samples `petseg data
 check` finds unfit (e.g. Abyssinian_34, whose trimap has no pet) are neither trained on
-nor scored, unless --keep-suspect.
+nor scored (masks without pet pixels are with --keep-suspect).
 
 Each fold's run folder is OUT/holdout-<breed>/, with its scores in holdout.json: a
 stopped benchmark continues with --resume (finished folds are not trained again).
@@ -56,12 +56,10 @@ def fold_folder(out: Path, held_out: str) -> Path:
 
 def held_out_samples(data: str, breed: str, keep_suspect: bool) -> tuple[list, int]:
     """Every photo of `breed` (all splits), and how many unfit ones were left out."""
-    samples = [sample for sample in load_samples(data, "all") if breed_of(sample.name) == breed]
-    if keep_suspect:
-        return samples, 0
-    from petseg.data.check import find_suspects
+    from petseg.data.check import find_unfit
 
-    unfit = {sample.name for sample, _ in find_suspects(samples)}
+    samples = [sample for sample in load_samples(data, "all") if breed_of(sample.name) == breed]
+    unfit = {found.sample.name for found in find_unfit(samples) if found.broken or not keep_suspect}
     return [sample for sample in samples if sample.name not in unfit], len(unfit)
 
 
@@ -129,7 +127,7 @@ def parse_args(argv=None):
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--threads", type=int, default=None, help="CPU threads per training process.")
     parser.add_argument("--breeds", default=None, help="Comma-separated breeds to run folds over (default: all present).")
-    parser.add_argument("--keep-suspect", action="store_true", help="Train on and score samples data check finds unfit.")
+    parser.add_argument("--keep-suspect", action="store_true", help="Train on and score masks without pet pixels (broken files are always left out).")
     parser.add_argument("--flip-tta", action="store_true", help="Score with flip test-time augmentation.")
     parser.add_argument("--resume", action="store_true", help="Continue: keep finished folds, resume a stopped one.")
     parser.add_argument("--force", action="store_true", help="Start folds over in folders that hold earlier runs.")

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from petseg.data.breeds import breed_of, breeds_in, select_breeds
-from petseg.data.check import find_suspects
+from petseg.data.check import find_unfit
 from petseg.data.layouts import load_samples
 from petseg.errors import PetsegError
 from petseg.train import resolve_config
@@ -81,14 +81,15 @@ def test_suspect_samples_are_left_out_of_both_splits_and_listed_once(pets, tmp_p
     config = resolve_config("unet_diy", str(pets), str(tmp_path / "run"), train_split="all")
     splits = load_splits(config)
     bad = {"Roundcat_1", "lumpy_dog_2", "Spikycat_1"}
-    assert sorted(name for name, _ in splits.left_out) == sorted(bad)  # once each, though in train and val
+    assert sorted(found.sample.name for found in splits.left_out) == sorted(bad)  # once each, in train and val
     assert not bad & {s.name for s in splits.train + splits.val}
     assert len(splits.train) == 24 - 3
-    reasons = dict(splits.left_out)
+    reasons = {found.sample.name: found.reason for found in splits.left_out}
     assert "no pet pixels" in reasons["Roundcat_1"] and "Spikycat_1.jpg" in reasons["Spikycat_1"]
     kept = load_splits(resolve_config("unet_diy", str(pets), str(tmp_path / "run"), train_split="all",
                                       keep_suspect=True))
-    assert kept.left_out == [] and len(kept.train) == 24
+    # Kept on purpose: the suspect labels; a photo that cannot be read is never trained on.
+    assert [found.sample.name for found in kept.left_out] == ["Spikycat_1"] and len(kept.train) == 24 - 1
 
 
 @pytest.mark.slow  # one tiny training run through the CLI
@@ -125,8 +126,9 @@ def test_unknown_breed_flag_fails_in_one_line(toy_data, tmp_path):
 @pytest.mark.shared_data
 @pytest.mark.slow  # decodes the 450 photos
 def test_the_sample_s_only_suspect_is_abyssinian_34(shared_sample):
-    suspects = find_suspects(load_samples(shared_sample, "all"))
-    assert [(sample.name, "no pet pixels" in reason) for sample, reason in suspects] == [("Abyssinian_34", True)]
+    unfit = find_unfit(load_samples(shared_sample, "all"))
+    assert [(found.sample.name, found.broken, "no pet pixels" in found.reason) for found in unfit] == [
+        ("Abyssinian_34", False, True)]
     assert breeds_in(load_samples(shared_sample, "all")) == ["Abyssinian", "american_bulldog", "Bengal"]
 
 

@@ -83,7 +83,7 @@ def train(
     copy_paste: Optional[float] = typer.Option(None, help="Probability of pasting the pet onto another photo's pet-free background."),
     breeds: Optional[str] = typer.Option(None, help="Train and validate on these breeds only, e.g. Abyssinian,american_bulldog (any case)."),
     exclude_breeds: Optional[str] = typer.Option(None, help="Leave these breeds out, e.g. Bengal."),
-    keep_suspect: Optional[bool] = typer.Option(None, "--keep-suspect/--skip-suspect", help="Keep samples `petseg data check` finds unfit (broken files, masks without pet pixels); default: skip them."),
+    keep_suspect: Optional[bool] = typer.Option(None, "--keep-suspect/--skip-suspect", help="Train on masks without pet pixels, which `petseg data check` flags (default: leave them out; broken files are always left out)."),
     val_fraction: Optional[float] = typer.Option(None, help="Validate on this held-out fraction of the training split instead of the test list."),
     train_split: Optional[str] = typer.Option(None, help="trainval, or all (every labelled image: for a final model once settings are chosen)."),
     layout: Optional[str] = typer.Option(None, help="Dataset layout: auto, oxford or folder."),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -79,7 +80,17 @@ def _inspect(sample: Sample) -> dict[str, Any]:
     return finding
 
 
-def suspect_reason(sample: Sample) -> str | None:
+@dataclass(frozen=True)
+class Unfit:
+    """A sample not to train on, and why. broken: its files cannot be used at all (the
+    others, e.g. a mask without pet pixels, can be kept on purpose)."""
+
+    sample: Sample
+    reason: str
+    broken: bool
+
+
+def unfit_reason(sample: Sample) -> Unfit | None:
     """Why a sample is unfit to train on (what `check_dataset` reports against it), or None.
 
     Broken files (unreadable photo or mask, bad mask values, photo and mask of different
@@ -88,20 +99,20 @@ def suspect_reason(sample: Sample) -> str | None:
     """
     finding = _inspect(sample)
     for item in finding["unreadable"] + finding["mislabelled"]:
-        return item["reason"]
+        return Unfit(sample, item["reason"], broken=True)
     if "size_mismatch" in finding:
         image, mask = finding["size_mismatch"]["image"], finding["size_mismatch"]["mask"]
-        return f"{sample.image_path}: photo is {image[0]}x{image[1]} but its mask is {mask[0]}x{mask[1]}"
+        reason = f"{sample.image_path}: photo is {image[0]}x{image[1]} but its mask is {mask[0]}x{mask[1]}"
+        return Unfit(sample, reason, broken=True)
     if finding["class_pixels"][PET] == 0:
-        return f"{sample.mask_path}: the mask has no pet pixels"
+        return Unfit(sample, f"{sample.mask_path}: the mask has no pet pixels", broken=False)
     return None
 
 
-def find_suspects(samples: Sequence[Sample], workers: int | None = None) -> list[tuple[Sample, str]]:
-    """(sample, reason) for each sample `suspect_reason` finds unfit, in the samples' order."""
+def find_unfit(samples: Sequence[Sample], workers: int | None = None) -> list[Unfit]:
+    """The samples `unfit_reason` finds unfit, in the samples' order."""
     with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:
-        reasons = list(pool.map(suspect_reason, samples))
-    return [(sample, reason) for sample, reason in zip(samples, reasons) if reason is not None]
+        return [found for found in pool.map(unfit_reason, samples) if found is not None]
 
 
 def _unpaired(root: Path, layout: str) -> list[dict]:

@@ -21,16 +21,17 @@ class Splits:
     train: list
     val: list
     val_source: str  # what the validation set is, for the log
-    left_out: list[tuple[str, str]] = field(default_factory=list)  # (name, reason): unfit samples not used
+    left_out: list = field(default_factory=list)  # petseg.data.check.Unfit: samples not used, and why
 
 
 def load_splits(config: TrainConfig) -> Splits:
     """Training and validation samples: trainval (or all) -> test, or a seeded held-out fraction of either.
 
     Both come from the chosen breeds only (config.breeds / exclude_breeds), and samples
-    that `petseg data check` finds unfit are left out of both (unless config.keep_suspect).
+    that `petseg data check` finds unfit are left out of both: broken files always, masks
+    without pet pixels unless config.keep_suspect.
     """
-    from petseg.data.check import find_suspects
+    from petseg.data.check import find_unfit
     from petseg.data.layouts import load_samples, parse_label_map
 
     label_map = parse_label_map(config.mask_values) if config.mask_values else None
@@ -61,16 +62,16 @@ def load_splits(config: TrainConfig) -> Splits:
         source = f"{config.val_fraction:g} of {config.train_split}, held out"
     if config.limit is not None:
         train = train[: config.limit]
-    left_out = []
-    if not config.keep_suspect:
-        left_out = find_suspects(list({sample.name: sample for sample in [*train, *val]}.values()))
-        unfit = {sample.name for sample, _ in left_out}
-        train = [sample for sample in train if sample.name not in unfit]
-        val = [sample for sample in val if sample.name not in unfit]
+    # Broken files cannot be trained on at all; suspect labels can be kept on purpose.
+    left_out = [found for found in find_unfit(list({s.name: s for s in [*train, *val]}.values()))
+                if found.broken or not config.keep_suspect]
+    unfit = {found.sample.name for found in left_out}
+    train = [sample for sample in train if sample.name not in unfit]
+    val = [sample for sample in val if sample.name not in unfit]
     if not train:
         raise PetsegError(f"{config.data}: no training images in the {config.train_split} split"
                           + (" of the chosen breeds" if config.breeds or config.exclude_breeds else ""))
-    return Splits(train, val, source, [(sample.name, reason) for sample, reason in left_out])
+    return Splits(train, val, source, left_out)
 
 
 def build_datasets(config: TrainConfig, splits: Splits, mean, std):

@@ -265,8 +265,8 @@ def _fit(config: TrainConfig, context: DistributedContext, *, resume, force, on_
             f"on {len(splits.train)} images, validating on "
             f"{len(splits.val)} ({splits.val_source}); {device}, {context.world_size} process(es), "
             f"batch {config.batch_size}, {steps_per_epoch} steps/epoch")
-        for name, reason in splits.left_out:
-            log(f"left out {name}: {reason} (--keep-suspect keeps it)")
+        for unfit in splits.left_out:
+            log(f"left out {unfit.sample.name}: {unfit.reason}" + ("" if unfit.broken else " (--keep-suspect keeps it)"))
 
     def save_state(epoch: int, partial_epoch: dict | None) -> None:
         save_checkpoint(run_dir / run_folder.CHECKPOINT_FILE, {

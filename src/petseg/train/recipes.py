@@ -68,8 +68,8 @@ class TrainConfig:
     # Which photos: breeds by name (`Abyssinian`, `american_bulldog`, any case), None for all.
     breeds: tuple[str, ...] | None = None
     exclude_breeds: tuple[str, ...] | None = None
-    # Samples `petseg data check` finds unfit (broken files, masks without pet pixels) are
-    # left out unless this is set.
+    # Samples `petseg data check` finds unfit are left out: broken files always, masks
+    # without pet pixels unless this is set.
     keep_suspect: bool = False
     val_fraction: float | None = None  # None: validate on the dataset's `test` list; else hold out part of train_split
     # trainval, or all: every labelled image, for a final model once settings are chosen
