@@ -208,3 +208,22 @@ def test_copy_paste_asks_for_a_donor_only_when_it_pastes():
 def test_bad_augment_options_are_errors(options):
     with pytest.raises(PetsegError, match="augment"):
         Augment(**options)
+
+
+def test_the_training_dataset_pastes_onto_other_samples(toy_data, tmp_path):
+    from petseg.data.dataset import SegmentationDataset
+    from petseg.data.layouts import load_samples
+
+    samples = load_samples(toy_data, "all")[:8]
+    plain = SegmentationDataset(samples, 48, (0.5,) * 3, (0.5,) * 3, augment=Augment(hflip=False), cache=False)
+    pasting = SegmentationDataset(samples, 48, (0.5,) * 3, (0.5,) * 3,
+                                  augment=Augment(hflip=False, copy_paste=1.0), cache=False)
+    torch.manual_seed(0)
+    pasted = 0
+    for index in range(len(samples)):
+        before, after = plain[index][1], pasting[index][1]
+        pet = (before == PET) | (before == BORDER)
+        assert torch.equal(after[pet], before[pet]), "the pet keeps its labels"
+        # Toy photos are not square: letterbox padding becomes the new background.
+        pasted += bool((before == IGNORE_INDEX).any() and not (after == IGNORE_INDEX).any())
+    assert pasted >= len(samples) // 2
