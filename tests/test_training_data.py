@@ -139,3 +139,14 @@ def test_pretrained_is_the_default_where_imagenet_weights_are_offline(tmp_path):
     assert not resolve_config("unet_efficientnet_lite0", "data", "out", weights=str(tmp_path / "w.pth")).pretrained
     assert not resolve_config("unet_mobilenetv2", "data", "out").pretrained  # hub weights need the network
     assert not resolve_config("unet_diy", "data", "out").pretrained
+
+
+def test_the_encoder_start_names_the_imagenet_file_or_says_random(tmp_path):
+    from petseg.models.lite import VARIANTS, package_checkpoint_path
+    from petseg.models.pretrained import describe_encoder_start
+
+    lite1_file = package_checkpoint_path(VARIANTS["tf_efficientnet_lite1"])
+    assert describe_encoder_start("unet_efficientnet_lite1", True, None) == f"encoder from ImageNet weights {lite1_file}"
+    assert describe_encoder_start("unet_efficientnet_lite1", False, None) == "encoder randomly initialised"
+    weights = tmp_path / "w.safetensors"
+    assert describe_encoder_start("unet_mobilenetv2", False, weights) == f"encoder from the weights file {weights}"
