@@ -76,7 +76,10 @@ def train_fold(args, folder: Path, training_breeds: list[str]) -> None:
                  "val_fraction": None, "keep_suspect": args.keep_suspect, "progress": False, **budget}
     if resume:  # a resumed run keeps its own settings; only how long it goes on may change
         overrides = {name: value for name, value in budget.items() if name in run_dir.RESUMABLE_SETTINGS}
-    config = build_config(out=folder, model=None if resume else args.model, data=None if resume else args.data,
+    if args.config is not None and args.model is not None and not resume:
+        overrides["model"] = args.model  # the config's recipe, on another architecture
+    config = build_config(out=folder, model=None if resume or args.config else args.model,
+                          data=None if resume else args.data,
                           recipe=None if resume else args.recipe, config_file=None if resume else args.config,
                           resume=resume, overrides=overrides)
     fit(config, resume=resume, force=args.force and not resume, log=lambda line: print(line, file=sys.stderr))
@@ -119,7 +122,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", help="A dataset folder whose photos are named <breed>_<number> (Oxford layout).")
     parser.add_argument("--out", required=True, type=Path, help="Folder for the folds' run folders.")
-    parser.add_argument("--model", default=None, help="Architecture (default: the config's, else unet_efficientnet_lite0).")
+    parser.add_argument("--model", default=None,
+                        help="Architecture; with --config it replaces the config's (default: the config's, else unet_efficientnet_lite0).")
     parser.add_argument("--recipe", default=None, help="seed, default or generalize (default: default).")
     parser.add_argument("--config", default=None, help="A training config JSON (a recipe file or a run's config.json).")
     parser.add_argument("--epochs", type=int, default=None, help="Epochs per fold (the budget).")
@@ -132,6 +136,8 @@ def parse_args(argv=None):
     parser.add_argument("--resume", action="store_true", help="Continue: keep finished folds, resume a stopped one.")
     parser.add_argument("--force", action="store_true", help="Start folds over in folders that hold earlier runs.")
     args = parser.parse_args(argv)
+    if args.config is not None and args.recipe is not None:
+        parser.error("give --recipe or --config, not both (a config file holds a whole recipe)")
     if args.config is None and args.model is None:
         args.model = "unet_efficientnet_lite0"
     return args
