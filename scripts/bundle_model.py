@@ -2,7 +2,7 @@
 
     python scripts/bundle_model.py runs/bundled [--last] [--force]
 
---last takes the run's final weights (last.pt) instead of its best validation epoch:
+--last takes the run's final weights (its checkpoint) instead of its best validation epoch:
 the right choice for a final model trained on every image (`--train-split all`), whose
 "validation" images were also trained on and so cannot pick an epoch.
 
@@ -22,7 +22,8 @@ import torch
 from petseg.errors import PetsegError
 from petseg.models import load_model, save_model
 from petseg.models.files import BUNDLED_MODEL_NAME, WEIGHTS_FOLDER, resolve_model_path
-from petseg.train.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from petseg.run_dir import CHECKPOINT_FILE
+from petseg.train.checkpoint import load_checkpoint
 
 
 def load_final_weights(model, checkpoint_path: Path) -> None:
@@ -37,7 +38,7 @@ def load_final_weights(model, checkpoint_path: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path, help="A run directory written by `petseg train` (or its .safetensors).")
-    parser.add_argument("--last", action="store_true", help="Bundle the final epoch's weights (the run's last.pt).")
+    parser.add_argument("--last", action="store_true", help="Bundle the final epoch's weights (the run's checkpoint).")
     parser.add_argument("--force", action="store_true", help="Replace an existing bundled model.")
     args = parser.parse_args(argv)
 
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
             raise PetsegError(f"{path}: the bundled model must come from a .safetensors file")
         model = load_model(path)
         if args.last:
-            load_final_weights(model, path.parent / CHECKPOINT_NAME)
+            load_final_weights(model, path.parent / CHECKPOINT_FILE)
     except PetsegError as error:
         raise SystemExit(f"error: {error}") from None
     target = save_model(model, target, dtype=torch.float16)

@@ -11,7 +11,7 @@ from petseg.errors import PetsegError
 from tests.test_inference_toy_model import one_thread, toy_model_file, toy_photo  # noqa: F401
 
 # Models whose export + check take over ~10 s on a busy 2-core machine.
-SLOW = {"unet_efficientnet_lite0"}
+SLOW = {"unet_efficientnet_lite0", "unet_efficientnet_lite1", "unet_efficientnet_lite2"}
 
 
 def registry_cases():

@@ -11,7 +11,8 @@ from petseg.errors import PetsegError
 from petseg.models import create_model, list_models, load_model, read_config, save_model
 from petseg.models.summary import count_parameters, layer_table, measure_gflops
 
-REGISTERED = ("unet_diy", "unet_efficientnet_lite0", "unet_mobilenetv2", "unet_mobilenetv3")
+REGISTERED = ("unet_diy", "unet_efficientnet_lite0", "unet_efficientnet_lite1", "unet_efficientnet_lite2",
+              "unet_mobilenetv2", "unet_mobilenetv3")
 # Small variants keep the suite fast; the widths are options like any other.
 SMALL_OPTIONS = {"unet_diy": {"width": 8}}
 
@@ -21,7 +22,7 @@ def small_model(name: str, **options) -> torch.nn.Module:
     return create_model(name, image_size=64, **{**SMALL_OPTIONS.get(name, {}), **options})
 
 
-def test_registry_holds_the_four_names():
+def test_registry_holds_the_registered_names():
     assert tuple(list_models()) == REGISTERED
 
 

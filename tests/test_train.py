@@ -244,3 +244,40 @@ def test_train_split_all_trains_on_every_labelled_image(toy_data):
     assert not {sample.name for sample in held_out.val} & {sample.name for sample in held_out.train}
     with pytest.raises(PetsegError, match="--train-split"):
         tiny_config(toy_data, "out", train_split="everything")
+
+
+# (flag, value, TrainConfig field, value): settings that make a resumed run another run.
+CHANGED_ON_RESUME = [("--lr", "0.5", "lr", 0.5), ("--batch-size", "2", "batch_size", 2), ("--seed", "3", "seed", 3),
+                     ("--width", "16", "model_options", {"width": 16}), ("--loss", "ce", "loss", "ce"),
+                     ("--scale", "none", "scale", None), ("--recipe", "seed", "recipe", "seed"),
+                     ("--train-split", "all", "train_split", "all"), ("--no-hflip", None, "hflip", False)]
+# Settings that only say how the run is executed (the run is finished: nothing trains).
+ALLOWED_ON_RESUME = [("--patience", "9", "patience", 9), ("--workers", "0", "workers", 0),
+                     ("--threads", "1", "threads", 1), ("--device", "cpu", "device", "cpu"),
+                     ("--amp", "off", "amp", "off"), ("--no-progress", None, "progress", False)]
+
+
+def test_cli_and_library_share_one_resume_rule(reference_run, tmp_path, monkeypatch, capsys):
+    import shutil
+    from dataclasses import replace
+
+    from petseg.run_dir import ResumeConflict
+    from petseg.train.configure import read_config_file
+
+    out = shutil.copytree(reference_run, tmp_path / "run")
+    config = read_config_file(out / "config.json")
+    for flag, value, name, setting in CHANGED_ON_RESUME:
+        code, stderr = _main_in_process(monkeypatch, capsys, "train", "--out", str(out), "--resume", flag,
+                                        *([value] if value else []))
+        assert code == 2 and "cannot change on resume" in stderr and len(stderr.strip().splitlines()) == 1, stderr
+        assert flag.replace("--no-", "--") in stderr.split(" cannot")[0], stderr  # names the flag
+        if name == "model_options":
+            setting = {**config.model_options, **setting}
+        with pytest.raises(ResumeConflict) as refused:
+            fit(replace(config, **{name: setting}), resume=True)
+        assert refused.value.setting == name
+    for flag, value, name, setting in ALLOWED_ON_RESUME:
+        code, stderr = _main_in_process(monkeypatch, capsys, "train", "--out", str(out), "--resume", flag,
+                                        *([value] if value else []))
+        assert code == 0, (flag, stderr)
+        assert not fit(replace(config, **{name: setting}), resume=True).interrupted

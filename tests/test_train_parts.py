@@ -177,22 +177,34 @@ def test_dice_loss_is_zero_for_perfect_logits_and_ignores_padding():
 def test_resume_refuses_changed_data_order_or_process_count(tmp_path):
     from dataclasses import asdict, replace
 
-    from petseg.train.reporting import check_resumable
+    from petseg.run_dir import check_resume, check_world_size
+    from petseg.train import TrainConfig
 
     config = resolve_config("unet_diy", str(tmp_path / "data"), "out", batch_size=8, seed=1, val_fraction=0.2)
-    checkpoint = {"config": asdict(config), "world_size": 2}
-    check_resumable(checkpoint, replace(config, epochs=99, workers=3), tmp_path, world_size=2)
+    saved = asdict(config)
+    check_resume(tmp_path, saved, asdict(replace(config, epochs=99, workers=3, out="moved")))
     for name, value in (("batch_size", 4), ("seed", 2), ("data", str(tmp_path / "other")), ("val_fraction", 0.1),
-                        ("train_split", "all")):
+                        ("train_split", "all"), ("lr", 0.5), ("scale", None), ("recipe", "seed")):
         with pytest.raises(PetsegError, match=f"trained with {name}="):
-            check_resumable(checkpoint, replace(config, **{name: value}), tmp_path, world_size=2)
+            check_resume(tmp_path, saved, asdict(replace(config, **{name: value})))
+    check_world_size(tmp_path, 2, 2)
     with pytest.raises(PetsegError, match="2 process"):
-        check_resumable(checkpoint, config, tmp_path, world_size=1)
+        check_world_size(tmp_path, 2, 1)
     # A checkpoint from before --train-split existed trained on trainval, the default.
-    del checkpoint["config"]["train_split"]
-    check_resumable(checkpoint, config, tmp_path, world_size=2)
+    del saved["train_split"]
+    completed = asdict(TrainConfig.from_dict(saved))
+    check_resume(tmp_path, completed, asdict(config))
     with pytest.raises(PetsegError, match="train_split"):
-        check_resumable(checkpoint, replace(config, train_split="all"), tmp_path, world_size=2)
+        check_resume(tmp_path, completed, asdict(replace(config, train_split="all")))
+
+
+def test_dataclass_defaults_are_the_default_recipe():
+    from dataclasses import asdict
+
+    from petseg.train import TrainConfig
+
+    built = resolve_config("unet_mobilenetv2", "data", "out")
+    assert asdict(built) == asdict(TrainConfig("unet_mobilenetv2", "data", "out"))
 
 
 def test_only_the_validation_loader_keeps_its_workers(toy_data, tmp_path):

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from petseg.errors import PetsegError
 from petseg.atomic import write_text_atomic
+from petseg.run_dir import HISTORY_JSON_FILE, SUMMARY_FILE, best_model_file
 from petseg.train.history import read_history
 
 OUTPUT_NAMES = ("comparison.md", "comparison.csv", "comparison.png")
@@ -74,7 +75,7 @@ def _best_row(run_dir: Path) -> tuple[dict, int]:
     history = read_history(run_dir)
     rows = [row for row in history if "val_miou" in row]
     if not rows:
-        raise PetsegError(f"{run_dir}: no finished epoch in history.json")
+        raise PetsegError(f"{run_dir}: no finished epoch in {HISTORY_JSON_FILE}")
     return max(rows, key=lambda row: row["val_miou"]), len(history)
 
 
@@ -87,12 +88,9 @@ def summarize_run(run_dir: str | Path, *, image_size: int = 224, repeats: int = 
     if not run_dir.is_dir():
         raise PetsegError(f"{run_dir}: not a run directory")
     best, epochs = _best_row(run_dir)
-    model_path = run_dir / "best.safetensors"
-    if not model_path.is_file():
-        raise PetsegError(f"{model_path}: missing; the run has not saved a best model yet")
-    model = load_model(model_path)
+    model = load_model(best_model_file(run_dir))
     gflops, latency_ms = measure_model(model, image_size, repeats)
-    summary_path = run_dir / "summary.json"
+    summary_path = run_dir / SUMMARY_FILE
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     train_seconds = summary.get("train_seconds") or sum(row.get("seconds", 0.0) for row in read_history(run_dir))
     return RunSummary(

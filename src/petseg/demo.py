@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from petseg.errors import PetsegError
+from petseg.run_dir import BEST_MODEL_FILE, CURVES_FILE
 
 DEMO_MODEL = "unet_diy"
 DEMO_WIDTH = 16
@@ -97,8 +98,8 @@ def describe(result: DemoResult) -> str:
     lines = [
         "",
         "Demo finished. Look at:",
-        f"  training curves     {result.run_dir / 'curves.png'}",
-        f"  model file          {result.run_dir / 'best.safetensors'}",
+        f"  training curves     {result.run_dir / CURVES_FILE}",
+        f"  model file          {result.run_dir / BEST_MODEL_FILE}",
         f"  prediction grid     {result.evaluation_dir / 'predictions.png'}",
         f"  metrics             {result.evaluation_dir / 'metrics.json'}",
         f"  cutouts             {result.cutout_paths[0].parent}/ ({len(result.cutout_paths)} PNGs)",

@@ -97,6 +97,28 @@ def evaluate(
     }
 
 
+# The stems of the photos the bundled model trained on, one a line, beside the model.
+BUNDLED_TRAINING_LIST = "petseg-pets.training.txt"
+
+
+def fit_check_warning(model: str | Path | None, names: Sequence[str]) -> str | None:
+    """A warning when the bundled model (model None, or its file) is scored on photos it trained on."""
+    from petseg.models.files import BUNDLED_MODEL_NAME, WEIGHTS_FOLDER
+
+    if model is not None and Path(model).resolve() != (WEIGHTS_FOLDER / BUNDLED_MODEL_NAME).resolve():
+        return None
+    try:
+        lines = (WEIGHTS_FOLDER / BUNDLED_TRAINING_LIST).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None  # an install without the list cannot tell
+    trained = {line.strip() for line in lines if line.strip() and not line.startswith("#")}
+    seen = sum(name in trained for name in names)
+    if not seen:
+        return None
+    return (f"{seen} of {len(names)} photos are among the bundled model's training photos: "
+            "the figures are a fit check, not a score")
+
+
 def metrics_json(result: dict) -> str:
     """The evaluation as JSON (the example images left out)."""
     return json.dumps({key: value for key, value in result.items() if key != "examples"}, indent=2)

@@ -34,7 +34,7 @@ def evaluate(
     from petseg.data.layouts import load_samples
     from petseg.errors import PetsegError, missing_train_extra
     from petseg.evaluate import evaluate as run_evaluation
-    from petseg.evaluate import format_report, metrics_json, write_prediction_grid
+    from petseg.evaluate import fit_check_warning, format_report, metrics_json, write_prediction_grid
     from petseg.inference import Segmenter
     from petseg.atomic import write_bytes_atomic
 
@@ -51,6 +51,9 @@ def evaluate(
     with tqdm(total=len(samples), unit="photo", disable=not sys.stderr.isatty(), file=sys.stderr) as bar:
         result = run_evaluation(segmenter, samples, batch_size=batch_size, examples=examples if out else 0, on_batch=bar.update)
     result["data"], result["split"] = str(data), split
+    warning = fit_check_warning(model, [sample.name for sample in samples])
+    if warning:
+        typer.echo(f"warning: {warning}", err=True)
     for reason in result["skipped"]:
         typer.echo(f"skipped: {reason}", err=True)
     written = []

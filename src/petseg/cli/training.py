@@ -6,7 +6,6 @@ call petseg.train.fit / petseg.compare.compare_runs.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
@@ -16,15 +15,20 @@ from petseg.cli.app import app, fail
 from petseg.errors import PetsegError
 
 
-def _parse_scale(text: str):
-    """'0.75,1.25' -> (0.75, 1.25); 'none' -> no scale augmentation."""
+def _parse_scale(text: str, flag: str = "--scale"):
+    """'0.75,1.25' -> (0.75, 1.25); 'none' -> no such augmentation."""
     if text.strip().lower() == "none":
         return None
     try:
         low, high = (float(part) for part in text.split(","))
     except ValueError:
-        raise PetsegError(f"--scale must look like MIN,MAX (e.g. 0.75,1.25) or none, got {text!r}") from None
+        raise PetsegError(f"{flag} must look like MIN,MAX (e.g. 0.75,1.25) or none, got {text!r}") from None
     return (low, high)
+
+
+def _parse_names(text: str) -> tuple[str, ...]:
+    """'Abyssinian, american_bulldog' -> ('Abyssinian', 'american_bulldog')."""
+    return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
 def _parse_widths(text: str) -> list[int]:
@@ -35,50 +39,12 @@ def _parse_widths(text: str) -> list[int]:
         raise PetsegError(f"--decoder-channels must be comma-separated integers, e.g. 256,128,64,32,16, got {text!r}") from None
 
 
-def _read_config(config_path: Path, model: str | None):
-    """A TrainConfig saved as JSON (a run's config.json or a recipe file)."""
-    from petseg.train import TrainConfig
-
-    if config_path.is_dir():
-        raise PetsegError(f"{config_path}: is a folder; pass the config file, e.g. {config_path / 'config.json'}")
-    try:
-        values = json.loads(config_path.read_text())
-    except FileNotFoundError:
-        raise PetsegError(f"{config_path}: no such config file") from None
-    except OSError as error:
-        raise PetsegError(f"{config_path}: cannot read the config file ({error.strerror or error})") from None
-    except ValueError as error:
-        raise PetsegError(f"{config_path}: not valid JSON ({error})") from None
-    if not isinstance(values, dict):
-        raise PetsegError(f"{config_path}: expected a JSON object of settings, got {type(values).__name__}")
-    config = TrainConfig.from_dict(values)
-    if model is not None and model != config.model:
-        raise PetsegError(f"--model {model}: {config_path} configures a {config.model} run")
-    return config
+# A TrainConfig field that no single flag sets -> the flags that set it.
+FLAGS_FOR_SETTING = {"model_options": "--decoder/--decoder-channels/--width"}
 
 
-# What `--resume` may change: how the run is executed, and how long it may go on.
-RESUMABLE_CHANGES = ("epochs", "patience", "workers", "threads", "device", "amp", "progress")
-
-
-def _same_setting(name: str, old, new) -> bool:
-    if name in ("data", "weights", "cache_dir") and old is not None and new is not None:
-        return Path(old).expanduser().resolve() == Path(new).expanduser().resolve()
-    if isinstance(old, (list, tuple)) and isinstance(new, (list, tuple)):
-        return list(old) == list(new)
-    return old == new
-
-
-def _check_resume_changes(saved, changes: dict) -> None:
-    """Only RESUMABLE_CHANGES may differ from the run being resumed."""
-    for name, value in changes.items():
-        if name in RESUMABLE_CHANGES:
-            continue
-        old = getattr(saved, name)
-        if not _same_setting(name, old, value):
-            flag = "--decoder/--decoder-channels/--width" if name == "model_options" else "--" + name.replace("_", "-")
-            raise PetsegError(f"{flag} cannot change on resume (the run has {old!r}, not {value!r}); only "
-                              f"{', '.join('--' + n for n in RESUMABLE_CHANGES)} may")
+def _flag(setting: str) -> str:
+    return FLAGS_FOR_SETTING.get(setting, "--" + setting.replace("_", "-"))
 
 
 @app.command()
@@ -86,7 +52,7 @@ def train(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Architecture, e.g. unet_mobilenetv2 (see `petseg models`)."),
     data: Optional[Path] = typer.Option(None, "--data", "-d", help="Dataset folder (Oxford layout or images/ + masks/)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory for checkpoints, history and curves (default with --config: the file's)."),
-    recipe: Optional[str] = typer.Option(None, "--recipe", help="seed (the reference notebook) or default (ours); default: default."),
+    recipe: Optional[str] = typer.Option(None, "--recipe", help="seed (the reference notebook), default (ours) or generalize (default + augmentation for unseen pets); default: default."),
     epochs: Optional[int] = typer.Option(None, help="Maximum number of epochs."),
     batch_size: Optional[int] = typer.Option(None, help="Global batch size (split over DDP processes)."),
     image_size: Optional[int] = typer.Option(None, help="Square input size the images are letterboxed to."),
@@ -107,6 +73,17 @@ def train(
     hflip: Optional[bool] = typer.Option(None, "--hflip/--no-hflip", help="Random horizontal flips."),
     scale: Optional[str] = typer.Option(None, help="Random zoom range MIN,MAX, or none."),
     color_jitter: Optional[float] = typer.Option(None, help="Brightness/contrast/saturation jitter in [0, 1)."),
+    crop_scale: Optional[str] = typer.Option(None, help="Random resized crop: MIN,MAX share of the area kept (e.g. 0.5,1), or none."),
+    rotation: Optional[float] = typer.Option(None, help="Random rotation of up to this many degrees either way."),
+    hue: Optional[float] = typer.Option(None, help="Random hue shift of up to this share of the colour wheel (<= 0.5)."),
+    gamma: Optional[float] = typer.Option(None, help="Random gamma in [1 - G, 1 + G]."),
+    grayscale: Optional[float] = typer.Option(None, help="Probability of a grayscale image."),
+    blur: Optional[float] = typer.Option(None, help="Probability of a Gaussian blur."),
+    noise: Optional[float] = typer.Option(None, help="Std of Gaussian pixel noise (share of 0..255), added half the time."),
+    copy_paste: Optional[float] = typer.Option(None, help="Probability of pasting the pet onto another photo's pet-free background."),
+    breeds: Optional[str] = typer.Option(None, help="Train and validate on these breeds only, e.g. Abyssinian,american_bulldog (any case)."),
+    exclude_breeds: Optional[str] = typer.Option(None, help="Leave these breeds out, e.g. Bengal."),
+    keep_suspect: Optional[bool] = typer.Option(None, "--keep-suspect/--skip-suspect", help="Train on masks without pet pixels, which `petseg data check` flags (default: leave them out; broken files are always left out)."),
     val_fraction: Optional[float] = typer.Option(None, help="Validate on this held-out fraction of the training split instead of the test list."),
     train_split: Optional[str] = typer.Option(None, help="trainval, or all (every labelled image: for a final model once settings are chosen)."),
     layout: Optional[str] = typer.Option(None, help="Dataset layout: auto, oxford or folder."),
@@ -123,49 +100,37 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     force: bool = typer.Option(False, "--force", help="Start over in a run directory that already holds a run."),
 ) -> None:
-    """Train a U-Net; writes config.json, history.csv/json, curves.png, best.safetensors and last.pt."""
-    from dataclasses import replace
-
-    from petseg.train import fit, resolve_config
+    """Train a U-Net; writes its run folder: the config, the checkpoint, the best model, history and curves."""
+    from petseg.run_dir import RESUMABLE_SETTINGS, ResumeConflict
+    from petseg.train import build_config, fit
 
     model_options = {name: value for name, value in (("decoder", decoder), ("width", width)) if value is not None}
     if decoder_channels is not None:
         model_options["decoder_channels"] = _parse_widths(decoder_channels)
-    overrides = dict(
+    given = dict(
         epochs=epochs, batch_size=batch_size, image_size=image_size, lr=lr, encoder_lr_factor=encoder_lr_factor,
         weight_decay=weight_decay, optimizer=optimizer, schedule=schedule, warmup_epochs=warmup_epochs, loss=loss,
         patience=patience, pretrained=pretrained, weights=str(weights) if weights else None,
         freeze_encoder=freeze_encoder, hflip=hflip, color_jitter=color_jitter, val_fraction=val_fraction,
         layout=layout, mask_values=mask_values, limit=limit, cache_dir=str(cache_dir) if cache_dir else None,
         seed=seed, workers=workers, threads=threads, device=device, amp=amp, progress=progress,
-        train_split=train_split, data=str(data) if data else None,
+        train_split=train_split, model_options=model_options or None, rotation=rotation, hue=hue, gamma=gamma,
+        grayscale=grayscale, blur=blur, noise=noise, copy_paste=copy_paste, keep_suspect=keep_suspect,
+        breeds=_parse_names(breeds) if breeds is not None else None,
+        exclude_breeds=_parse_names(exclude_breeds) if exclude_breeds is not None else None,
     )
-    if resume and config_file is not None:
-        fail("--config cannot be used with --resume: a resumed run keeps its own config.json")
-    if out is None and config_file is None:
-        fail("--out is needed: the run directory to write (or --config FILE that names one)")
-    if resume or config_file is not None:
-        if resume and not (out / "config.json").is_file():
-            fail(f"{out / 'config.json'}: missing, so {out} cannot be resumed (drop --resume to start a run)")
-        config = _read_config(out / "config.json" if resume else config_file, model)
-        changes = {name: value for name, value in overrides.items() if value is not None}
-        if scale is not None:
-            changes["scale"] = _parse_scale(scale)
-        if model_options:
-            changes["model_options"] = {**config.model_options, **model_options}
-        if resume:
-            _check_resume_changes(config, {**changes, **({"recipe": recipe} if recipe is not None else {})})
-        config = replace(config, out=str(out or config.out), **changes)
-    else:
-        if model is None or data is None:
-            fail("--model and --data are needed to start a run (or --config FILE, or --resume)")
-        overrides.pop("data")
-        config = resolve_config(model, str(data), str(out), recipe or "default", **overrides)
-        if scale is not None:
-            config.scale = _parse_scale(scale)
-        config.model_options = {**config.model_options, **model_options}
-    config.validate()
-    result = fit(config, resume=resume, force=force)
+    overrides = {name: value for name, value in given.items() if value is not None}
+    if scale is not None:
+        overrides["scale"] = _parse_scale(scale)
+    if crop_scale is not None:
+        overrides["crop_scale"] = _parse_scale(crop_scale, "--crop-scale")
+    config = build_config(out=out, model=model, data=data, recipe=recipe, config_file=config_file, resume=resume,
+                          overrides=overrides)
+    try:
+        result = fit(config, resume=resume, force=force)
+    except ResumeConflict as error:
+        fail(f"{_flag(error.setting)} cannot change on resume (the run has {error.saved!r}, not {error.given!r}); only "
+             f"{', '.join(_flag(name) for name in RESUMABLE_SETTINGS)} may")
     if result.interrupted:
         raise typer.Exit(130)
 

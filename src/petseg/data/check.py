@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -77,6 +78,41 @@ def _inspect(sample: Sample) -> dict[str, Any]:
                 "mask": [mask.shape[1], mask.shape[0]],
             }
     return finding
+
+
+@dataclass(frozen=True)
+class Unfit:
+    """A sample not to train on, and why. broken: its files cannot be used at all (the
+    others, e.g. a mask without pet pixels, can be kept on purpose)."""
+
+    sample: Sample
+    reason: str
+    broken: bool
+
+
+def unfit_reason(sample: Sample) -> Unfit | None:
+    """Why a sample is unfit to train on (what `check_dataset` reports against it), or None.
+
+    Broken files (unreadable photo or mask, bad mask values, photo and mask of different
+    sizes) and masks without a single pet pixel: a model trained on those learns to erase
+    the pet.
+    """
+    finding = _inspect(sample)
+    for item in finding["unreadable"] + finding["mislabelled"]:
+        return Unfit(sample, item["reason"], broken=True)
+    if "size_mismatch" in finding:
+        image, mask = finding["size_mismatch"]["image"], finding["size_mismatch"]["mask"]
+        reason = f"{sample.image_path}: photo is {image[0]}x{image[1]} but its mask is {mask[0]}x{mask[1]}"
+        return Unfit(sample, reason, broken=True)
+    if finding["class_pixels"][PET] == 0:
+        return Unfit(sample, f"{sample.mask_path}: the mask has no pet pixels", broken=False)
+    return None
+
+
+def find_unfit(samples: Sequence[Sample], workers: int | None = None) -> list[Unfit]:
+    """The samples `unfit_reason` finds unfit, in the samples' order."""
+    with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:
+        return [found for found in pool.map(unfit_reason, samples) if found is not None]
 
 
 def _unpaired(root: Path, layout: str) -> list[dict]:

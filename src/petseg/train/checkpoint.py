@@ -16,7 +16,6 @@ import numpy as np
 from petseg.atomic import atomic_path
 from petseg.errors import PetsegError
 
-CHECKPOINT_NAME = "last.pt"
 CHECKPOINT_FORMAT = 1
 
 

@@ -9,7 +9,7 @@ meets exactly the batches the uninterrupted run met.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from petseg.errors import PetsegError
 from petseg.train.distributed import DistributedContext
@@ -21,17 +21,34 @@ class Splits:
     train: list
     val: list
     val_source: str  # what the validation set is, for the log
+    left_out: list = field(default_factory=list)  # petseg.data.check.Unfit: samples not used, and why
 
 
 def load_splits(config: TrainConfig) -> Splits:
-    """Training and validation samples: trainval (or all) -> test, or a seeded held-out fraction of either."""
+    """Training and validation samples: trainval (or all) -> test, or a seeded held-out fraction of either.
+
+    Both come from the chosen breeds only (config.breeds / exclude_breeds), and samples
+    that `petseg data check` finds unfit are left out of both: broken files always, masks
+    without pet pixels unless config.keep_suspect.
+    """
+    from petseg.data.check import find_unfit
     from petseg.data.layouts import load_samples, parse_label_map
 
     label_map = parse_label_map(config.mask_values) if config.mask_values else None
-    pool = load_samples(config.data, config.train_split, layout=config.layout, label_map=label_map)
+
+    def samples(split: str) -> list:
+        found = load_samples(config.data, split, layout=config.layout, label_map=label_map)
+        if not (config.breeds or config.exclude_breeds):
+            return found
+        from petseg.data.breeds import breeds_in, select_breeds
+
+        every_breed = breeds_in(load_samples(config.data, "all", layout=config.layout, label_map=label_map))
+        return select_breeds(found, config.breeds, config.exclude_breeds, known=every_breed)
+
+    pool = samples(config.train_split)
     if config.val_fraction is None:
         train = pool
-        val = load_samples(config.data, "test", layout=config.layout, label_map=label_map)
+        val = samples("test")
         source = "the dataset's test list"
         if config.train_split == "all":
             source += " (also trained on: a fit check, not a held-out score)"
@@ -45,15 +62,22 @@ def load_splits(config: TrainConfig) -> Splits:
         source = f"{config.val_fraction:g} of {config.train_split}, held out"
     if config.limit is not None:
         train = train[: config.limit]
+    # Broken files cannot be trained on at all; suspect labels can be kept on purpose.
+    left_out = [found for found in find_unfit(list({s.name: s for s in [*train, *val]}.values()))
+                if found.broken or not config.keep_suspect]
+    unfit = {found.sample.name for found in left_out}
+    train = [sample for sample in train if sample.name not in unfit]
+    val = [sample for sample in val if sample.name not in unfit]
     if not train:
-        raise PetsegError(f"{config.data}: no training images in the {config.train_split} split")
-    return Splits(train, val, source)
+        raise PetsegError(f"{config.data}: no training images in the {config.train_split} split"
+                          + (" of the chosen breeds" if config.breeds or config.exclude_breeds else ""))
+    return Splits(train, val, source, left_out)
 
 
 def build_datasets(config: TrainConfig, splits: Splits, mean, std):
     from petseg.data.dataset import Augment, SegmentationDataset
 
-    augment = Augment(hflip=config.hflip, scale=config.scale, color_jitter=config.color_jitter)
+    augment = Augment.from_config(config)
     common = dict(image_size=config.image_size, mean=mean, std=std, cache_dir=config.cache_dir)
     return (SegmentationDataset(splits.train, augment=augment, **common),
             SegmentationDataset(splits.val, augment=None, **common))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from petseg.errors import PetsegError
 from petseg.atomic import write_text_atomic
+from petseg.run_dir import HISTORY_CSV_FILE, HISTORY_JSON_FILE
 
 # Columns that lead the CSV; any further keys follow in sorted order.
 LEADING_COLUMNS = ("epoch", "lr", "seconds", "train_loss", "val_loss")
@@ -21,18 +22,18 @@ def history_columns(rows: list[dict[str, float]]) -> list[str]:
 
 
 def write_history(run_dir: str | Path, rows: list[dict[str, float]]) -> None:
-    """RUN_DIR/history.csv and RUN_DIR/history.json, each replaced atomically."""
+    """The run folder's history files (CSV and JSON), each replaced atomically."""
     run_dir = Path(run_dir)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=history_columns(rows), lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    write_text_atomic(run_dir / "history.csv", buffer.getvalue())
-    write_text_atomic(run_dir / "history.json", json.dumps(rows, indent=1))
+    write_text_atomic(run_dir / HISTORY_CSV_FILE, buffer.getvalue())
+    write_text_atomic(run_dir / HISTORY_JSON_FILE, json.dumps(rows, indent=1))
 
 
 def read_history(run_dir: str | Path) -> list[dict[str, float]]:
-    path = Path(run_dir) / "history.json"
+    path = Path(run_dir) / HISTORY_JSON_FILE
     try:
         rows = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -20,7 +20,8 @@ from typing import Callable
 from petseg.data.labels import IGNORE_INDEX
 from petseg.errors import PetsegError
 from petseg.atomic import write_text_atomic
-from petseg.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, restore_rng_states, save_checkpoint
+from petseg import run_dir as run_folder
+from petseg.train.checkpoint import load_checkpoint, restore_rng_states, save_checkpoint
 from petseg.train import reporting
 from petseg.train.distributed import DistributedContext, barrier, cleanup_distributed, setup_distributed
 from petseg.train.early_stopping import EarlyStopping
@@ -42,7 +43,7 @@ class RunResult:
 
     @property
     def best_model_path(self) -> Path:
-        return self.run_dir / "best.safetensors"
+        return self.run_dir / run_folder.BEST_MODEL_FILE
 
 
 class StopRequest:
@@ -171,7 +172,6 @@ def fit(config: TrainConfig, *, resume: bool = False, force: bool = False,
     """
     from petseg.train.runtime import resolve_device
 
-    config.validate()
     device_type = resolve_device(config.device).type
     context = setup_distributed(device_type)
     try:
@@ -197,10 +197,13 @@ def _fit(config: TrainConfig, context: DistributedContext, *, resume, force, on_
                                       seed_everything)
 
     run_dir = Path(config.out)
-    reporting.prepare_run_dir(run_dir, resume=resume, force=force, is_main=context.is_main)
-    checkpoint = load_checkpoint(run_dir / CHECKPOINT_NAME) if resume else None
+    run_folder.prepare(run_dir, resume=resume, force=force, create=context.is_main)
+    checkpoint = load_checkpoint(run_dir / run_folder.CHECKPOINT_FILE) if resume else None
     if checkpoint is not None:
-        reporting.check_resumable(checkpoint, config, run_dir, context.world_size)
+        # Settings newer than the checkpoint held their defaults there.
+        saved = asdict(TrainConfig.from_dict(checkpoint["config"]))
+        run_folder.check_resume(run_dir, saved, asdict(config))
+        run_folder.check_world_size(run_dir, checkpoint.get("world_size"), context.world_size)
     barrier(context)  # every rank has checked and read the run directory before rank 0 writes to it
     device = resolve_device(config.device, context.local_rank)
     if config.threads:
@@ -253,14 +256,20 @@ def _fit(config: TrainConfig, context: DistributedContext, *, resume, force, on_
     if context.is_main:
         # Rewritten on every start, resumes included: a later plain --resume continues
         # with the settings of the latest one (e.g. its --epochs).
-        write_text_atomic(run_dir / "config.json", config.to_json() + "\n")
+        write_text_atomic(run_dir / run_folder.CONFIG_FILE, config.to_json() + "\n")
     if context.is_main and checkpoint is None:
-        log(f"training {config.model} ({config.recipe} recipe) on {len(splits.train)} images, validating on "
+        from petseg.models.pretrained import describe_encoder_start
+
+        log(f"training {config.model} ({config.recipe} recipe; "
+            f"{describe_encoder_start(config.model, config.pretrained, config.weights)}) "
+            f"on {len(splits.train)} images, validating on "
             f"{len(splits.val)} ({splits.val_source}); {device}, {context.world_size} process(es), "
             f"batch {config.batch_size}, {steps_per_epoch} steps/epoch")
+        for unfit in splits.left_out:
+            log(f"left out {unfit.sample.name}: {unfit.reason}" + ("" if unfit.broken else " (--keep-suspect keeps it)"))
 
     def save_state(epoch: int, partial_epoch: dict | None) -> None:
-        save_checkpoint(run_dir / CHECKPOINT_NAME, {
+        save_checkpoint(run_dir / run_folder.CHECKPOINT_FILE, {
             "config": asdict(config), "model": unwrapped.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
             "early_stopping": early_stopping.state_dict(), "history": history, "epoch": epoch,

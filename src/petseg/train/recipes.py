@@ -1,23 +1,32 @@
 """Training recipes: every hyperparameter of a run in one typed, JSON-able config.
 
-`seed` reproduces the reference notebook; `default` is our better recipe. A recipe
-is only a set of starting values: every field can be overridden from the CLI, and
-the resolved config is written into the run directory.
+`default` is our recipe and TrainConfig's field defaults are its values; `seed`
+reproduces the reference notebook. A recipe is only a set of starting values: every
+field can be overridden (see petseg.train.configure.build_config), and the resolved
+config is written into the run folder.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from petseg.errors import PetsegError
 
-RECIPES = ("seed", "default")
+RECIPES = ("seed", "default", "generalize")
 
 
 @dataclass
 class TrainConfig:
+    """A whole run. The defaults are the `default` recipe's (for a randomly initialised
+    encoder and any model but unet_diy: see default_recipe for those two rules).
+
+    Validated when built, so every TrainConfig in existence is a possible run. A new
+    field needs a default that means "what runs did before it existed": configs and
+    checkpoints written earlier are completed with it.
+    """
+
     model: str
     data: str
     out: str
@@ -37,7 +46,7 @@ class TrainConfig:
     warmup_epochs: float = 1.0
     decay_rate: float = 0.95
     decay_steps: int = 10_000
-    loss: str = "ce"  # ce | dice_ce
+    loss: str = "dice_ce"  # ce | dice_ce
     epochs: int = 30
     batch_size: int = 16
     # Early stopping: stop when any monitored quantity has not improved for `patience` epochs.
@@ -45,8 +54,23 @@ class TrainConfig:
     monitor: tuple[str, ...] = ("val_loss",)
     # Data.
     hflip: bool = True
-    scale: tuple[float, float] | None = None
-    color_jitter: float = 0.0
+    scale: tuple[float, float] | None = (0.75, 1.25)  # random zoom range; None: no zoom
+    color_jitter: float = 0.1
+    # More augmentation (petseg.data.augment.Augment, same names), all off by default.
+    crop_scale: tuple[float, float] | None = None  # random resized crop, (min, max) share of the area
+    rotation: float = 0.0  # degrees either way
+    hue: float = 0.0
+    gamma: float = 0.0
+    grayscale: float = 0.0  # probability
+    blur: float = 0.0  # probability
+    noise: float = 0.0  # std of Gaussian pixel noise, share of the 0..255 range
+    copy_paste: float = 0.0  # probability of pasting the pet onto another photo's background
+    # Which photos: breeds by name (`Abyssinian`, `american_bulldog`, any case), None for all.
+    breeds: tuple[str, ...] | None = None
+    exclude_breeds: tuple[str, ...] | None = None
+    # Samples `petseg data check` finds unfit are left out: broken files always, masks
+    # without pet pixels unless this is set.
+    keep_suspect: bool = False
     val_fraction: float | None = None  # None: validate on the dataset's `test` list; else hold out part of train_split
     # trainval, or all: every labelled image, for a final model once settings are chosen
     # (validation then runs on images it trained on: a fit check, not a held-out estimate).
@@ -65,19 +89,24 @@ class TrainConfig:
     amp: str = "auto"  # auto (bf16 if supported, else fp16 on CUDA; off on CPU) | bf16 | fp16 | off
     progress: bool = True
 
+    def __post_init__(self):
+        # JSON has no tuples: configs read back from files arrive with lists.
+        self.monitor = tuple(self.monitor)
+        for name in ("scale", "crop_scale", "breeds", "exclude_breeds"):
+            if getattr(self, name) is not None:
+                setattr(self, name, tuple(getattr(self, name)))
+        self.model_options = dict(self.model_options)
+        self.validate()
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
+        """A config from saved settings; settings newer than the file take their defaults."""
+        unknown = sorted(set(values) - set(setting_names()))
         if unknown:
             raise PetsegError(f"config: unknown setting(s) {', '.join(unknown)}")
-        values = dict(values)
-        for name in ("monitor", "scale"):
-            if values.get(name) is not None:
-                values[name] = tuple(values[name])
         return cls(**values)
 
     def validate(self) -> None:
@@ -102,76 +131,79 @@ class TrainConfig:
              f"--val-fraction must be between 0 and 1 (exclusive), got {self.val_fraction}"),
             (self.limit is None or self.limit >= 1, f"--limit must be at least 1, got {self.limit}"),
             (self.train_split in ("trainval", "all"), f"--train-split must be trainval or all, got {self.train_split!r}"),
+            (self.scale is None or (len(self.scale) == 2 and 0 < self.scale[0] <= self.scale[1]),
+             f"--scale must be MIN,MAX with 0 < MIN <= MAX, got {self.scale}"),
             (all(m in ("train_loss", "val_loss", "val_miou") for m in self.monitor),
              f"monitor must name train_loss, val_loss or val_miou, got {list(self.monitor)}"),
         ]
         for ok, message in checks:
             if not ok:
                 raise PetsegError(message)
+        from petseg.data.augment import Augment
+
+        Augment.from_config(self)  # its knobs' ranges, named as the settings are
+
+
+def setting_names() -> list[str]:
+    return [f.name for f in fields(TrainConfig)]
 
 
 def _is_mobilenet(model: str) -> bool:
     return "mobilenet" in model
 
 
-def _is_from_scratch(config: TrainConfig) -> bool:
-    return not (config.pretrained or config.weights)
+def recipe_settings(recipe: str, model: str, *, pretrained: bool = False, weights: str | None = None) -> dict[str, Any]:
+    """What `recipe` sets for `model` on top of TrainConfig's defaults."""
+    if recipe == "seed":
+        return seed_recipe(model)
+    if recipe == "default":
+        return default_recipe(model, from_scratch=not (pretrained or weights))
+    if recipe == "generalize":
+        return generalize_recipe(model, from_scratch=not (pretrained or weights))
+    raise PetsegError(f"--recipe must be one of {', '.join(RECIPES)}, got {recipe!r}")
 
 
-def seed_recipe(model: str, data: str, out: str) -> TrainConfig:
+def seed_recipe(model: str) -> dict[str, Any]:
     """The reference notebook's run, as written there."""
-    return TrainConfig(
-        model=model, data=data, out=out, recipe="seed",
-        image_size=224,
-        # The notebook froze the ImageNet MobileNet encoders and trained only the decoder.
-        freeze_encoder=_is_mobilenet(model),
+    settings: dict[str, Any] = dict(
+        recipe="seed", image_size=224,
         optimizer="adam", lr=0.03, weight_decay=0.0,
         schedule="exponential", decay_rate=0.95, decay_steps=10_000, warmup_epochs=0.0,
         loss="ce", epochs=50, batch_size=128,
         patience=5, monitor=("train_loss", "val_loss"),
-        hflip=True,
+        hflip=True, scale=None, color_jitter=0.0,
     )
+    if _is_mobilenet(model):
+        # The notebook froze its ImageNet MobileNet encoders, trained only the decoder,
+        # and used TensorFlow's pix2pix upsampling blocks for it.
+        settings.update(freeze_encoder=True, model_options={"decoder": "pix2pix"})
+    return settings
 
 
-def default_recipe(model: str, data: str, out: str, *, pretrained: bool = False, weights: str | None = None) -> TrainConfig:
-    """Our recipe: AdamW, one warm-up epoch then cosine, Dice + CE, light scale/colour jitter.
+def default_recipe(model: str, *, from_scratch: bool = True) -> dict[str, Any]:
+    """Our recipe: TrainConfig's defaults (AdamW, one warm-up epoch then cosine, Dice + CE,
+    light scale/colour jitter) and two rules that depend on the model.
 
     A pretrained encoder is fine-tuned at a tenth of the decoder's lr so its ImageNet
     features are adjusted rather than overwritten; a randomly initialised encoder has
     nothing to protect and trains at the full lr.
     """
-    config = TrainConfig(
-        model=model, data=data, out=out, recipe="default",
-        pretrained=pretrained, weights=weights,
-        image_size=224, freeze_encoder=False,
-        optimizer="adamw", lr=1e-3, weight_decay=1e-4,
-        schedule="cosine", warmup_epochs=1.0,
-        loss="dice_ce", epochs=30, batch_size=16,
-        patience=8, monitor=("val_loss",),
-        hflip=True, scale=(0.75, 1.25), color_jitter=0.1,
-    )
-    config.encoder_lr_factor = 1.0 if _is_from_scratch(config) else 0.1
+    settings: dict[str, Any] = {"recipe": "default", "encoder_lr_factor": 1.0 if from_scratch else 0.1}
     # The classic from-scratch U-Net has no BatchNorm-friendly ImageNet start; a
     # slightly higher lr gets it moving within the short budget.
     if model == "unet_diy":
-        config.lr = 2e-3
-    return config
+        settings["lr"] = 2e-3
+    return settings
 
 
-def resolve_config(model: str, data: str, out: str, recipe: str = "default", **overrides: Any) -> TrainConfig:
-    """A recipe's values with the given overrides (None means 'keep the recipe's')."""
-    if recipe not in RECIPES:
-        raise PetsegError(f"--recipe must be one of {', '.join(RECIPES)}, got {recipe!r}")
-    overrides = {name: value for name, value in overrides.items() if value is not None}
-    if recipe == "seed":
-        config = seed_recipe(model, data, out)
-    else:
-        config = default_recipe(model, data, out, pretrained=overrides.get("pretrained", False),
-                                weights=overrides.get("weights"))
-    known = {f.name for f in fields(TrainConfig)}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise PetsegError(f"unknown training option(s): {', '.join(unknown)}")
-    config = replace(config, **overrides)
-    config.validate()
-    return config
+def generalize_recipe(model: str, *, from_scratch: bool = True) -> dict[str, Any]:
+    """The default recipe with the augmentation meant for pets the data lacks: fur colours
+    and lighting (colour, hue, gamma, grayscale, blur, noise), framing (random resized
+    crops, small rotations) and backgrounds (copy-paste). A candidate to be measured by
+    benchmarks/generalization.py against `default`, not yet a proven winner.
+    """
+    return {
+        **default_recipe(model, from_scratch=from_scratch), "recipe": "generalize",
+        "color_jitter": 0.3, "hue": 0.05, "gamma": 0.3, "grayscale": 0.1, "blur": 0.2, "noise": 0.03,
+        "crop_scale": (0.5, 1.0), "rotation": 10.0, "copy_paste": 0.3,
+    }
