@@ -1,4 +1,4 @@
-"""Segmenter, remove_background and the alpha/compositing/refinement pieces, on a trained toy model."""
+"""Segmenter, remove_background and the alpha/compositing pieces, on a trained toy model."""
 
 from __future__ import annotations
 
@@ -209,7 +209,7 @@ def test_bad_options_are_user_errors(segmenter, toy_photo):
         remove_background(png_bytes(photo), segmenter=segmenter, max_pixels=100)
 
 
-# --- alpha, compositing, refinement -----------------------------------------------------
+# --- alpha and compositing -----------------------------------------------------
 
 
 def test_soft_alpha_is_pet_plus_half_border():
@@ -230,51 +230,3 @@ def test_pillow_upsampling_matches_torch_bilinear():
         torch.from_numpy(channel)[None, None], size=(101, 77), mode="bilinear", align_corners=False
     )[0, 0].numpy()
     np.testing.assert_allclose(upsample(channel, 101, 77), expected, atol=1e-5)
-
-
-def star_scene(height: int = 375, width: int = 500):
-    """A noisy two-colour photo of a star-shaped 'pet' and its exact mask."""
-    ys, xs = np.mgrid[:height, :width]
-    angle, radius = np.arctan2(ys - 180, xs - 240), np.hypot(ys - 180, xs - 240)
-    shape = radius < 100 + 30 * np.cos(7 * angle)
-    noise = np.random.default_rng(0).normal(0, 5, (height, width, 3))
-    photo = np.where(shape[..., None], (200, 150, 60), (40, 90, 160)) + noise
-    return np.clip(photo, 0, 255).astype(np.uint8), shape
-
-
-def test_refinement_snaps_a_coarse_alpha_to_the_photo_edges():
-    from petseg.inference.compose import upsample_alpha
-    from petseg.inference.refine import refine_alpha
-
-    photo, shape = star_scene()
-    height, width = shape.shape
-    mask = Image.fromarray((shape * 255).astype(np.uint8))
-    coarse = np.asarray(mask.resize((width // 16, height // 16), Image.BILINEAR), np.float32) / 255
-
-    def iou(alpha):
-        return ((alpha >= 128) & shape).sum() / ((alpha >= 128) | shape).sum()
-
-    refined = refine_alpha(photo, coarse)
-    assert refined.shape == shape.shape and refined.dtype == np.uint8
-    assert iou(refined) > iou(upsample_alpha(coarse, height, width)) + 0.03
-    assert iou(refined) > 0.98
-
-
-def test_refinement_works_in_strips_like_the_whole_image(monkeypatch):
-    """Strips bound memory on huge photos; they must give the same alpha as one pass."""
-    from petseg.inference import refine
-
-    photo, shape = star_scene(300, 200)
-    coarse = np.asarray(Image.fromarray((shape * 255).astype(np.uint8)).resize((25, 37)), np.float32) / 255
-    whole = refine.refine_alpha(photo, coarse)
-    monkeypatch.setattr(refine, "STRIP_ROWS", 7)
-    assert np.abs(refine.refine_alpha(photo, coarse).astype(int) - whole).max() <= 1
-
-
-def test_refine_option_keeps_the_cutout_right(segmenter, toy_photo):
-    from petseg.inference import remove_background
-
-    photo, labels = toy_photo
-    alpha = remove_background(photo, segmenter=segmenter, mode="mask", refine=True)
-    assert alpha.shape == labels.shape
-    assert foreground_iou(alpha >= 128, labels) > 0.8

@@ -144,10 +144,20 @@ def test_color_background_is_a_jpeg_composite_over_bg(client):
     assert np.abs(np.asarray(composite, dtype=np.float64) - expected).mean() < 6.0
 
 
-def test_refine_option_is_accepted(client):
-    response = post(client, "/api/cutout", encode(make_photo()), refine="true")
-    assert response.status_code == 200, response.text
-    assert decode(response).size == (PHOTO_WIDTH, PHOTO_HEIGHT)
+def test_alpha_option_reaches_the_cutout(client):
+    """hard gives a two-level alpha, soft the network's in-between values, matting (the default) neither haze everywhere."""
+    upload = encode(make_photo())
+    alphas = {}
+    for kind in ("hard", "soft", "matting"):
+        response = post(client, "/api/mask", upload, alpha=kind)
+        assert response.status_code == 200, response.text
+        alphas[kind] = np.asarray(decode(response))
+        assert alphas[kind].shape == (PHOTO_HEIGHT, PHOTO_WIDTH)
+    assert set(np.unique(alphas["hard"])) <= {0, 255}
+    semi = {kind: ((alpha > 25) & (alpha < 230)).mean() for kind, alpha in alphas.items()}
+    assert semi["soft"] > semi["matting"]
+    default = np.asarray(decode(post(client, "/api/mask", upload)))
+    np.testing.assert_array_equal(default, alphas["matting"])
 
 
 def test_mask_and_labels(client):
@@ -194,7 +204,7 @@ def test_too_many_pixels_is_400(segmenter):
         ({"mode": "sepia"}, ["mode", "rgba"]),
         ({"mode": "color", "bg": "not-a-colour"}, ["bg", "not-a-colour"]),
         ({"bg": "#000000"}, ["bg", "mode=color"]),
-        ({"refine": "maybe"}, ["refine"]),
+        ({"alpha": "maybe"}, ["alpha"]),
     ],
 )
 def test_bad_options_are_422(client, fields, words):

@@ -40,7 +40,10 @@ DOWNLOAD_SUFFIXES = {"rgba": "-cutout.png", "color": "-cutout.jpg", "mask": "-ma
 log = logging.getLogger("petseg.server")
 
 UploadField = Annotated[UploadFile, File(description="The photo: JPEG, PNG, WebP, GIF, BMP or TIFF.")]
-RefineField = Annotated[bool, Form(description="Sharpen the alpha edge along the pet's outline.")]
+AlphaField = Annotated[
+    Literal["matting", "hard", "soft"],
+    Form(description="matting: edges matted against the photo; hard: the label mask; soft: P(pet) + P(border)/2."),
+]
 
 
 class OptionError(PetsegError):
@@ -99,14 +102,14 @@ def create_app(
             slots = app.state.inference_slots = anyio.CapacityLimiter(workers)
         return slots
 
-    async def render(request: Request, upload: UploadFile, mode: str, bg: str | None, refine: bool):
+    async def render(request: Request, upload: UploadFile, mode: str, bg: str | None, alpha: str):
         data = await upload.read()
 
         def run_model() -> bytes:
             from petseg.inference import remove_background
 
             return remove_background(
-                data, segmenter=segmenter, mode=mode, bg=bg, refine=refine, max_pixels=max_pixels
+                data, segmenter=segmenter, mode=mode, bg=bg, alpha=alpha, max_pixels=max_pixels
             )
 
         try:
@@ -151,11 +154,11 @@ def create_app(
         bg: Annotated[
             str | None, Form(description="Background colour for mode=color: #rrggbb, rgb(r,g,b) or a name.")
         ] = None,
-        refine: RefineField = False,
+        alpha: AlphaField = "matting",
     ) -> Response:
         if bg is not None and mode != "color":
             raise OptionError(f"bg: a background colour needs mode=color, got mode={mode}")
-        return await render(request, file, mode, _normalize_color(bg) if bg is not None else None, refine)
+        return await render(request, file, mode, _normalize_color(bg) if bg is not None else None, alpha)
 
     @app.post(
         "/api/mask",
@@ -170,9 +173,9 @@ def create_app(
             Literal["mask", "labels"],
             Form(description="mask: 0-255 pet alpha; labels: 1 pet, 2 background, 3 border."),
         ] = "mask",
-        refine: RefineField = False,
+        alpha: AlphaField = "matting",
     ) -> Response:
-        return await render(request, file, mode, None, refine)
+        return await render(request, file, mode, None, alpha)
 
     return app
 
