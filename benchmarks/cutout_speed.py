@@ -3,13 +3,14 @@
 - photos_per_s: a folder of Oxford-size photos (about 500x375) end to end, decode + infer
   + encode PNG + write, through the same pipeline as `petseg cutout`, with each backend.
 - latency_ms_batch1: the model alone, median of repeated batch-1 calls at 224x224.
+- photos_per_s_by_alpha: the same with ONNX for each --alpha (matting, hard, soft).
 - peak_rss_mb_50mp: peak memory of `petseg cutout` (ONNX) in a fresh process for one
   50-megapixel JPEG.
 
 Targets for unet_mobilenetv3 at 224 (random weights are fine for speed): >= 20 photos/s
 with ONNX, latency <= 61/3 ms (3x the reference notebook's Keras model), < 1500 MB.
 
-    python benchmarks/cutout_speed.py [--photos 64] [--model unet_mobilenetv3]
+    python benchmarks/cutout_speed.py [--photos 64] [--model unet_mobilenetv3 | bundled] [--alpha matting hard soft]
 """
 
 from __future__ import annotations
@@ -43,15 +44,16 @@ def oxford_size_photos(count: int, scratch: Path) -> list[Path]:
     return sorted((root / "images").glob("*.jpg"))[:count]
 
 
-def photos_per_second(segmenter, photos: list[Path], out: Path) -> float:
+def photos_per_second(segmenter, photos: list[Path], out: Path, alpha: str = "matting") -> float:
     from petseg.inference import CutoutOptions
     from petseg.inference.files import plan_cutouts
     from petseg.inference.pipeline import run_cutouts
 
-    run_cutouts(segmenter, plan_cutouts(map(str, photos[:8]), out / "warmup", ".png").jobs, CutoutOptions())
+    options = CutoutOptions(alpha=alpha)
+    run_cutouts(segmenter, plan_cutouts(map(str, photos[:8]), out / "warmup", ".png").jobs, options)
     jobs = plan_cutouts(map(str, photos), out / "run", ".png").jobs
     start = time.perf_counter()
-    summary = run_cutouts(segmenter, jobs, CutoutOptions())
+    summary = run_cutouts(segmenter, jobs, options)
     elapsed = time.perf_counter() - start
     return len(summary.written) / elapsed
 
@@ -84,15 +86,23 @@ def peak_rss_mb_for_big_photo(onnx_file: Path, source: Path, scratch: Path) -> t
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", type=int, default=64)
-    parser.add_argument("--model", default="unet_mobilenetv3")
+    parser.add_argument("--model", default="unet_mobilenetv3", help="A registry name (random weights) or 'bundled'.")
     parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--alpha", nargs="+", default=["matting", "hard", "soft"],
+                        help="Cutout alphas timed with ONNX (photos_per_s_by_alpha); photos_per_s uses the first.")
     args = parser.parse_args()
 
     from petseg.inference.export import export_onnx
     from petseg.inference import Segmenter
     from petseg.models import create_model
 
-    model = create_model(args.model, pretrained=False, image_size=args.image_size).eval()
+    if args.model == "bundled":  # real predictions: matting's band is as wide as a trained model makes it
+        from petseg.models.files import bundled_model_path, load_model
+
+        model = load_model(bundled_model_path()).eval()
+        args.image_size = model.config.image_size
+    else:
+        model = create_model(args.model, pretrained=False, image_size=args.image_size).eval()
     with tempfile.TemporaryDirectory() as directory:
         scratch = Path(directory)
         onnx_file = scratch / "model.onnx"
@@ -108,7 +118,10 @@ def main() -> None:
             "cpus": os.cpu_count(),
             "photos": len(photos),
             "photos_source": "oxford-pets-sample" if SAMPLE.is_dir() else "toy (500 px)",
-            "photos_per_s": {name: round(photos_per_second(seg, photos, scratch / name), 2) for name, seg in segmenters.items()},
+            "photos_per_s": {name: round(photos_per_second(seg, photos, scratch / name, args.alpha[0]), 2)
+                             for name, seg in segmenters.items()},
+            "photos_per_s_by_alpha": {alpha: round(photos_per_second(segmenters["onnx"], photos, scratch / alpha, alpha), 2)
+                                      for alpha in args.alpha},
             "latency_ms_batch1": {name: round(latency_ms(seg, args.image_size), 2) for name, seg in segmenters.items()},
             "peak_rss_mb_50mp": round(peak_mb, 1),
             "seconds_50mp": round(big_seconds, 2),
