@@ -140,3 +140,22 @@ def test_a_one_class_model_is_refused():
 
     with pytest.raises(PetsegError, match="1 class cannot cut out"):
         PetClasses.from_labels(("pet",))
+
+
+def test_hard_alpha_is_pet_and_border_and_soft_counts_border_half():
+    """On the prediction's own classes: a 4x4 photo, columns pet | border | background | background."""
+    from petseg.data.letterbox import Letterbox
+    from petseg.inference.compose import PetClasses
+    from petseg.inference.render import cutout_alpha
+    from petseg.inference.segmenter import Prediction
+
+    probabilities = np.zeros((3, 4, 4), np.float32)
+    probabilities[0, :, 0] = probabilities[2, :, 1] = 1.0
+    probabilities[1, :, 2:] = 1.0
+    prediction = Prediction(probabilities, Letterbox.fit(4, 4, 4))
+    photo = np.full((4, 4, 3), 128, np.uint8)
+    np.testing.assert_array_equal(cutout_alpha(photo, prediction, "hard").alpha[0], [255, 255, 0, 0])
+    np.testing.assert_array_equal(cutout_alpha(photo, prediction, "soft").alpha[0], [255, 128, 0, 0])
+    # A two-class model named (background, pet): its channel 1 is the pet.
+    two = Prediction(probabilities[[1, 0]], Letterbox.fit(4, 4, 4), PetClasses.from_labels(("background", "pet")))
+    np.testing.assert_array_equal(cutout_alpha(photo, two, "hard").alpha[0], [255, 0, 0, 0])
