@@ -137,7 +137,10 @@ def test_rgba_is_opaque_on_the_pet_and_transparent_elsewhere(segmenter, toy_phot
 
     photo, labels = toy_photo
     rgba = remove_background(photo, segmenter=segmenter)
-    np.testing.assert_array_equal(rgba[..., :3], photo)  # colours untouched
+    solid = (rgba[..., 3] == 0) | (rgba[..., 3] == 255)
+    np.testing.assert_array_equal(rgba[..., :3][solid], photo[solid])  # matting recolours only partly transparent pixels
+    for kind in ("hard", "soft"):
+        np.testing.assert_array_equal(remove_background(photo, segmenter=segmenter, alpha=kind)[..., :3], photo)
     alpha = rgba[..., 3].astype(np.float32)
     assert alpha[labels == PET].mean() > 220 and alpha[labels == BACKGROUND].mean() < 35
     assert foreground_iou(alpha >= 128, labels) > 0.8
@@ -147,7 +150,8 @@ def test_mask_labels_and_color_modes_agree_with_the_alpha(segmenter, toy_photo):
     from petseg.inference import remove_background
 
     photo, labels = toy_photo
-    alpha = remove_background(photo, segmenter=segmenter)[..., 3]
+    rgba = remove_background(photo, segmenter=segmenter)
+    alpha, colours = rgba[..., 3], rgba[..., :3]  # the colours matting leaves: the pet's own at its edges
     mask = remove_background(photo, segmenter=segmenter, mode="mask")
     np.testing.assert_array_equal(mask, alpha)
 
@@ -159,7 +163,7 @@ def test_mask_labels_and_color_modes_agree_with_the_alpha(segmenter, toy_photo):
     green = np.array([0, 255, 0], np.float32)
     color = remove_background(photo, segmenter=segmenter, mode="color", bg="#00ff00").astype(np.float32)
     weight = alpha[..., None].astype(np.float32) / 255
-    assert np.abs(color - (photo * weight + green * (1 - weight))).max() <= 1.0
+    assert np.abs(color - (colours * weight + green * (1 - weight))).max() <= 1.0
     assert np.abs(color[labels == BACKGROUND] - green).mean(axis=0).max() < 40
 
 
@@ -169,11 +173,11 @@ def test_background_image_is_scaled_to_cover_the_photo(segmenter, toy_photo):
     photo, _ = toy_photo
     background = np.zeros((300, 30, 3), np.uint8)
     background[...] = (10, 20, 200)
-    result = remove_background(photo, segmenter=segmenter, mode="color", bg_image=background)
-    alpha = remove_background(photo, segmenter=segmenter, mode="mask")
+    result = remove_background(photo, segmenter=segmenter, bg_image=background)  # a background implies mode color
+    rgba = remove_background(photo, segmenter=segmenter)
     assert result.shape == photo.shape
-    weight = alpha[..., None].astype(np.float32) / 255
-    expected = photo * weight + np.array([10, 20, 200], np.float32) * (1 - weight)
+    weight = rgba[..., 3:].astype(np.float32) / 255
+    expected = rgba[..., :3] * weight + np.array([10, 20, 200], np.float32) * (1 - weight)
     assert np.abs(result - expected).max() <= 1.0
 
 
