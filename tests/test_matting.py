@@ -65,7 +65,7 @@ def test_matting_snaps_a_coarse_prediction_to_the_photo_edges_without_haze():
     assert iou(result.alpha, shape) > iou(thresholded, shape) + 0.01
     assert iou(result.alpha, shape) > 0.98
     # No haze (METRICS.md: alpha between 0.1 and 0.9) 4 px away from the true edge, and
-    # beyond the matted band (8 px each side of the network's edge at 1/8 size) exactly 0 or 255.
+    # beyond the matted band (4 px each side of the network's edge at 1/8 size) exactly 0 or 255.
     for distance, low, high in ((4, 25, 230), (12, 0, 255)):
         inner, outer = ~matting.dilate(~shape, distance), ~matting.dilate(shape, distance)
         assert (result.alpha[inner] >= high).all() and (result.alpha[outer] <= low).all(), distance
