@@ -5,7 +5,9 @@
   the photos) and PyTorch; latency_ms_batch1_one_thread: the ONNX ones on one thread,
   the steadier comparison on a busy machine.
 - photos_per_s: a folder of Oxford-size photos (about 500x375) end to end, decode +
-  infer + encode PNG + write, through the same pipeline as `petseg cutout`.
+  infer + alpha + encode PNG + write, through the same pipeline as `petseg cutout`, with
+  the default alpha (matting); photos_per_s_by_alpha: the default model (the shipped
+  ONNX) with each --alpha (matting, hard, soft).
 - cold_cutout_5_photos_s, help_s, models_s: wall time of fresh `petseg cutout` (5
   photos, default model), `petseg --help` and `petseg models` processes.
 - peak_rss_mb_50mp: peak memory of `petseg cutout` (default model) in a fresh process
@@ -50,15 +52,16 @@ def oxford_size_photos(count: int, scratch: Path) -> list[Path]:
     return sorted((root / "images").glob("*.jpg"))[:count]
 
 
-def photos_per_second(segmenter, photos: list[Path], out: Path) -> float:
+def photos_per_second(segmenter, photos: list[Path], out: Path, alpha: str = "matting") -> float:
     from petseg.inference import CutoutOptions
     from petseg.inference.files import plan_cutouts
     from petseg.inference.pipeline import run_cutouts
 
-    run_cutouts(segmenter, plan_cutouts(map(str, photos[:4]), out / "warmup", ".png").jobs, CutoutOptions())
+    options = CutoutOptions(alpha=alpha)
+    run_cutouts(segmenter, plan_cutouts(map(str, photos[:4]), out / "warmup", ".png").jobs, options)
     jobs = plan_cutouts(map(str, photos), out / "run", ".png").jobs
     start = time.perf_counter()
-    summary = run_cutouts(segmenter, jobs, CutoutOptions())
+    summary = run_cutouts(segmenter, jobs, options)
     return len(summary.written) / (time.perf_counter() - start)
 
 
@@ -116,6 +119,8 @@ def int8_model(float_onnx: bytes, photos: list[Path], scratch: Path) -> tuple[Pa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", type=int, default=32)
+    parser.add_argument("--alpha", nargs="+", default=["matting", "hard", "soft"],
+                        help="Cutout alphas timed with the default model (photos_per_s_by_alpha).")
     args = parser.parse_args()
 
     from petseg.inference import Segmenter
@@ -160,6 +165,8 @@ def main() -> None:
             "int8_speedup_one_thread": round(one_thread["onnx_float"] / one_thread["onnx_int8"], 2),
             "photos_per_s": {name: round(photos_per_second(segmenter, photos, scratch / name), 2)
                              for name, segmenter in segmenters.items()},
+            "photos_per_s_by_alpha": {alpha: round(photos_per_second(Segmenter.load(), photos, scratch / alpha, alpha), 2)
+                                      for alpha in args.alpha},
             **{key: round(value, 2) for key, value in cold.items()},
             "peak_rss_mb_50mp": round(peak_mb, 1),
             "seconds_50mp": round(big_seconds, 2),

@@ -42,7 +42,10 @@ def photos(tmp_path, toy_photo):
 
 
 def leftovers(folder: Path) -> list[Path]:
-    return [path for path in folder.rglob("*") if path.name.startswith(".") or path.suffix == ".tmp"]
+    from petseg.inference.provenance import RECORD_FILE
+
+    return [path for path in folder.rglob("*")
+            if (path.name.startswith(".") and path.name != RECORD_FILE) or path.suffix == ".tmp"]
 
 
 # --- planning: inputs and output names --------------------------------------------------
@@ -137,7 +140,7 @@ def test_bad_files_are_reported_and_the_others_written(photos, tmp_path, toy_mod
                          ("truncated.jpg", "truncated"), ("big.png", "megapixels")):
         assert any(name in line and reason in line for line in errors.splitlines()), (name, errors)
     assert "Traceback" not in errors
-    assert sorted(path.name for path in out.iterdir()) == ["cat.png"]
+    assert sorted(path.name for path in out.iterdir() if not path.name.startswith(".")) == ["cat.png"]
     assert leftovers(out) == []
 
 
@@ -162,7 +165,7 @@ def test_color_mode_writes_jpegs_and_checks_its_options(photos, tmp_path, toy_mo
     assert result.exit_code == 0, result.output
     assert Image.open(out / "cat.jpg").format == "JPEG"
     for args, message in (
-        (["--mode", "rgba", "--bg", "red"], "--mode/--bg/--bg-image: a background colour or image needs cutout mode 'color'"),
+        (["--mode", "rgba", "--bg", "red"], "--mode/--alpha/--bg/--bg-image: a background colour or image needs cutout mode 'color'"),
         (["--mode", "color", "--bg", "nonsense"], "not a colour"),
         (["--model", tmp_path / "missing.safetensors"], "not found"),
     ):
@@ -186,3 +189,112 @@ def test_pipeline_keeps_order_independent_results_in_small_batches(photos, tmp_p
         outputs[batch_size] = [np.asarray(Image.open(out / name)) for name in ("cat.png", "more/dog.png")]
     for batched, single in zip(outputs[8], outputs[1]):
         assert np.abs(batched.astype(int) - single).max() <= 1
+
+
+# --- every cutout option, through the CLI -------------------------------------------------
+
+
+def cut(source, out, model, *args) -> Path:
+    """Run `petseg cutout` on one photo into its own folder; the path of the single output."""
+    result = cli("cutout", source, "--out", out, "--model", model, *args)
+    assert result.exit_code == 0, result.output
+    [written] = [path for path in out.iterdir() if not path.name.startswith(".")]
+    return written
+
+
+def test_alpha_option_gives_each_kind_of_alpha(photos, tmp_path, toy_model_file, toy_photo):
+    _, labels = toy_photo
+    source = photos / "cat.jpg"
+    alphas = {kind: np.asarray(Image.open(cut(source, tmp_path / kind, toy_model_file, "--mode", "mask", "--alpha", kind)))
+              for kind in ("matting", "hard", "soft")}
+    default = np.asarray(Image.open(cut(source, tmp_path / "default", toy_model_file, "--mode", "mask")))
+    np.testing.assert_array_equal(default, alphas["matting"])
+    assert set(np.unique(alphas["hard"])) <= {0, 255}
+    # hard is the label mask: the labels mode's pet and border pixels.
+    trimap = np.asarray(Image.open(cut(source, tmp_path / "labels", toy_model_file, "--mode", "labels")))
+    np.testing.assert_array_equal(alphas["hard"] == 255, trimap != 2)
+    semi = {kind: ((alpha > 25) & (alpha < 230)).mean() for kind, alpha in alphas.items()}
+    assert semi["matting"] < semi["soft"], semi
+    assert (alphas["matting"] != alphas["hard"]).any()
+    for kind, alpha in alphas.items():
+        assert foreground_iou(alpha >= 128, labels) > 0.8, kind
+
+
+def test_modes_write_what_they_claim_and_matting_recolours_edges(photos, tmp_path, toy_model_file):
+    source = photos / "cat.jpg"
+    photo = np.asarray(Image.open(source).convert("RGB"))
+    rgba = Image.open(cut(source, tmp_path / "rgba", toy_model_file, "--mode", "rgba"))
+    assert rgba.format == "PNG" and rgba.mode == "RGBA"
+    rgba = np.asarray(rgba)
+    mask = np.asarray(Image.open(cut(source, tmp_path / "mask", toy_model_file, "--mode", "mask")))
+    np.testing.assert_array_equal(rgba[..., 3], mask)
+    edge = (mask > 0) & (mask < 255)
+    assert edge.any()
+    # Matting decontaminates: edge pixels change colour, solid ones keep the photo's.
+    assert np.abs(rgba[..., :3][edge].astype(int) - photo[edge]).max() > 10
+    np.testing.assert_array_equal(rgba[..., :3][mask == 255], photo[mask == 255])
+    hard = np.asarray(Image.open(cut(source, tmp_path / "hard", toy_model_file, "--alpha", "hard")))
+    np.testing.assert_array_equal(hard[..., :3], photo)
+
+    color = Image.open(cut(source, tmp_path / "color", toy_model_file, "--mode", "color"))
+    assert color.format == "JPEG" and color.mode == "RGB"
+    color = np.asarray(color).astype(int)
+    assert np.abs(color[mask == 0] - 255).mean() < 3  # white by default
+    assert np.abs(color[mask == 255] - photo[mask == 255]).mean() < 3
+
+
+def test_bg_and_bg_image_alone_imply_color_mode(photos, tmp_path, toy_model_file):
+    source = photos / "cat.jpg"
+    mask = np.asarray(Image.open(cut(source, tmp_path / "mask", toy_model_file, "--mode", "mask")))
+    red = Image.open(cut(source, tmp_path / "red", toy_model_file, "--bg", "#ff0000"))
+    assert red.format == "JPEG"
+    assert np.abs(np.asarray(red).astype(int)[mask == 0] - (255, 0, 0)).mean() < 4
+    stripes = np.zeros((40, 60, 3), np.uint8)
+    stripes[:, ::2] = (0, 0, 255)
+    backdrop = tmp_path / "backdrop.png"
+    Image.fromarray(stripes).save(backdrop)
+    pasted = Image.open(cut(source, tmp_path / "pasted", toy_model_file, "--bg-image", backdrop))
+    assert pasted.format == "JPEG" and pasted.size == (mask.shape[1], mask.shape[0])
+    background = np.asarray(pasted).astype(int)[mask == 0]
+    assert background[:, 2].mean() > 60 and background[:, 0].mean() < 20  # the blue stripes, not white
+
+
+def test_flip_tta_makes_the_cutout_mirror_symmetric(tmp_path, toy_model_file, toy_photo):
+    """With --flip-tta the prediction averages the photo and its mirror: cutting out the mirror gives the mirrored cutout."""
+    photo, _ = toy_photo
+    side = min(photo.shape[:2])
+    photo = np.ascontiguousarray(photo[:side, :side])  # square: no letterbox padding to break the mirror
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    Image.fromarray(np.ascontiguousarray(photo[:, ::-1])).save(tmp_path / "mirror.png")
+
+    def asymmetry(*args) -> int:
+        plain = np.asarray(Image.open(cut(tmp_path / "photo.png", tmp_path / f"a{args}", toy_model_file, *args)))
+        mirrored = np.asarray(Image.open(cut(tmp_path / "mirror.png", tmp_path / f"b{args}", toy_model_file, *args)))
+        return int(np.abs(plain.astype(int) - mirrored[:, ::-1]).max())
+
+    assert asymmetry("--mode", "mask", "--alpha", "soft", "--flip-tta") <= 1
+    assert asymmetry("--mode", "mask", "--alpha", "soft") > 5
+
+
+def test_rerun_skips_same_options_and_refuses_other_options_until_forced(photos, tmp_path, toy_model_file):
+    out = tmp_path / "out"
+    source = photos / "cat.jpg"
+    first = cli("cutout", source, "--out", out, "--model", toy_model_file, "--alpha", "hard")
+    assert first.exit_code == 0, first.output
+    made = (out / "cat.png").read_bytes()
+    same = cli("cutout", source, "--out", out, "--model", toy_model_file, "--alpha", "hard")
+    assert same.exit_code == 0 and "skipped 1" in same.output
+    other = cli("cutout", source, "--out", out, "--model", toy_model_file, "--alpha", "soft")
+    assert other.exit_code != 0
+    [line] = other.output.strip().splitlines()
+    assert "other options" in line and "--force" in line
+    assert (out / "cat.png").read_bytes() == made
+    forced = cli("cutout", source, "--out", out, "--model", toy_model_file, "--alpha", "soft", "--force")
+    assert forced.exit_code == 0 and (out / "cat.png").read_bytes() != made
+    again = cli("cutout", source, "--out", out, "--model", toy_model_file, "--alpha", "soft")
+    assert again.exit_code == 0 and "skipped 1" in again.output
+    # A file petseg did not record is not silently taken for a finished cutout.
+    (out / "dog.png").write_bytes(b"someone else's")
+    (photos / "dog.jpg").write_bytes(source.read_bytes())
+    unknown = cli("cutout", photos / "dog.jpg", "--out", out, "--model", toy_model_file, "--alpha", "soft")
+    assert unknown.exit_code != 0 and "--force" in unknown.output

@@ -160,3 +160,46 @@ def test_original_resolution_uses_the_cutout_upsampling(toy_data):
     for sample, example in zip(samples, result["examples"]):
         [prediction] = segmenter.predict_batch([load_sample(sample)[0]])
         np.testing.assert_array_equal(example.predicted, prediction.labels())
+
+
+def test_alpha_figures_score_each_cutout_alpha_against_the_trimap(toy_data):
+    """hard alpha of the half-and-half stub is its own label map: the figures follow from hand counts."""
+    from petseg.data.layouts import load_sample, load_samples
+    from petseg.evaluate import evaluate
+    from petseg.inference import Segmenter
+    from petseg.inference.compose import upsample_labels
+    from petseg.data.letterbox import Letterbox
+
+    samples = load_samples(toy_data, "test")[:4]
+    result = evaluate(Segmenter(HalfAndHalf(32)), samples, alphas=("hard", "matting"))
+    assert set(result["alpha"]) == {"hard", "matting"}
+    pet_total = pet_kept = background_total = background_cleared = 0
+    for sample in samples:
+        _, labels = load_sample(sample)
+        box = Letterbox.fit(*labels.shape, 32)
+        stub = HalfAndHalf(32)(np.zeros((1, 3, 32, 32), np.float32))[0]
+        crop = stub[:, box.top : box.top + box.height, box.left : box.left + box.width]
+        kept = upsample_labels(crop, *labels.shape) == 0
+        pet_total += int((labels == 0).sum())
+        pet_kept += int(((labels == 0) & kept).sum())
+        background_total += int((labels == 1).sum())
+        background_cleared += int(((labels == 1) & ~kept).sum())
+    hard = result["alpha"]["hard"]
+    assert hard["pet_opaque"] == pytest.approx(pet_kept / pet_total)
+    assert hard["bg_clear"] == pytest.approx(background_cleared / background_total)
+    errors = (pet_total - pet_kept) + (background_total - background_cleared)
+    assert hard["alpha_mae"] == pytest.approx(errors / (pet_total + background_total))
+    assert hard["semi_known"] == 0.0
+    for value in result["alpha"]["matting"].values():
+        assert 0.0 <= value <= 1.0
+
+
+def test_evaluate_command_scores_the_alphas_it_is_given(toy_data, toy_model_file):
+    from petseg.cli import app
+
+    args = ["evaluate", str(toy_model_file), "--data", str(toy_data), "--json"]
+    result = CliRunner().invoke(app, [*args, "--alpha", "soft", "--alpha", "hard"])
+    assert result.exit_code == 0, result.output
+    assert list(json.loads(result.stdout)["alpha"]) == ["soft", "hard"]
+    wrong = CliRunner().invoke(app, [*args, "--alpha", "blurry"])
+    assert isinstance(wrong.exception, PetsegError) and "--alpha: 'blurry'" in str(wrong.exception)

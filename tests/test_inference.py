@@ -1,4 +1,4 @@
-"""Segmenter, remove_background and the alpha/compositing/refinement pieces, on a trained toy model."""
+"""Segmenter, remove_background and the alpha/compositing pieces, on a trained toy model."""
 
 from __future__ import annotations
 
@@ -170,7 +170,10 @@ def test_rgba_is_opaque_on_the_pet_and_transparent_elsewhere(segmenter, toy_phot
 
     photo, labels = toy_photo
     rgba = remove_background(photo, segmenter=segmenter)
-    np.testing.assert_array_equal(rgba[..., :3], photo)  # colours untouched
+    solid = (rgba[..., 3] == 0) | (rgba[..., 3] == 255)
+    np.testing.assert_array_equal(rgba[..., :3][solid], photo[solid])  # matting recolours only partly transparent pixels
+    for kind in ("hard", "soft"):
+        np.testing.assert_array_equal(remove_background(photo, segmenter=segmenter, alpha=kind)[..., :3], photo)
     alpha = rgba[..., 3].astype(np.float32)
     assert alpha[labels == PET].mean() > 220 and alpha[labels == BACKGROUND].mean() < 35
     assert foreground_iou(alpha >= 128, labels) > 0.8
@@ -180,7 +183,8 @@ def test_mask_labels_and_color_modes_agree_with_the_alpha(segmenter, toy_photo):
     from petseg.inference import remove_background
 
     photo, labels = toy_photo
-    alpha = remove_background(photo, segmenter=segmenter)[..., 3]
+    rgba = remove_background(photo, segmenter=segmenter)
+    alpha, colours = rgba[..., 3], rgba[..., :3]  # the colours matting leaves: the pet's own at its edges
     mask = remove_background(photo, segmenter=segmenter, mode="mask")
     np.testing.assert_array_equal(mask, alpha)
 
@@ -192,7 +196,7 @@ def test_mask_labels_and_color_modes_agree_with_the_alpha(segmenter, toy_photo):
     green = np.array([0, 255, 0], np.float32)
     color = remove_background(photo, segmenter=segmenter, mode="color", bg="#00ff00").astype(np.float32)
     weight = alpha[..., None].astype(np.float32) / 255
-    assert np.abs(color - (photo * weight + green * (1 - weight))).max() <= 1.0
+    assert np.abs(color - (colours * weight + green * (1 - weight))).max() <= 1.0
     assert np.abs(color[labels == BACKGROUND] - green).mean(axis=0).max() < 40
 
 
@@ -202,11 +206,11 @@ def test_background_image_is_scaled_to_cover_the_photo(segmenter, toy_photo):
     photo, _ = toy_photo
     background = np.zeros((300, 30, 3), np.uint8)
     background[...] = (10, 20, 200)
-    result = remove_background(photo, segmenter=segmenter, mode="color", bg_image=background)
-    alpha = remove_background(photo, segmenter=segmenter, mode="mask")
+    result = remove_background(photo, segmenter=segmenter, bg_image=background)  # a background implies mode color
+    rgba = remove_background(photo, segmenter=segmenter)
     assert result.shape == photo.shape
-    weight = alpha[..., None].astype(np.float32) / 255
-    expected = photo * weight + np.array([10, 20, 200], np.float32) * (1 - weight)
+    weight = rgba[..., 3:].astype(np.float32) / 255
+    expected = rgba[..., :3] * weight + np.array([10, 20, 200], np.float32) * (1 - weight)
     assert np.abs(result - expected).max() <= 1.0
 
 
@@ -242,7 +246,7 @@ def test_bad_options_are_user_errors(segmenter, toy_photo):
         remove_background(png_bytes(photo), segmenter=segmenter, max_pixels=100)
 
 
-# --- alpha, compositing, refinement -----------------------------------------------------
+# --- alpha and compositing -----------------------------------------------------
 
 
 def test_soft_alpha_is_pet_plus_half_border():
@@ -263,51 +267,3 @@ def test_pillow_upsampling_matches_torch_bilinear():
         torch.from_numpy(channel)[None, None], size=(101, 77), mode="bilinear", align_corners=False
     )[0, 0].numpy()
     np.testing.assert_allclose(upsample(channel, 101, 77), expected, atol=1e-5)
-
-
-def star_scene(height: int = 375, width: int = 500):
-    """A noisy two-colour photo of a star-shaped 'pet' and its exact mask."""
-    ys, xs = np.mgrid[:height, :width]
-    angle, radius = np.arctan2(ys - 180, xs - 240), np.hypot(ys - 180, xs - 240)
-    shape = radius < 100 + 30 * np.cos(7 * angle)
-    noise = np.random.default_rng(0).normal(0, 5, (height, width, 3))
-    photo = np.where(shape[..., None], (200, 150, 60), (40, 90, 160)) + noise
-    return np.clip(photo, 0, 255).astype(np.uint8), shape
-
-
-def test_refinement_snaps_a_coarse_alpha_to_the_photo_edges():
-    from petseg.inference.compose import upsample_alpha
-    from petseg.inference.refine import refine_alpha
-
-    photo, shape = star_scene()
-    height, width = shape.shape
-    mask = Image.fromarray((shape * 255).astype(np.uint8))
-    coarse = np.asarray(mask.resize((width // 16, height // 16), Image.BILINEAR), np.float32) / 255
-
-    def iou(alpha):
-        return ((alpha >= 128) & shape).sum() / ((alpha >= 128) | shape).sum()
-
-    refined = refine_alpha(photo, coarse)
-    assert refined.shape == shape.shape and refined.dtype == np.uint8
-    assert iou(refined) > iou(upsample_alpha(coarse, height, width)) + 0.03
-    assert iou(refined) > 0.98
-
-
-def test_refinement_works_in_strips_like_the_whole_image(monkeypatch):
-    """Strips bound memory on huge photos; they must give the same alpha as one pass."""
-    from petseg.inference import refine
-
-    photo, shape = star_scene(300, 200)
-    coarse = np.asarray(Image.fromarray((shape * 255).astype(np.uint8)).resize((25, 37)), np.float32) / 255
-    whole = refine.refine_alpha(photo, coarse)
-    monkeypatch.setattr(refine, "STRIP_ROWS", 7)
-    assert np.abs(refine.refine_alpha(photo, coarse).astype(int) - whole).max() <= 1
-
-
-def test_refine_option_keeps_the_cutout_right(segmenter, toy_photo):
-    from petseg.inference import remove_background
-
-    photo, labels = toy_photo
-    alpha = remove_background(photo, segmenter=segmenter, mode="mask", refine=True)
-    assert alpha.shape == labels.shape
-    assert foreground_iou(alpha >= 128, labels) > 0.8

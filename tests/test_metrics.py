@@ -110,3 +110,39 @@ def test_image_without_labelled_pixels_does_not_count_in_per_image_fg_iou():
     metrics.update(np.array([[0, 1]]), np.array([[1, 1]]))  # fg IoU 0
     assert metrics.matrix.sum() == 2
     assert metrics.compute()["fg_iou_per_image"] == pytest.approx(0.0, abs=TOLERANCE)
+
+
+# --- cutout alpha (METRICS.md "Cutout alpha") ------------------------------------------
+
+
+def test_alpha_metrics_match_hand_counts_and_weigh_pixels_not_images():
+    from petseg.metrics import AlphaMetrics
+
+    labels = np.array([[0, 0, 1], [1, 2, 0]], np.uint8)  # pet, pet, bg / bg, border (ignored), pet
+    alpha = np.array([[255, 200, 0], [30, 128, 100]], np.uint8)
+    metrics = AlphaMetrics()
+    metrics.update(labels, alpha)
+    # pet alphas 1, 200/255, 100/255; background 0, 30/255; the border pixel is left out.
+    error = (0 + 55 / 255 + 155 / 255) + (0 + 30 / 255)
+    expected = {"alpha_mae": error / 5, "pet_opaque": 1 / 3, "bg_clear": 1 / 2, "semi_known": 3 / 5}
+    for key, value in expected.items():
+        assert metrics.compute()[key] == pytest.approx(value, abs=1e-12), key
+    # A second, one-pixel image counts as one pixel, not as half of the split.
+    metrics.update(np.array([[0]], np.uint8), np.array([[1.0]]))
+    expected = {"alpha_mae": error / 6, "pet_opaque": 2 / 4, "bg_clear": 1 / 2, "semi_known": 3 / 6}
+    for key, value in expected.items():
+        assert metrics.compute()[key] == pytest.approx(value, abs=1e-12), key
+
+
+def test_alpha_metrics_thresholds_are_inclusive_and_float_alpha_is_0_to_1():
+    from petseg.metrics import AlphaMetrics
+
+    metrics = AlphaMetrics()
+    metrics.update(np.array([[0, 1, 255]], np.uint8), np.array([[0.9, 0.1, 0.5]]))  # 255: ignored pixel
+    assert metrics.compute() == pytest.approx({"alpha_mae": 0.1, "pet_opaque": 1.0, "bg_clear": 1.0, "semi_known": 0.0})
+    merged = AlphaMetrics()
+    merged.merge(metrics)
+    assert merged.compute() == metrics.compute()
+    assert AlphaMetrics().compute() == {"alpha_mae": 0.0, "pet_opaque": 1.0, "bg_clear": 1.0, "semi_known": 0.0}
+    with pytest.raises(ValueError, match="differ in size"):
+        metrics.update(np.zeros((2, 2), np.uint8), np.zeros((2, 3), np.uint8))

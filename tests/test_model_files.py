@@ -1,6 +1,6 @@
 """Model files are user input: hostile configs and foreign ONNX graphs are refused in one
-line, before anything is built from them; 1- and 2-class models are valid but refused
-where the pet's classes are needed."""
+line, before anything is built from them; 2-class models cut out, 1-class models are
+refused in one line, and trimap scores need the trimap's three classes."""
 
 from __future__ import annotations
 
@@ -236,7 +236,7 @@ def two_class_model_file(tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("num_classes", [1, 2, 3, 256])
+@pytest.mark.parametrize("num_classes", [2, 3, 256])
 def test_any_class_count_in_range_saves_loads_and_predicts(tmp_path, num_classes):
     from petseg.inference import Segmenter
     from petseg.models import create_model, load_model, save_model
@@ -247,7 +247,17 @@ def test_any_class_count_in_range_saves_loads_and_predicts(tmp_path, num_classes
     assert probabilities.shape == (num_classes, 20, 50)
 
 
-def test_a_two_class_model_is_refused_by_cutout_in_one_line(tmp_path, two_class_model_file):
+def test_a_one_class_model_is_refused_in_one_line(tmp_path):
+    from petseg.inference import Segmenter
+    from petseg.models import create_model, load_model, save_model
+
+    path = save_model(create_model("unet_diy", num_classes=1, width=4, depth=2, image_size=32), tmp_path / "m.safetensors")
+    assert load_model(path).config.num_classes == 1  # a valid model file...
+    with pytest.raises(PetsegError, match="1 class cannot cut out: it needs pet and background classes"):
+        Segmenter.load(path)  # ...that cannot make a cutout
+
+
+def test_a_two_class_model_cuts_out_from_the_cli(tmp_path, two_class_model_file):
     from PIL import Image
 
     photos = tmp_path / "photos"
@@ -256,19 +266,19 @@ def test_a_two_class_model_is_refused_by_cutout_in_one_line(tmp_path, two_class_
         Image.new("RGB", (40, 30)).save(photos / name)
     result = subprocess.run([sys.executable, "-m", "petseg", "cutout", str(photos), "--model", str(two_class_model_file),
                              "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert result.returncode == 2, result.stderr
-    [line] = result.stderr.splitlines()
-    assert line.startswith("error: the model's classes (class_0, class_1) are not pet, background, border")
-    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+    assert result.returncode == 0, result.stderr
+    for name in ("a.png", "b.png"):
+        with Image.open(tmp_path / "out" / name) as cutout:
+            assert (cutout.mode, cutout.size) == ("RGBA", (40, 30))
 
 
-def test_a_two_class_model_is_refused_by_remove_background_and_evaluate(two_class_model_file, toy_data):
+def test_a_two_class_model_cuts_out_but_is_refused_by_trimap_scores(two_class_model_file, toy_data):
     from petseg.data.layouts import load_samples
     from petseg.evaluate import evaluate
     from petseg.inference import Segmenter, remove_background
 
     segmenter = Segmenter.load(two_class_model_file)
-    with pytest.raises(PetsegError, match="cutouts and trimap scores need a model of those three classes"):
-        remove_background(np.zeros((30, 40, 3), np.uint8), segmenter=segmenter)
-    with pytest.raises(PetsegError, match=r"classes \(class_0, class_1\)"):
+    cutout = remove_background(np.zeros((30, 40, 3), np.uint8), segmenter=segmenter)
+    assert cutout.shape == (30, 40, 4)
+    with pytest.raises(PetsegError, match=r"classes \(class_0, class_1\) are not pet, background, border"):
         evaluate(segmenter, load_samples(toy_data, "all")[:2])

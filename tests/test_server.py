@@ -7,7 +7,6 @@ clients against a real uvicorn: test_server_load.py.
 
 from __future__ import annotations
 
-import inspect
 import io
 import json
 
@@ -16,7 +15,6 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from petseg.inference import remove_background
 from petseg.server import create_app
 
 PHOTO_HEIGHT, PHOTO_WIDTH = 90, 120
@@ -150,10 +148,20 @@ def test_color_background_is_a_jpeg_composite_over_bg(client):
     assert np.abs(np.asarray(composite, dtype=np.float64) - expected).mean() < 6.0
 
 
-def test_refine_option_is_accepted(client):
-    response = post(client, "/api/cutout", encode(make_photo()), refine="true")
-    assert response.status_code == 200, response.text
-    assert decode(response).size == (PHOTO_WIDTH, PHOTO_HEIGHT)
+def test_alpha_option_reaches_the_cutout(client):
+    """hard gives a two-level alpha, soft the network's in-between values, matting (the default) neither haze everywhere."""
+    upload = encode(make_photo())
+    alphas = {}
+    for kind in ("hard", "soft", "matting"):
+        response = post(client, "/api/mask", upload, alpha=kind)
+        assert response.status_code == 200, response.text
+        alphas[kind] = np.asarray(decode(response))
+        assert alphas[kind].shape == (PHOTO_HEIGHT, PHOTO_WIDTH)
+    assert set(np.unique(alphas["hard"])) <= {0, 255}
+    semi = {kind: ((alpha > 25) & (alpha < 230)).mean() for kind, alpha in alphas.items()}
+    assert semi["soft"] > semi["matting"]
+    default = np.asarray(decode(post(client, "/api/mask", upload)))
+    np.testing.assert_array_equal(default, alphas["matting"])
 
 
 def test_mask_and_labels(client):
@@ -220,7 +228,6 @@ def test_pixel_limit_refuses_an_upload_before_decoding_it(segmenter, monkeypatch
         ({"mode": "sepia"}, ["mode", "rgba"]),
         ({"mode": "color", "bg": "not-a-colour"}, ["bg", "not-a-colour"]),
         ({"bg": "#000000"}, ["bg", "mode=color"]),
-        ({"refine": "maybe"}, ["refine"]),
         ({"alpha": "fuzzy"}, ["alpha", "matting"]),
     ],
 )
@@ -260,10 +267,6 @@ def test_echoed_input_is_cut_short(client):
     assert len(response.json()["detail"]) < 250
 
 
-LIBRARY_HAS_ALPHA = "alpha" in inspect.signature(remove_background).parameters
-
-
-@pytest.mark.xfail(not LIBRARY_HAS_ALPHA, reason="remove_background has no alpha choice yet (issue 11)", strict=True)
 def test_alpha_field_reaches_the_library(client):
     upload = encode(make_photo(), "PNG")
     alphas = {}

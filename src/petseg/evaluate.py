@@ -22,8 +22,10 @@ from petseg.data.labels import CLASS_NAMES
 from petseg.errors import PetsegError
 from petseg.atomic import write_atomic
 from petseg.inference.compose import check_trimap_classes
+from petseg.inference.compose import ALPHAS
+from petseg.inference.render import cutout_alpha
 from petseg.inference.segmenter import DEFAULT_BATCH_SIZE, Segmenter
-from petseg.metrics import SegmentationMetrics
+from petseg.metrics import ALPHA_KEYS, AlphaMetrics, SegmentationMetrics
 
 RESOLUTIONS = ("model", "original")
 SUMMARY_KEYS = ("pixel_accuracy", "miou", "fg_iou", "fg_iou_per_image")
@@ -49,20 +51,24 @@ def evaluate(
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
     examples: int = 0,
+    alphas: Sequence[str] = ALPHAS,
     on_batch: Callable[[int], None] = lambda count: None,
 ) -> dict:
     """Metrics of a model (nn.Module or Segmenter) over `samples` (petseg.data.layouts.Sample).
 
     Returns {"model": ..., "image_size", "num_images", "skipped": [reasons],
-    "resolutions": {"model": metrics, "original": metrics}, "examples": [Example]}, each
-    metrics dict holding every METRICS.md figure plus "confusion_matrix" (rows = true class).
-    Unreadable samples are skipped and listed, not fatal.
+    "resolutions": {"model": metrics, "original": metrics}, "alpha": {kind: alpha metrics},
+    "examples": [Example]}, each class-metrics dict holding every METRICS.md figure plus
+    "confusion_matrix" (rows = true class); "alpha" scores the cutout alpha of each kind
+    in `alphas` at original resolution (METRICS.md "Cutout alpha"); the examples show the
+    first kind. Unreadable samples are skipped and listed, not fatal.
     """
     from petseg.data.layouts import load_sample
 
     segmenter = as_segmenter(model_or_segmenter)
     check_trimap_classes(segmenter.config.labels)
     accumulators = {resolution: SegmentationMetrics(num_classes=segmenter.config.num_classes) for resolution in RESOLUTIONS}
+    alpha_metrics = {kind: AlphaMetrics() for kind in alphas}
     skipped: list[str] = []
     kept: list[Example] = []
     for start in range(0, len(samples), batch_size):
@@ -79,8 +85,12 @@ def evaluate(
             accumulators["model"].update(prediction.letterbox.apply_mask(labels), prediction.probabilities.argmax(0))
             predicted = prediction.labels()  # the cutout's own upsampling (compose.upsample_labels)
             accumulators["original"].update(labels, predicted)
+            cutouts = {kind: cutout_alpha(photo, prediction, kind, colours=False).alpha for kind in alphas}
+            for kind, alpha in cutouts.items():
+                alpha_metrics[kind].update(labels, alpha)
             if len(kept) < examples:
-                kept.append(Example(photo, labels, predicted, prediction.alpha()))
+                shown = next(iter(cutouts.values())) if cutouts else prediction.alpha()
+                kept.append(Example(photo, labels, predicted, shown))
         on_batch(len(samples[start : start + batch_size]))
     if not accumulators["original"].per_image_fg_iou:
         raise PetsegError(f"no readable samples to evaluate ({len(skipped)} skipped)")
@@ -93,6 +103,7 @@ def evaluate(
             resolution: {**metrics.compute(), "confusion_matrix": metrics.matrix.tolist()}
             for resolution, metrics in accumulators.items()
         },
+        "alpha": {kind: metrics.compute() for kind, metrics in alpha_metrics.items()},
         "examples": kept,
     }
 
@@ -131,6 +142,12 @@ def format_report(result: dict, class_names: Sequence[str] = CLASS_NAMES) -> str
     lines.append(f"{'resolution':<11}" + "".join(f"{key:>18}" for key in SUMMARY_KEYS))
     for resolution, metrics in result["resolutions"].items():
         lines.append(f"{resolution:<11}" + "".join(f"{metrics[key]:>18.4f}" for key in SUMMARY_KEYS))
+    if result.get("alpha"):
+        lines.append("")
+        lines.append("cutout alpha (original resolution, trimap's known pixels)")
+        lines.append(f"{'alpha':<11}" + "".join(f"{key:>18}" for key in ALPHA_KEYS))
+        for kind, metrics in result["alpha"].items():
+            lines.append(f"{kind:<11}" + "".join(f"{metrics[key]:>18.4f}" for key in ALPHA_KEYS))
     for resolution, metrics in result["resolutions"].items():
         lines.append("")
         lines.append(f"per class ({resolution} resolution)   IoU      Dice")

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from petseg.data.labels import BACKGROUND, CLASS_NAMES, IGNORE_INDEX
+from petseg.data.labels import BACKGROUND, CLASS_NAMES, IGNORE_INDEX, PET
 
 
 def confusion_matrix(labels, predictions, num_classes: int = 3) -> np.ndarray:
@@ -86,3 +86,51 @@ class SegmentationMetrics:
             denominator = 2 * tp[c] + fp[c] + fn[c]
             result[f"dice_{name}"] = float(2 * tp[c] / denominator) if denominator else 1.0
         return result
+
+
+# Cutout alpha (METRICS.md "Cutout alpha"): the alpha a cutout writes, scored on the
+# trimap's known pixels only. Thresholds are on alpha in 0..1.
+OPAQUE = 0.9
+CLEAR = 0.1
+ALPHA_KEYS = ("alpha_mae", "pet_opaque", "bg_clear", "semi_known")
+
+
+@dataclass
+class AlphaMetrics:
+    """Accumulates pixel counts over a split, so large photos weigh as many pixels as they have."""
+
+    error_sum: float = 0.0
+    pet_pixels: int = 0
+    pet_opaque_pixels: int = 0
+    background_pixels: int = 0
+    background_clear_pixels: int = 0
+    semi_pixels: int = 0
+
+    def update(self, labels: np.ndarray, alpha: np.ndarray) -> None:
+        """labels (H, W) class indices; alpha (H, W) uint8 (0..255) or float (0..1), same size."""
+        if labels.shape != alpha.shape:
+            raise ValueError(f"alpha {alpha.shape} and labels {labels.shape} differ in size")
+        alpha = alpha / 255.0 if alpha.dtype == np.uint8 else np.asarray(alpha, np.float64)
+        pet = alpha[labels == PET]
+        background = alpha[labels == BACKGROUND]
+        self.error_sum += float((1.0 - pet).sum() + background.sum())
+        self.pet_pixels += pet.size
+        self.pet_opaque_pixels += int((pet >= OPAQUE).sum())
+        self.background_pixels += background.size
+        self.background_clear_pixels += int((background <= CLEAR).sum())
+        self.semi_pixels += int(((pet > CLEAR) & (pet < OPAQUE)).sum() + ((background > CLEAR) & (background < OPAQUE)).sum())
+
+    def merge(self, other: "AlphaMetrics") -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def compute(self) -> dict[str, float]:
+        known = self.pet_pixels + self.background_pixels
+        # With nothing to score, a share is perfect (as an absent class's IoU is).
+        share = lambda part, whole, empty: float(part / whole) if whole else empty  # noqa: E731
+        return {
+            "alpha_mae": share(self.error_sum, known, 0.0),
+            "pet_opaque": share(self.pet_opaque_pixels, self.pet_pixels, 1.0),
+            "bg_clear": share(self.background_clear_pixels, self.background_pixels, 1.0),
+            "semi_known": share(self.semi_pixels, known, 0.0),
+        }

@@ -21,17 +21,22 @@ def cutout(
     inputs: list[str] = typer.Argument(..., help="Photos, folders, glob patterns, or - to read stdin and write stdout."),
     out: Path = typer.Option(Path("cutouts"), "--out", "-o", help="Folder for the outputs (photo.jpg -> OUT/photo.png)."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help=MODEL_HELP),
-    mode: str = typer.Option(
-        "rgba", "--mode", help="rgba: PNG with soft alpha; mask: the alpha as gray PNG; "
-        "labels: trimap PNG (1 pet, 2 background, 3 border); color: JPEG on --bg or --bg-image."
+    mode: Optional[str] = typer.Option(
+        None, "--mode", help="rgba (default): PNG with alpha; mask: the alpha as gray PNG; "
+        "labels: trimap PNG (1 pet, 2 background, 3 border); color: JPEG on --bg or --bg-image (implied by either)."
     ),
-    bg: Optional[str] = typer.Option(None, "--bg", help="Background colour for --mode color: #rrggbb or a name (default white)."),
-    bg_image: Optional[Path] = typer.Option(None, "--bg-image", help="Background photo for --mode color (scaled to cover)."),
-    refine: bool = typer.Option(False, "--refine", help="Snap the alpha to the photo's edges (guided filter)."),
+    alpha: str = typer.Option(
+        "matting", "--alpha", help="matting: solid pet, clear background, edges matted against the photo (edge colours "
+        "freed of the old background); hard: the label mask (pet and border opaque); soft: P(pet) + P(border)/2."
+    ),
+    bg: Optional[str] = typer.Option(None, "--bg", help="Background colour (implies --mode color): #rrggbb or a name (default white)."),
+    bg_image: Optional[Path] = typer.Option(None, "--bg-image", help="Background photo (implies --mode color; scaled to cover)."),
     flip_tta: bool = typer.Option(False, "--flip-tta", help="Average with the mirrored photo's prediction (2x model time)."),
     backend: Optional[str] = typer.Option(None, "--backend", help=BACKEND_HELP),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into subfolders of folder inputs."),
-    force: bool = typer.Option(False, "--force", help="Overwrite existing outputs (default: skip them)."),
+    force: bool = typer.Option(
+        False, "--force", help="Overwrite existing outputs (default: skip those made with the same options, refuse others)."
+    ),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Photos per model call."),
     max_pixels: Optional[int] = typer.Option(
         None, "--max-pixels", min=1, help="Refuse larger images, against decompression bombs (default 100 megapixels)."
@@ -48,13 +53,16 @@ def cutout(
     from petseg.errors import PetsegError
     from petseg.inference import CutoutOptions, Segmenter
     from petseg.inference.files import STDIN, check_output_folder, plan_cutouts, remove_stale_outputs
+    from petseg.inference.provenance import made_differently, record_outputs
+    from petseg.inference.render import default_mode
 
     max_pixels = max_pixels or DEFAULT_MAX_PIXELS
     background = Image.fromarray(load_rgb(bg_image, max_pixels=max_pixels)) if bg_image else None
+    mode = default_mode(mode, bg is not None or bg_image is not None)
     try:
-        options = CutoutOptions(mode=mode, bg=bg, background=background, refine=refine)
-    except PetsegError as error:  # the library speaks of modes and backgrounds; name the flags
-        raise PetsegError(f"--mode/--bg/--bg-image: {error}") from None
+        options = CutoutOptions(mode=mode, bg=bg, background=background, alpha=alpha)
+    except PetsegError as error:  # the library speaks of modes, alphas and backgrounds; name the flags
+        raise PetsegError(f"--mode/--alpha/--bg/--bg-image: {error}") from None
     if STDIN in inputs:
         if len(inputs) > 1:
             fail("INPUT: - (stdin) cannot be combined with other inputs")
@@ -67,10 +75,18 @@ def cutout(
         fail(f"--out: {error}")
     plan = plan_cutouts(inputs, out, f".{options.image_format}", recursive=recursive, force=force)
     remove_stale_outputs(plan, out)  # what a killed run left
+    # What shapes the pixels: a re-run with the same settings has nothing to do.
+    settings = {"model": model, "mode": mode, "alpha": alpha, "bg": bg,
+                "bg_image": str(bg_image) if bg_image else None, "flip_tta": flip_tta}
+    different = made_differently(out, [job.output for job in plan.skipped], settings)
+    if different:
+        fail(f"{out}: {len(different)} existing output(s) (e.g. {different[0].name}) were made with other options "
+             "or by something else; use --force to overwrite them, or another --out")
     for problem in plan.problems:
         typer.echo(f"error: {problem}", err=True)
     if plan.skipped:
-        typer.echo(f"skipped {len(plan.skipped)} existing output(s) in {out} (use --force to overwrite)", err=True)
+        typer.echo(f"skipped {len(plan.skipped)} output(s) in {out} already made with these options "
+                   "(use --force to redo them)", err=True)
     failures = list(plan.problems)
     written = 0
     if plan.jobs:
@@ -87,6 +103,10 @@ def cutout(
             )
         failures += summary.failed
         written = len(summary.written)
+        try:
+            record_outputs(out, summary.written, settings)
+        except OSError as error:  # the cutouts are written; only a later re-run loses its check
+            typer.echo(f"warning: {out}: cannot record the options used ({error.strerror or error})", err=True)
     typer.echo(f"wrote {written} file(s) to {out}" + (f", {len(failures)} failed" if failures else ""), err=True)
     if failures:
         raise typer.Exit(SOME_FILES_FAILED)
@@ -101,7 +121,7 @@ def _cutout_stdin(segmenter, options, max_pixels: int) -> None:
         fail("refusing to write image data to a terminal; redirect stdout (petseg cutout - > out.png)")
     result = remove_background(
         sys.stdin.buffer, segmenter=segmenter, mode=options.mode, bg=options.bg,
-        bg_image=options.background, refine=options.refine, max_pixels=max_pixels,
+        bg_image=options.background, alpha=options.alpha, max_pixels=max_pixels,
     )
     save_image(result, sys.stdout.buffer, options.image_format)
     sys.stdout.buffer.flush()

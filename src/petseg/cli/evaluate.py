@@ -26,6 +26,9 @@ def evaluate(
     backend: Optional[str] = typer.Option(None, "--backend", help=BACKEND_HELP),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Photos per model call."),
     flip_tta: bool = typer.Option(False, "--flip-tta", help="Average with the mirrored photo's prediction (2x model time)."),
+    alpha: Optional[list[str]] = typer.Option(
+        None, "--alpha", help="Cutout alpha to score (matting, hard, soft; repeat for several; default all three)."
+    ),
     force: bool = typer.Option(False, "--force", help="Overwrite existing files in --out."),
 ) -> None:
     """Pixel accuracy, per-class IoU and Dice, mIoU, foreground IoU and the confusion matrix."""
@@ -44,12 +47,19 @@ def evaluate(
     existing = [str(path) for path in outputs if path.exists()]
     if existing and not force:
         raise PetsegError(f"--out: {', '.join(existing)} already exist (use --force to overwrite)")
+    from petseg.inference.compose import ALPHAS
+
+    alphas = tuple(dict.fromkeys(alpha)) if alpha else ALPHAS
+    for kind in alphas:
+        if kind not in ALPHAS:
+            raise PetsegError(f"--alpha: {kind!r} is not one of {', '.join(ALPHAS)}")
     samples = load_samples(data, split)
     if not samples:
         raise PetsegError(f"--data: {data} has no samples in split {split!r}")
     segmenter = Segmenter.load(model, backend, flip_tta=flip_tta)
     with tqdm(total=len(samples), unit="photo", disable=not sys.stderr.isatty(), file=sys.stderr) as bar:
-        result = run_evaluation(segmenter, samples, batch_size=batch_size, examples=examples if out else 0, on_batch=bar.update)
+        result = run_evaluation(segmenter, samples, batch_size=batch_size, examples=examples if out else 0,
+                                alphas=alphas, on_batch=bar.update)
     result["data"], result["split"] = str(data), split
     warning = fit_check_warning(model, [sample.name for sample in samples])
     if warning:

@@ -1,8 +1,9 @@
 """Cutting pets out of photos: photo -> letterbox -> backend -> probabilities -> alpha -> image file.
 
 Module map: segmenter (model loading, numpy letterboxing, Prediction), backends
-(PyTorch and ONNX Runtime), compose (alpha, label maps, composites), refine
-(guided-filter edges), render (CutoutOptions, the output image, PNG/JPEG files),
+(PyTorch and ONNX Runtime), compose (soft and hard alpha, label maps, composites),
+matting (matted alpha and edge colours), render (CutoutOptions, the output image,
+PNG/JPEG files), provenance (which options made an output folder's files),
 api (remove_background), files (inputs, output names), pipeline (batched, overlapped
 processing of many files), export (PyTorch -> ONNX, with a parity check), quantize
 (int8, calibrated on photos).

@@ -8,8 +8,7 @@ import numpy as np
 from PIL import Image
 
 from petseg.data.decode import DEFAULT_MAX_PIXELS
-from petseg.inference.compose import check_trimap_classes
-from petseg.inference.render import CutoutOptions, encode, render_cutout
+from petseg.inference.render import CutoutOptions, default_mode, encode, render_cutout
 from petseg.inference.segmenter import PhotoLike, Segmenter, as_photo
 
 
@@ -23,26 +22,29 @@ def remove_background(
     image: PhotoLike,
     *,
     segmenter: Segmenter | None = None,
-    mode: str = "rgba",
+    mode: str | None = None,
     bg: str | None = None,
     bg_image: PhotoLike | None = None,
-    refine: bool = False,
+    alpha: str = "matting",
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ):
     """Cut the pet out of one photo, at its original size and upright orientation.
 
     Returns the type it was given: PIL image -> PIL image, ndarray -> ndarray, bytes ->
     encoded bytes (PNG; JPEG for mode="color"). A path or file object gives a PIL image.
-    mode: "rgba" (soft alpha), "mask" (alpha as gray), "labels" (trimap values 1 pet,
-    2 background, 3 border), "color" (composited on `bg` colour or `bg_image`).
+    mode: "rgba" (photo + alpha), "mask" (alpha as gray), "labels" (trimap values 1 pet,
+    2 background, 3 border), "color" (composited on `bg` colour or `bg_image`); by
+    default "color" when a background is given, else "rgba".
+    alpha: "matting" (matted edges, edge colours freed of the old background), "hard"
+    (label mask) or "soft" (P(pet) + P(border) / 2).
     """
     background = None
     if bg_image is not None:
         background = Image.fromarray(as_photo(bg_image, max_pixels=max_pixels))
-    options = CutoutOptions(mode=mode, bg=bg, background=background, refine=refine)
+    mode = default_mode(mode, bg is not None or background is not None)
+    options = CutoutOptions(mode=mode, bg=bg, background=background, alpha=alpha)
     photo = as_photo(image, max_pixels=max_pixels)
     segmenter = segmenter or default_segmenter()
-    check_trimap_classes(segmenter.config.labels)
     [prediction] = segmenter.predict_batch([photo])
     result = render_cutout(photo, prediction, options)
     if isinstance(image, bytes):

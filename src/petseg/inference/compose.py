@@ -8,13 +8,18 @@ upsampled once; bilinear upsampling commutes with that linear map.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Sequence
+
 import numpy as np
 from PIL import Image, ImageColor, ImageOps
 
-from petseg.data.labels import BORDER, CLASS_NAMES, PET, TRIMAP_OFFSET
+from petseg.data.labels import BACKGROUND, BORDER, CLASS_NAMES, PET, TRIMAP_OFFSET
 from petseg.errors import PetsegError
 
 MODES = ("rgba", "mask", "labels", "color")
+# How the alpha is made: matted edges (inference/matting.py), the label mask, or P(pet) + P(border) / 2.
+ALPHAS = ("matting", "hard", "soft")
 
 # The border class is the trimap's "not classified" band around the pet: half-opaque.
 BORDER_ALPHA = 0.5
@@ -23,22 +28,54 @@ DEFAULT_BACKGROUND = "#ffffff"
 
 
 def check_trimap_classes(labels) -> None:
-    """Soft alpha and trimap scores read the classes by position: refuse a model with other classes.
+    """Trimap scores compare classes by position: refuse a model whose classes are not the trimap's.
 
-    A 1- or 2-class model (or one with its classes in another order) is valid, but its
-    probabilities cannot be turned into a pet's alpha this way.
+    Cutouts work with any model that names a pet and a background class (`PetClasses`);
+    scoring against Oxford trimaps needs pet, background and border, in that order.
     """
     if tuple(labels) != CLASS_NAMES:
         shown = ", ".join(str(label)[:30] for label in list(labels)[:8]) + (", ..." if len(labels) > 8 else "")
         raise PetsegError(
             f"the model's classes ({shown}) are not {', '.join(CLASS_NAMES)}: "
-            "cutouts and trimap scores need a model of those three classes, in that order"
+            "trimap scores need a model of those three classes, in that order"
         )
 
 
-def soft_alpha(probabilities: np.ndarray) -> np.ndarray:
+@dataclass(frozen=True)
+class PetClasses:
+    """Which of a model's output channels are the pet, the background and the border band.
+
+    Read from the labels stored with the model; unnamed classes ("class_0", ...) follow
+    petseg's label order (METRICS.md), so a two-class model is pet and background.
+    """
+
+    pet: int = PET
+    background: int = BACKGROUND
+    border: int | None = BORDER
+
+    @classmethod
+    def from_labels(cls, labels: Sequence[str]) -> "PetClasses":
+        if len(labels) < 2:
+            raise PetsegError(f"a model with {len(labels)} class cannot cut out: it needs pet and background classes")
+        index = {name: position for position, name in enumerate(labels)}
+        if "pet" in index and "background" in index:
+            return cls(index["pet"], index["background"], index.get("border"))
+        return cls(PET, BACKGROUND, BORDER if len(labels) > BORDER else None)
+
+    @property
+    def foreground(self) -> tuple[int, ...]:
+        """The classes a hard mask keeps: pet and border (the border band belongs to the pet's outline)."""
+        return (self.pet,) if self.border is None else (self.pet, self.border)
+
+
+THREE_CLASSES = PetClasses()
+
+
+def soft_alpha(probabilities: np.ndarray, classes: PetClasses = THREE_CLASSES) -> np.ndarray:
     """(C, h, w) probabilities -> (h, w) float32 alpha in [0, 1]: P(pet) + half P(border)."""
-    alpha = probabilities[PET] + BORDER_ALPHA * probabilities[BORDER]
+    alpha = probabilities[classes.pet]
+    if classes.border is not None:
+        alpha = alpha + BORDER_ALPHA * probabilities[classes.border]
     return np.clip(alpha, 0.0, 1.0).astype(np.float32, copy=False)
 
 
@@ -94,6 +131,11 @@ def fit_background(background: Image.Image, height: int, width: int) -> Image.Im
     if background.size == (width, height):
         return background
     return ImageOps.fit(background, (width, height), Image.BILINEAR)
+
+
+def check_alpha(alpha: str) -> None:
+    if alpha not in ALPHAS:
+        raise PetsegError(f"alpha {alpha!r} is not one of {', '.join(ALPHAS)}")
 
 
 def check_mode(mode: str) -> None:

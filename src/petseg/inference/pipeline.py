@@ -19,7 +19,6 @@ from PIL import Image
 
 from petseg.data.decode import DEFAULT_MAX_PIXELS, load_rgb, not_a_regular_file
 from petseg.errors import PetsegError
-from petseg.inference.compose import check_trimap_classes
 from petseg.atomic import write_atomic
 from petseg.inference.files import Job
 from petseg.inference.render import CutoutOptions, render_cutout, save_image
@@ -64,7 +63,6 @@ def run_cutouts(
     on_done: Callable[[Job], None] = lambda job: None,
 ) -> CutoutSummary:
     """Process every job; a bad file is reported through on_error and the others go on."""
-    check_trimap_classes(segmenter.config.labels)  # once, not once per photo
     summary = CutoutSummary()
     waiting = deque(jobs)
     reading: deque[tuple[Job, int, Future]] = deque()

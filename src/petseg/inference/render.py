@@ -15,8 +15,8 @@ import numpy as np
 from PIL import Image
 
 from petseg.errors import PetsegError
-from petseg.inference.compose import check_mode, compose, fit_background, parse_color, soft_alpha
-from petseg.inference.refine import refine_alpha
+from petseg.inference.compose import check_alpha, check_mode, compose, fit_background, parse_color
+from petseg.inference.matting import Matte, matte
 from petseg.inference.segmenter import Prediction
 
 IMAGE_FORMATS = ("png", "jpg")
@@ -29,15 +29,20 @@ JPEG_QUALITY = 95
 
 @dataclass(frozen=True)
 class CutoutOptions:
-    """What a cutout produces. `background` is an RGB photo for mode "color" (any size)."""
+    """What a cutout produces. `background` is an RGB photo for mode "color" (any size).
+
+    alpha: "matting" (matted edges, decontaminated edge colours), "hard" (the label mask:
+    pet and border opaque) or "soft" (P(pet) + P(border) / 2).
+    """
 
     mode: str = "rgba"
     bg: str | None = None
     background: Image.Image | None = None
-    refine: bool = False
+    alpha: str = "matting"
 
     def __post_init__(self):
         check_mode(self.mode)
+        check_alpha(self.alpha)
         if (self.bg is not None or self.background is not None) and self.mode != "color":
             raise PetsegError(f"a background colour or image needs cutout mode 'color', got {self.mode!r}")
         if self.bg is not None and self.background is not None:
@@ -51,18 +56,34 @@ class CutoutOptions:
         return "jpg" if self.mode == "color" else "png"
 
 
+def default_mode(mode: str | None, has_background: bool) -> str:
+    """The mode when none is given: a background colour or image asks for a composite."""
+    if mode is not None:
+        return mode
+    return "color" if has_background else "rgba"
+
+
+def cutout_alpha(photo: np.ndarray, prediction: Prediction, alpha: str, *, colours: bool = True) -> Matte:
+    """The alpha (H, W) uint8 of one kind, and the colours to show under it.
+
+    Only matting changes the colours (its edge pixels lose the old background's tint);
+    colours=False skips that work when only the alpha is wanted.
+    """
+    check_alpha(alpha)
+    if alpha == "matting":
+        return matte(prediction.soft_alpha(), photo, foreground=colours)
+    return Matte(prediction.hard_alpha() if alpha == "hard" else prediction.alpha(), photo)
+
+
 def render_cutout(photo: np.ndarray, prediction: Prediction, options: CutoutOptions) -> Image.Image:
     """The output image for one photo and its prediction, at the photo's size."""
     if options.mode == "labels":
         return compose(photo, "labels", labels=prediction.labels())
-    if options.refine:
-        alpha = refine_alpha(photo, soft_alpha(prediction.crop()))
-    else:
-        alpha = prediction.alpha()
+    result = cutout_alpha(photo, prediction, options.alpha, colours=options.mode != "mask")
     background = None
     if options.background is not None:
         background = fit_background(options.background, photo.shape[0], photo.shape[1])
-    return compose(photo, options.mode, alpha=alpha, bg=options.bg, bg_image=background)
+    return compose(result.foreground, options.mode, alpha=result.alpha, bg=options.bg, bg_image=background)
 
 
 def save_image(image: Image.Image, file, image_format: str) -> None:

@@ -18,7 +18,7 @@ from PIL import Image
 from petseg.data.decode import DEFAULT_MAX_PIXELS, check_pixels, load_rgb
 from petseg.data.letterbox import Letterbox, mean_fill, normalize_array
 from petseg.errors import ImageError, PetsegError, missing_train_extra
-from petseg.inference.compose import soft_alpha, upsample, upsample_alpha, upsample_labels
+from petseg.inference.compose import THREE_CLASSES, PetClasses, soft_alpha, upsample, upsample_alpha, upsample_labels
 from petseg.models.config import ModelConfig
 from petseg.models.files import bundled_model_path, resolve_model_path
 
@@ -51,10 +51,11 @@ def as_photo(image: PhotoLike, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -
 
 @dataclass
 class Prediction:
-    """Model-size probabilities (C, S, S) and where the photo sits in them."""
+    """Model-size probabilities (C, S, S), where the photo sits in them, and which class is which."""
 
     probabilities: np.ndarray
     letterbox: Letterbox
+    classes: PetClasses = THREE_CLASSES
 
     def crop(self) -> np.ndarray:
         """(C, h, w): the probabilities over the photo, padding cut away."""
@@ -70,10 +71,18 @@ class Prediction:
         box = self.letterbox
         return np.stack([upsample(channel, box.source_height, box.source_width) for channel in self.crop()])
 
+    def soft_alpha(self) -> np.ndarray:
+        """(h, w) float32 P(pet) + P(border) / 2 over the photo, at the model's size."""
+        return soft_alpha(self.crop(), self.classes)
+
     def alpha(self) -> np.ndarray:
         """(H, W) uint8 soft alpha at the photo's size, without full-size float maps."""
         box = self.letterbox
-        return upsample_alpha(soft_alpha(self.crop()), box.source_height, box.source_width)
+        return upsample_alpha(self.soft_alpha(), box.source_height, box.source_width)
+
+    def hard_alpha(self) -> np.ndarray:
+        """(H, W) uint8 label mask: 255 where the upsampled argmax is pet or border, else 0."""
+        return np.isin(self.labels(), self.classes.foreground).astype(np.uint8) * 255
 
     def labels(self) -> np.ndarray:
         """(H, W) uint8 class indices: the argmax of the upsampled probabilities."""
@@ -103,6 +112,7 @@ class Segmenter:
     def __init__(self, backend, *, flip_tta: bool = False):
         self.backend = backend
         self.flip_tta = flip_tta
+        self.classes = PetClasses.from_labels(backend.config.labels)  # refuses a model that has no background
 
     @property
     def config(self) -> ModelConfig:
@@ -170,7 +180,7 @@ class Segmenter:
             probabilities = (both[: len(batch)] + both[len(batch) :, ..., ::-1]) / 2
         else:
             probabilities = self.backend(batch)
-        return [Prediction(probabilities[index], box) for index, box in enumerate(boxes)]
+        return [Prediction(probabilities[index], box, self.classes) for index, box in enumerate(boxes)]
 
     def predict(self, images, *, batch_size: int = DEFAULT_BATCH_SIZE, max_pixels: int | None = DEFAULT_MAX_PIXELS):
         """Probabilities (C, H, W) float32 at each image's original size.

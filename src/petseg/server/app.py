@@ -45,10 +45,9 @@ DOWNLOAD_SUFFIXES = {"rgba": "-cutout.png", "color": "-cutout.jpg", "mask": "-ma
 log = logging.getLogger("petseg.server")
 
 UploadField = Annotated[UploadFile, File(description="The photo: JPEG, PNG, WebP, GIF, BMP or TIFF.")]
-RefineField = Annotated[bool, Form(description="Sharpen the alpha edge along the pet's outline.")]
 AlphaField = Annotated[
-    Literal["matting", "hard", "soft"] | None,
-    Form(description="How the pet's edge is made: matting (default), hard (the label mask) or soft."),
+    Literal["matting", "hard", "soft"],
+    Form(description="matting: edges matted against the photo; hard: the label mask; soft: P(pet) + P(border)/2."),
 ]
 
 
@@ -105,9 +104,7 @@ def create_app(
     _install_error_handlers(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
-    async def render(upload: UploadFile, mode: str, bg: str | None, refine: bool, alpha: str | None):
-        # Sent only when the form chose one, so the library's own default applies otherwise.
-        choices = {"alpha": alpha} if alpha is not None else {}
+    async def render(upload: UploadFile, mode: str, bg: str | None, alpha: str):
 
         def run_model() -> bytes:
             from petseg.inference import remove_background
@@ -115,7 +112,7 @@ def create_app(
             # Read here, in the worker thread, so a request the queue refuses never loads its upload.
             data = upload.file.read()
             return remove_background(
-                data, segmenter=segmenter, mode=mode, bg=bg, refine=refine, max_pixels=max_pixels, **choices
+                data, segmenter=segmenter, mode=mode, bg=bg, alpha=alpha, max_pixels=max_pixels
             )
 
         try:
@@ -167,12 +164,11 @@ def create_app(
         bg: Annotated[
             str | None, Form(description="Background colour for mode=color: #rrggbb, rgb(r,g,b) or a name.")
         ] = None,
-        refine: RefineField = False,
-        alpha: AlphaField = None,
+        alpha: AlphaField = "matting",
     ) -> Response:
         if bg is not None and mode != "color":
             raise OptionError(f"bg: a background colour needs mode=color, got mode={mode}")
-        return await render(file, mode, _normalize_color(bg) if bg is not None else None, refine, alpha)
+        return await render(file, mode, _normalize_color(bg) if bg is not None else None, alpha)
 
     @app.post(
         "/api/mask",
@@ -186,10 +182,9 @@ def create_app(
             Literal["mask", "labels"],
             Form(description="mask: 0-255 pet alpha; labels: 1 pet, 2 background, 3 border."),
         ] = "mask",
-        refine: RefineField = False,
-        alpha: AlphaField = None,
+        alpha: AlphaField = "matting",
     ) -> Response:
-        return await render(file, mode, None, refine, alpha)
+        return await render(file, mode, None, alpha)
 
     return app
 
