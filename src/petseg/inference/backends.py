@@ -79,8 +79,10 @@ class OnnxBackend:
         return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
 
 
-# Softmax outputs lie in [0, 1] and sum to 1 over the classes; float32 rounding stays far below this.
-PROBABILITY_TOLERANCE = 1e-3
+# Softmax outputs lie in [0, 1] and sum to 1 over the classes. An int8 model quantizes its
+# probabilities to steps of 1/255, so its sums are off by a step or two (0.008 seen on the
+# bundled model); anything that is not a softmax misses by far more than this.
+PROBABILITY_TOLERANCE = 0.02
 
 
 def check_onnx_model(session, config: ModelConfig, label: str) -> None:
