@@ -17,7 +17,8 @@ def _validate_single_process(run_dir, data):
     from petseg.train import TrainConfig
     from petseg.train.data import build_datasets, epoch_loader, load_splits
     from petseg.train.distributed import DistributedContext
-    from petseg.train.loop import Engine, build_model, validate
+    from petseg.train.engine import Engine, validate
+    from petseg.train.setup import build_model
     from petseg.train.losses import make_loss
     from petseg.train.runtime import memory_format
 

@@ -16,8 +16,9 @@ inference can turn a run folder into its model file without importing the traine
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from petseg.errors import PetsegError
 
@@ -63,6 +64,8 @@ def prepare(run_dir: str | Path, *, resume: bool, force: bool, create: bool = Tr
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise PetsegError(f"{run_dir}: is a file, not a run folder")
+    if create and run_dir.is_dir():
+        remove_leftovers(run_dir)
     if resume:
         if not (run_dir / CHECKPOINT_FILE).is_file():
             raise PetsegError(f"{run_dir}: nothing to resume (no {CHECKPOINT_FILE}); drop --resume to start a run")
@@ -76,6 +79,38 @@ def prepare(run_dir: str | Path, *, resume: bool, force: bool, create: bool = Tr
         for name in existing:
             (run_dir / name).unlink()
     return run_dir
+
+
+def remove_leftovers(run_dir: str | Path) -> list[Path]:
+    """Delete the temporary files of writes a kill interrupted (petseg.atomic names them
+    `.NAME.RANDOM.tmp` beside NAME); returns what was deleted."""
+    removed = []
+    for name in RUN_FILES:
+        for leftover in Path(run_dir).glob(f".{name}.*.tmp"):
+            leftover.unlink(missing_ok=True)
+            removed.append(leftover)
+    return removed
+
+
+@contextlib.contextmanager
+def writing(path: str | Path) -> Iterator[None]:
+    """Turn a failed write of a run file (disk full, no permission) into one line naming it.
+
+    Every run file is written atomically, so the files already there are intact: the run
+    can be resumed from its last checkpoint once the cause is fixed.
+    """
+    try:
+        yield
+    except OSError as error:
+        raise PetsegError(f"{path}: cannot write it ({error.strerror or error}); the run's earlier files are "
+                          "intact: fix this, then continue the run with --resume") from None
+
+
+def unusable_checkpoint(path: str | Path, error: BaseException) -> PetsegError:
+    """The error for a checkpoint that loads but is not one of this run's (crafted, foreign)."""
+    reason = f"missing {error}" if isinstance(error, KeyError) else str(error).splitlines()[0][:200]
+    return PetsegError(f"{path}: not a checkpoint this run can resume ({type(error).__name__}: {reason}); "
+                       "move it away and start the run again")
 
 
 def _same(name: str, old: Any, new: Any) -> bool:
