@@ -281,3 +281,127 @@ def test_cli_and_library_share_one_resume_rule(reference_run, tmp_path, monkeypa
                                         *([value] if value else []))
         assert code == 0, (flag, stderr)
         assert not fit(replace(config, **{name: setting}), resume=True).interrupted
+
+
+def _train_until_paused(out: Path, toy_data: Path, pause: str, tmp_path: Path) -> None:
+    """Start `petseg train` with the test pause hook and kill -9 it once it has paused."""
+    marker = tmp_path / "paused"
+    # Progress bars on (the default): a log that is not a terminal must still get plain lines.
+    command = [sys.executable, "-m", "petseg", "train", *[a for a in TINY if a != "--no-progress"],
+               "--data", str(toy_data), "--out", str(out), "--epochs", str(EPOCHS), "--scale", "0.8,1.2",
+               "--color-jitter", "0.1"]
+    env = {**os.environ, "PETSEG_TEST_PAUSE": f"{pause}:{marker}"}
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    deadline = time.monotonic() + 180
+    while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL and marker.exists(), process.stderr.read().decode()[-2000:]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pause, leftover", [
+    ("step:5", False),  # epoch 2, step 2 of 3: killed in the middle of an epoch
+    ("checkpoint-write:2", True),  # epoch 2's checkpoint written to its temporary file, not yet renamed
+])
+def test_kill_9_mid_epoch_or_mid_checkpoint_write_resumes_to_the_same_weights(reference_run, toy_data, tmp_path,
+                                                                              pause, leftover):
+    out = tmp_path / "killed"
+    _train_until_paused(out, toy_data, pause, tmp_path)
+    assert load_checkpoint(out / "last.pt")["epoch"] == 1  # the last whole checkpoint
+    assert bool(list(out.glob(".last.pt.*.tmp"))) == leftover
+
+    resumed = _run_cli("train", "--out", str(out), "--resume", timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming {out} at epoch 2" in resumed.stdout
+    assert_same_weights(final_weights(out), final_weights(reference_run))
+    assert not [path.name for path in out.iterdir() if path.name.endswith(".tmp")]
+    # Not a terminal: one plain line per epoch, no progress-bar redraws.
+    assert "\r" not in resumed.stdout + resumed.stderr
+    assert [line for line in resumed.stdout.splitlines() if line.startswith("epoch ")][0].startswith("epoch 2/2 ")
+    assert resumed.stdout.count("epoch 2/2 ") == 1
+
+
+def _fail_writes_after(monkeypatch, allowed: int) -> list[int]:
+    """Make every fsync after the first `allowed` fail as on a full disk; returns the call count."""
+    import errno
+
+    calls = [0]
+    real_fsync = os.fsync
+
+    def fsync(descriptor):
+        calls[0] += 1
+        if calls[0] > allowed:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_fsync(descriptor)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return calls
+
+
+def test_disk_full_is_one_line_leaves_no_half_file_and_the_run_resumes(reference_run, toy_data, tmp_path,
+                                                                       monkeypatch, capsys):
+    out = tmp_path / "full"
+    # config.json, then epoch 1's files (model, checkpoint, 2 history files, curves): the disk fills in epoch 2.
+    _fail_writes_after(monkeypatch, allowed=6)
+    args = ["train", *TINY, "--data", str(toy_data), "--out", str(out), "--epochs", str(EPOCHS),
+            "--scale", "0.8,1.2", "--color-jitter", "0.1"]
+    code, stderr = _main_in_process(monkeypatch, capsys, *args)
+    assert code != 0 and len(stderr.strip().splitlines()) == 1, stderr
+    assert stderr.startswith(f"error: {out}/") and "No space left on device" in stderr and "--resume" in stderr
+    assert not [path.name for path in out.iterdir() if path.name.endswith(".tmp")]
+    assert load_checkpoint(out / "last.pt")["epoch"] == 1
+    monkeypatch.undo()  # space freed
+    code, stderr = _main_in_process(monkeypatch, capsys, "train", "--out", str(out), "--resume", "--no-progress")
+    assert code == 0, stderr
+    assert_same_weights(final_weights(out), final_weights(reference_run))
+
+
+def _crafted_checkpoints(good: dict) -> dict[str, object]:
+    """File name -> what to write there instead of a good checkpoint."""
+    from argparse import Namespace  # any pickled object: the safe loader refuses it
+
+    broken_model = {**good, "model": {"not.a.layer": torch.zeros(1)}}
+    return {"empty": b"", "garbage": b"PK\x03\x04 not a torch file at all", "pickled-object": Namespace(format=1),
+            "not-a-dict": [1, 2, 3], "missing-keys": {"format": 1, "config": good["config"]},
+            "foreign-weights": broken_model, "bad-config": {**good, "config": {"model": 5}}}
+
+
+def test_broken_checkpoints_are_one_line_and_the_run_resumes_once_fixed(reference_run, tmp_path, monkeypatch,
+                                                                       capsys):
+    import shutil
+
+    out = shutil.copytree(reference_run, tmp_path / "run")
+    good_bytes = (out / "last.pt").read_bytes()
+    good = load_checkpoint(out / "last.pt")
+    others = {path.name: path.read_bytes() for path in out.iterdir() if path.is_file() and path.name != "last.pt"}
+    for name, content in _crafted_checkpoints(good).items():
+        if isinstance(content, bytes):
+            (out / "last.pt").write_bytes(content)
+        else:
+            torch.save(content, out / "last.pt")
+        code, stderr = _main_in_process(monkeypatch, capsys, "train", "--out", str(out), "--resume", "--no-progress")
+        assert code == 2 and stderr.startswith(f"error: {out / 'last.pt'}: "), (name, stderr)
+        assert len(stderr.strip().splitlines()) == 1 and "weights_only" not in stderr, (name, stderr)
+        unchanged = {path.name: path.read_bytes() for path in out.iterdir() if path.is_file() and path.name != "last.pt"}
+        assert unchanged == others, name  # nothing written, nothing half-written
+    (out / "last.pt").write_bytes(good_bytes)  # the cause fixed
+    code, stderr = _main_in_process(monkeypatch, capsys, "train", "--out", str(out), "--resume", "--no-progress")
+    assert code == 0, stderr
+
+
+def test_tensorboard_scalars_match_the_history(reference_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from petseg.train.scalars import TAGS
+
+    events = EventAccumulator(str(reference_run / "tensorboard"))
+    events.Reload()
+    history = json.loads((reference_run / "history.json").read_text())
+    assert set(events.Tags()["scalars"]) == set(TAGS)
+    for tag, column in TAGS.items():
+        points = events.Scalars(tag)
+        assert [point.step for point in points] == [row["epoch"] for row in history], tag
+        for point, row in zip(points, history):
+            assert point.value == pytest.approx(row[column], rel=1e-6, abs=1e-7), tag

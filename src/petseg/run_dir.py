@@ -17,6 +17,7 @@ inference can turn a run folder into its model file without importing the traine
 from __future__ import annotations
 
 import contextlib
+import shutil
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -33,6 +34,8 @@ TENSORBOARD_FOLDER = "tensorboard"
 
 RUN_FILES = (CONFIG_FILE, CHECKPOINT_FILE, BEST_MODEL_FILE, HISTORY_CSV_FILE, HISTORY_JSON_FILE, CURVES_FILE,
              SUMMARY_FILE)
+
+BROKEN_CHECKPOINT_ADVICE = "put a good copy back, or start the run again with --force"
 
 # What may differ between a run and its resumption: how it is executed and how long it
 # may go on. Everything else (model, optimisation, data and its order, augmentation)
@@ -78,6 +81,8 @@ def prepare(run_dir: str | Path, *, resume: bool, force: bool, create: bool = Tr
         run_dir.mkdir(parents=True, exist_ok=True)
         for name in existing:
             (run_dir / name).unlink()
+        if force:  # the old run's curves must not mix with the new one's
+            shutil.rmtree(run_dir / TENSORBOARD_FOLDER, ignore_errors=True)
     return run_dir
 
 
@@ -108,9 +113,13 @@ def writing(path: str | Path) -> Iterator[None]:
 
 def unusable_checkpoint(path: str | Path, error: BaseException) -> PetsegError:
     """The error for a checkpoint that loads but is not one of this run's (crafted, foreign)."""
-    reason = f"missing {error}" if isinstance(error, KeyError) else str(error).splitlines()[0][:200]
-    return PetsegError(f"{path}: not a checkpoint this run can resume ({type(error).__name__}: {reason}); "
-                       "move it away and start the run again")
+    if isinstance(error, KeyError):
+        reason = f"it has no {error}"
+    elif isinstance(error, RuntimeError):  # load_state_dict: other layers or shapes
+        reason = "its weights do not fit this run's model"
+    else:
+        reason = str(error).splitlines()[0][:200]
+    return PetsegError(f"{path}: not a checkpoint this run can resume ({reason}); {BROKEN_CHECKPOINT_ADVICE}")
 
 
 def _same(name: str, old: Any, new: Any) -> bool:
