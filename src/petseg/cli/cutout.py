@@ -10,7 +10,7 @@ import typer
 
 from petseg.cli.app import app, fail
 
-MODEL_HELP = "A run folder (its best.safetensors), a .safetensors or an .onnx file; default: the bundled model."
+MODEL_HELP = "A run folder (its best model), a .safetensors or an .onnx file; default: the bundled model."
 # Exit status when some files failed and the others were written.
 SOME_FILES_FAILED = 1
 
@@ -99,7 +99,7 @@ def _cutout_stdin(segmenter, options, max_pixels: int) -> None:
 
 @app.command()
 def export(
-    model: str = typer.Argument(..., help="A run folder (its best.safetensors) or a .safetensors file."),
+    model: str = typer.Argument(..., help="A run folder (its best model) or a .safetensors file."),
     onnx: Path = typer.Option(..., "--onnx", help="The .onnx file to write."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
 ) -> None:

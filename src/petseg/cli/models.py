@@ -72,7 +72,7 @@ def summary_command(
     from petseg.models.summary import count_parameters, layer_table, measure_gflops
 
     if Path(model).exists() or model.endswith(".safetensors"):
-        path = resolve_model_path(model)  # a run folder -> its best.safetensors; a missing file -> one error line
+        path = resolve_model_path(model)  # a run folder -> its best model file; a missing file -> one error line
         if path.suffix.lower() != ".safetensors":
             raise PetsegError(f"{path}: summary reads .safetensors models, not {path.suffix} files")
         network = load_model(path)

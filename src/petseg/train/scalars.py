@@ -1,4 +1,4 @@
-"""TensorBoard scalars in the run folder, beside the CSV/JSON history and curves.png.
+"""TensorBoard scalars in the run folder, beside the history files and the curves.
 
 Written when `tensorboard` is installed (the `[train]` extra); otherwise nothing is
 written and training goes on. `tensorboard --logdir runs/` shows every run's curves.
