@@ -132,7 +132,7 @@ def compare(
     summaries = compare_runs(run_dirs, out, force=force, image_size=image_size, repeats=repeats)
     table = Table(title=f"runs compared (latency: 1 image at {image_size}x{image_size} on this CPU)")
     for title, _, _ in COLUMNS:
-        table.add_column(title, justify="left" if title in ("run", "model") else "right", no_wrap=True)
+        table.add_column(title, justify="left" if title in ("run", "model", "init") else "right", no_wrap=True)
     for row in table_rows(summaries):
         table.add_row(*row)
     console = Console()
