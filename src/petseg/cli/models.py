@@ -14,35 +14,49 @@ from petseg.cli.app import app
 def models_command(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON list instead of a table."),
 ) -> None:
-    """List the registered models: encoder, parameters, GFLOPs at 224x224, pretrained weights."""
+    """List the registered models and the bundled one: encoder, parameters, GFLOPs at 224x224, weights."""
     from petseg.models import list_models
     from petseg.models.summary import describe
 
+    rows = [{**describe(name), "bundled": False} for name in list_models()]
     bundled = _bundled_config()
-    rows = [describe(name) for name in list_models()]
-    for row in rows:
-        row["bundled"] = bundled is not None and row["name"] == bundled.architecture
+    if bundled is not None:  # its own figures: its decoder is not the registry default's
+        rows.append({**describe(bundled.architecture, **bundled.options), "bundled": True,
+                     "name": f"{bundled.architecture} (bundled)", "pretrained_weights": "trained on Oxford-IIIT Pet"})
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
+    _print_rows(rows)
+    if bundled is not None:
+        typer.echo(f"(bundled): the trained pet model inside the package, at {bundled.image_size} px, used by "
+                   "cutout, serve and Segmenter.load() when no --model is given.")
+    typer.echo("Any timm backbone with features_only works too, as unet_<timm name> (e.g. unet_resnet18).")
+
+
+# Below this many columns the table would cut or wrap names: one block per model instead.
+TABLE_MIN_WIDTH = 110
+
+
+def _print_rows(rows: list[dict]) -> None:
+    """A table where it fits; names are what users type, so they are never cut or wrapped."""
     from rich.console import Console
     from rich.table import Table
 
+    console = Console()
+    if not console.is_terminal:  # piped or logged: no terminal width to squeeze into
+        console = Console(width=200)
+    if console.width < TABLE_MIN_WIDTH:
+        for row in rows:
+            typer.echo(f"{row['name']}\n  encoder {row['encoder']}; {row['params']:,} params "
+                       f"({row['trainable_params']:,} trainable); {row['gflops_224']:.2f} GFLOPs at 224; "
+                       f"pretrained weights: {row['pretrained_weights']}")
+        return
     table = Table("name", "encoder", "params", "trainable", "GFLOPs@224", "pretrained weights")
+    table.columns[0].no_wrap = True
     for row in rows:
-        table.add_row(
-            row["name"] + (" (bundled)" if row["bundled"] else ""),
-            row["encoder"],
-            f"{row['params']:,}",
-            f"{row['trainable_params']:,}",
-            f"{row['gflops_224']:.2f}",
-            row["pretrained_weights"],
-        )
-    Console().print(table)
-    if bundled is not None:
-        typer.echo(f"(bundled): the trained pet model inside the package, {bundled.architecture} at "
-                   f"{bundled.image_size} px, used by cutout, serve and Segmenter.load() when no --model is given.")
-    typer.echo("Any timm backbone with features_only works too, as unet_<timm name> (e.g. unet_resnet18).")
+        table.add_row(row["name"], row["encoder"], f"{row['params']:,}", f"{row['trainable_params']:,}",
+                      f"{row['gflops_224']:.2f}", row["pretrained_weights"])
+    console.print(table)
 
 
 def _bundled_config():
