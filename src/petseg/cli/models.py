@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -75,6 +76,8 @@ def summary_command(
     model: str = typer.Argument(..., help="A model name (see `petseg models`), a run folder or a .safetensors model file."),
     image_size: int = typer.Option(None, "--image-size", min=8, help="Input side in pixels [default: the model's]."),
     depth: int = typer.Option(2, "--depth", min=1, help="How many module levels the table goes down."),
+    diagram: Optional[Path] = typer.Option(None, "--diagram", help="Also draw the U-Net into FILE.png or FILE.svg."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing --diagram file."),
 ) -> None:
     """The layer table (layer, type, output shape, params) and the totals, like Keras' summary()."""
     from rich.console import Console
@@ -93,6 +96,12 @@ def summary_command(
     else:
         network = create_model(model)
     size = image_size or network.config.image_size
+    if diagram is not None:
+        from petseg.models.diagram import draw_unet
+
+        if diagram.exists() and not force:
+            raise PetsegError(f"{diagram}: already exists (use --force to overwrite)")
+        draw_unet(network, diagram, size)
     table = Table("layer", "type", "output shape", "params", title=f"{network.config.architecture} at {size}x{size}")
     for row in layer_table(network, size, depth):
         table.add_row(row.name, row.kind, row.output_shape, f"{row.params:,}")
@@ -103,3 +112,5 @@ def summary_command(
     console.print(f"Trainable params: {trainable:,}")
     console.print(f"Non-trainable params: {total - trainable:,}")
     console.print(f"GFLOPs at {size}x{size}: {measure_gflops(network, size):.3f}")
+    if diagram is not None:
+        console.print(f"diagram: {diagram}")
