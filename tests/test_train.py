@@ -34,6 +34,20 @@ def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return load_checkpoint(run_dir / "last.pt")["model"]
 
 
+def assert_same_run(run_dir: Path, reference: Path) -> None:
+    """Final weights, best model, best epoch and history equal the uninterrupted run's."""
+    from safetensors.torch import load_file
+
+    assert_same_weights(final_weights(run_dir), final_weights(reference))
+    assert_same_weights(load_file(run_dir / "best.safetensors"), load_file(reference / "best.safetensors"))
+    summary, expected = (json.loads((path / "summary.json").read_text()) for path in (run_dir, reference))
+    assert summary["best_epoch"] == expected["best_epoch"] and summary["epochs"] == expected["epochs"]
+    history, expected_history = (json.loads((path / "history.json").read_text()) for path in (run_dir, reference))
+    for row, expected_row in zip(history, expected_history, strict=True):
+        assert row["lr"] == pytest.approx(expected_row["lr"], rel=1e-9)
+        assert row["val_miou"] == pytest.approx(expected_row["val_miou"], abs=1e-4)
+
+
 def assert_same_weights(actual: dict, expected: dict) -> None:
     assert actual.keys() == expected.keys()
     for name, tensor in expected.items():
@@ -138,7 +152,7 @@ def test_ctrl_c_mid_epoch_checkpoints_and_resume_reaches_the_same_weights(refere
 
     resumed = fit(tiny_config(toy_data, out), resume=True)
     assert not resumed.interrupted and resumed.epochs_completed == EPOCHS
-    assert_same_weights(final_weights(out), final_weights(reference_run))
+    assert_same_run(out, reference_run)
 
 
 def _main_in_process(monkeypatch, capsys, *args) -> tuple[int, str]:
@@ -317,7 +331,7 @@ def test_kill_9_mid_epoch_or_mid_checkpoint_write_resumes_to_the_same_weights(re
     resumed = _run_cli("train", "--out", str(out), "--resume", timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming {out} at epoch 2" in resumed.stdout
-    assert_same_weights(final_weights(out), final_weights(reference_run))
+    assert_same_run(out, reference_run)
     assert not [path.name for path in out.iterdir() if path.name.endswith(".tmp")]
     # Not a terminal: one plain line per epoch, no progress-bar redraws.
     assert "\r" not in resumed.stdout + resumed.stderr
@@ -357,7 +371,7 @@ def test_disk_full_is_one_line_leaves_no_half_file_and_the_run_resumes(reference
     monkeypatch.undo()  # space freed
     code, stderr = _main_in_process(monkeypatch, capsys, "train", "--out", str(out), "--resume", "--no-progress")
     assert code == 0, stderr
-    assert_same_weights(final_weights(out), final_weights(reference_run))
+    assert_same_run(out, reference_run)
 
 
 def _crafted_checkpoints(good: dict) -> dict[str, object]:
