@@ -88,7 +88,7 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=224)
     args = parser.parse_args()
 
-    from petseg.export import export_onnx
+    from petseg.inference.export import export_onnx
     from petseg.inference import Segmenter
     from petseg.models import create_model
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from petseg.errors import PetsegError
-from petseg.inference.segmenter import resolve_model_path
+from petseg.models.files import resolve_model_path
 from petseg.models import load_model, save_model
 from petseg.models.files import BUNDLED_MODEL_NAME, WEIGHTS_FOLDER
 from petseg.run_dir import CHECKPOINT_FILE

@@ -162,7 +162,7 @@ def test_color_mode_writes_jpegs_and_checks_its_options(photos, tmp_path, toy_mo
     assert result.exit_code == 0, result.output
     assert Image.open(out / "cat.jpg").format == "JPEG"
     for args, message in (
-        (["--mode", "rgba", "--bg", "red"], "--mode color"),
+        (["--mode", "rgba", "--bg", "red"], "--mode/--bg/--bg-image: a background colour or image needs cutout mode 'color'"),
         (["--mode", "color", "--bg", "nonsense"], "not a colour"),
         (["--model", tmp_path / "missing.safetensors"], "not found"),
     ):

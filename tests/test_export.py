@@ -24,7 +24,7 @@ def registry_cases():
 @pytest.mark.parametrize("name, options", registry_cases())
 def test_onnx_probabilities_match_pytorch(name, options):
     """Dynamic batch and size: the check runs batch 2 at 64 px and batch 1 at an odd 51x69."""
-    from petseg.export import PARITY_TOLERANCE, export_onnx, max_probability_difference
+    from petseg.inference.export import PARITY_TOLERANCE, export_onnx, max_probability_difference
     from petseg.models import create_model
 
     if name == "unet_diy":
@@ -62,7 +62,7 @@ def test_onnx_backend_gives_the_torch_cutout(toy_model_file, toy_photo, tmp_path
 
 
 def test_a_failed_parity_check_writes_nothing(toy_model_file, tmp_path, monkeypatch):
-    from petseg import export
+    from petseg.inference import export
     from petseg.models import load_model
 
     monkeypatch.setattr(export, "max_probability_difference", lambda model, data: 0.5)
@@ -74,9 +74,9 @@ def test_a_failed_parity_check_writes_nothing(toy_model_file, tmp_path, monkeypa
 def test_a_corrupt_petseg_config_in_an_onnx_file_is_one_line(toy_model_file, tmp_path):
     import onnx
 
-    from petseg.export import export_onnx
+    from petseg.inference.export import export_onnx
     from petseg.inference import Segmenter
-    from petseg.inference.backends import CONFIG_METADATA_KEY
+    from petseg.models.config import CONFIG_METADATA_KEY
     from petseg.models import load_model
 
     graph = onnx.load_from_string(export_onnx(load_model(toy_model_file)))

@@ -95,11 +95,11 @@ def test_load_reports_bad_models_in_one_line(tmp_path, toy_model_file):
     for model, expected in cases.items():
         with pytest.raises(PetsegError, match=expected):
             Segmenter.load(model)
-    with pytest.raises(PetsegError, match="--backend onnx"):
+    with pytest.raises(PetsegError, match="onnx backend"):
         Segmenter.load(onnx_file, backend="torch")
     with pytest.raises(PetsegError, match="not a usable ONNX model"):
         Segmenter.load(onnx_file)
-    with pytest.raises(PetsegError, match="--backend"):
+    with pytest.raises(PetsegError, match="backend 'tensorflow'"):
         Segmenter.load(toy_model_file, backend="tensorflow")
 
 
@@ -197,8 +197,8 @@ def test_bad_options_are_user_errors(segmenter, toy_photo):
 
     photo, _ = toy_photo
     for options, message in (
-        ({"mode": "sepia"}, "--mode"),
-        ({"mode": "rgba", "bg": "#000000"}, "--mode color"),
+        ({"mode": "sepia"}, "cutout mode 'sepia'"),
+        ({"mode": "rgba", "bg": "#000000"}, "mode 'color'"),
         ({"mode": "color", "bg": "not-a-colour"}, "not a colour"),
     ):
         with pytest.raises(PetsegError, match=message):

@@ -44,12 +44,16 @@ def cutout(
     from PIL import Image
 
     from petseg.data.decode import DEFAULT_MAX_PIXELS, load_rgb
+    from petseg.errors import PetsegError
     from petseg.inference import CutoutOptions, Segmenter
     from petseg.inference.files import STDIN, plan_cutouts
 
     max_pixels = max_pixels or DEFAULT_MAX_PIXELS
     background = Image.fromarray(load_rgb(bg_image, max_pixels=max_pixels)) if bg_image else None
-    options = CutoutOptions(mode=mode, bg=bg, background=background, refine=refine)
+    try:
+        options = CutoutOptions(mode=mode, bg=bg, background=background, refine=refine)
+    except PetsegError as error:  # the library speaks of modes and backgrounds; name the flags
+        raise PetsegError(f"--mode/--bg/--bg-image: {error}") from None
     if STDIN in inputs:
         if len(inputs) > 1:
             fail("INPUT: - (stdin) cannot be combined with other inputs")
@@ -85,7 +89,7 @@ def cutout(
 def _cutout_stdin(segmenter, options, max_pixels: int) -> None:
     """One photo from stdin, its cutout to stdout (PNG, or JPEG for --mode color)."""
     from petseg.inference import remove_background
-    from petseg.inference.segmenter import save_image
+    from petseg.inference.render import save_image
 
     if sys.stdout.isatty():
         fail("refusing to write image data to a terminal; redirect stdout (petseg cutout - > out.png)")
@@ -104,8 +108,8 @@ def export(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
 ) -> None:
     """Export a model to ONNX (dynamic batch and size), checked against PyTorch before it is written."""
-    from petseg.export import PARITY_TOLERANCE, export_and_verify
-    from petseg.inference.segmenter import resolve_model_path
+    from petseg.inference.export import PARITY_TOLERANCE, export_and_verify
+    from petseg.models.files import resolve_model_path
     from petseg.models import load_model
 
     if onnx.suffix.lower() != ".onnx":

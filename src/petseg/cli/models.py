@@ -84,7 +84,7 @@ def summary_command(
     from rich.table import Table
 
     from petseg.errors import PetsegError
-    from petseg.inference.segmenter import resolve_model_path
+    from petseg.models.files import resolve_model_path
     from petseg.models import create_model, load_model
     from petseg.models.summary import count_parameters, layer_table, measure_gflops
 

@@ -65,8 +65,17 @@ def mean_fill(mean: Sequence[float]) -> tuple[int, ...]:
     return tuple(int(round(channel * 255)) for channel in mean)
 
 
+def normalization(mean: Sequence[float], std: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel float32 (scale, shift) with (x / 255 - mean) / std == x * scale - shift.
+
+    One fused multiply-add per value, shared by the torch and the numpy versions below.
+    """
+    std = np.asarray(std, dtype=np.float32)
+    return np.float32(1.0) / (np.float32(255.0) * std), np.asarray(mean, dtype=np.float32) / std
+
+
 def normalize(images, mean: Sequence[float], std: Sequence[float]):
-    """uint8 (N, H, W, 3) or (H, W, 3) numpy/torch -> float32 torch, channels first."""
+    """uint8 (N, H, W, 3) or (H, W, 3) numpy/torch -> float32 torch, channels first (training)."""
     import torch
 
     tensor = torch.as_tensor(images)
@@ -74,10 +83,18 @@ def normalize(images, mean: Sequence[float], std: Sequence[float]):
     if not batched:
         tensor = tensor.unsqueeze(0)
     # Contiguous before the float conversion, then one fused multiply-add per value:
-    # (x / 255 - mean) / std == x * (1 / (255 std)) - mean / std. Several times faster
-    # than separate steps on strided memory, and the data loader's hottest line.
+    # several times faster than separate steps on strided memory, and the data
+    # loader's hottest line.
     tensor = tensor.permute(0, 3, 1, 2).contiguous().float()
-    mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-    std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
-    tensor = tensor.mul_(1.0 / (255.0 * std_t)).sub_(mean_t / std_t)
+    scale, shift = (torch.from_numpy(values).view(1, 3, 1, 1) for values in normalization(mean, std))
+    tensor = tensor.mul_(scale).sub_(shift)
     return tensor if batched else tensor[0]
+
+
+def normalize_array(images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """uint8 (N, H, W, 3) or (H, W, 3) -> float32 numpy, channels first: `normalize` without torch (inference)."""
+    scale, shift = normalization(mean, std)
+    channels_first = np.ascontiguousarray(np.moveaxis(images, -1, -3), dtype=np.float32)
+    channels_first *= scale[:, None, None]
+    channels_first -= shift[:, None, None]
+    return channels_first

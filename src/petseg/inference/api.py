@@ -3,54 +3,13 @@
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
 from petseg.data.decode import DEFAULT_MAX_PIXELS
-from petseg.inference.compose import check_mode, compose, fit_background, parse_color, soft_alpha
-from petseg.inference.refine import refine_alpha
-from petseg.inference.segmenter import PhotoLike, Prediction, Segmenter, as_photo, encode
-from petseg.errors import PetsegError
-
-
-@dataclass(frozen=True)
-class CutoutOptions:
-    """What a cutout produces. `background` is an RGB photo for mode "color" (any size)."""
-
-    mode: str = "rgba"
-    bg: str | None = None
-    background: Image.Image | None = None
-    refine: bool = False
-
-    def __post_init__(self):
-        check_mode(self.mode)
-        if (self.bg is not None or self.background is not None) and self.mode != "color":
-            raise PetsegError(f"--bg/--bg-image: a background needs --mode color, got --mode {self.mode}")
-        if self.bg is not None and self.background is not None:
-            raise PetsegError("--bg and --bg-image: give one background, not both")
-        if self.bg is not None:
-            parse_color(self.bg)
-
-    @property
-    def image_format(self) -> str:
-        """Composites are photos (JPEG); everything else needs lossless PNG."""
-        return "jpg" if self.mode == "color" else "png"
-
-
-def render_cutout(photo: np.ndarray, prediction: Prediction, options: CutoutOptions) -> Image.Image:
-    """The output image for one photo and its prediction, at the photo's size."""
-    if options.mode == "labels":
-        return compose(photo, "labels", labels=prediction.labels())
-    if options.refine:
-        alpha = refine_alpha(photo, soft_alpha(prediction.crop()))
-    else:
-        alpha = prediction.alpha()
-    background = None
-    if options.background is not None:
-        background = fit_background(options.background, photo.shape[0], photo.shape[1])
-    return compose(photo, options.mode, alpha=alpha, bg=options.bg, bg_image=background)
+from petseg.inference.render import CutoutOptions, encode, render_cutout
+from petseg.inference.segmenter import PhotoLike, Segmenter, as_photo
 
 
 @functools.lru_cache(maxsize=1)

@@ -11,10 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from petseg.errors import PetsegError
-from petseg.models.config import ModelConfig
+from petseg.models.config import CONFIG_METADATA_KEY, ModelConfig
 
-# The ONNX model's metadata key holding the ModelConfig, as in safetensors files.
-CONFIG_METADATA_KEY = "petseg_config"
 INPUT_NAME = "images"
 OUTPUT_NAME = "probabilities"
 

@@ -72,7 +72,7 @@ def parse_color(text: str) -> tuple[int, int, int]:
     try:
         return ImageColor.getrgb(text)[:3]
     except ValueError:
-        raise PetsegError(f"--bg: {text!r} is not a colour (use #rrggbb or a name like white)") from None
+        raise PetsegError(f"background colour {text!r} is not a colour (use #rrggbb or a name like white)") from None
 
 
 def fit_background(background: Image.Image, height: int, width: int) -> Image.Image:
@@ -84,7 +84,7 @@ def fit_background(background: Image.Image, height: int, width: int) -> Image.Im
 
 def check_mode(mode: str) -> None:
     if mode not in MODES:
-        raise PetsegError(f"--mode: {mode!r} is not one of {', '.join(MODES)}")
+        raise PetsegError(f"cutout mode {mode!r} is not one of {', '.join(MODES)}")
 
 
 def compose(

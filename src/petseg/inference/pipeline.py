@@ -19,10 +19,10 @@ from PIL import Image
 
 from petseg.data.decode import DEFAULT_MAX_PIXELS, load_rgb
 from petseg.errors import PetsegError
-from petseg.inference.api import CutoutOptions, render_cutout
 from petseg.atomic import write_atomic
 from petseg.inference.files import Job
-from petseg.inference.segmenter import DEFAULT_BATCH_SIZE, Prediction, Segmenter, save_image
+from petseg.inference.render import CutoutOptions, render_cutout, save_image
+from petseg.inference.segmenter import DEFAULT_BATCH_SIZE, Prediction, Segmenter
 
 # Decoded photos waiting for the model or for their output, in pixels (~120 MB of RGB).
 # One photo is always admitted, however large.

@@ -8,8 +8,6 @@ keep the model-size probabilities with the geometry that maps them back.
 
 from __future__ import annotations
 
-import io
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Sequence, Union
@@ -18,12 +16,11 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from petseg.data.decode import DEFAULT_MAX_PIXELS, load_rgb, to_rgb
-from petseg.data.letterbox import Letterbox, mean_fill, normalize
+from petseg.data.letterbox import Letterbox, mean_fill, normalize_array
 from petseg.errors import ImageError, PetsegError
 from petseg.inference.compose import soft_alpha, upsample, upsample_alpha, upsample_labels
 from petseg.models.config import ModelConfig
-from petseg.models.files import bundled_model_path
-from petseg.run_dir import best_model_file
+from petseg.models.files import resolve_model_path
 
 BACKENDS = ("torch", "onnx")
 DEFAULT_BATCH_SIZE = 8
@@ -84,20 +81,6 @@ class Prediction:
         return upsample_labels(self.crop(), box.source_height, box.source_width)
 
 
-def resolve_model_path(model: str | Path | None) -> Path:
-    """A run folder (its best checkpoint), a model file, or None for the bundled model."""
-    if model is None:
-        return bundled_model_path()
-    path = Path(model)
-    if path.is_dir():
-        return best_model_file(path)
-    if not path.is_file():
-        raise PetsegError(f"{path}: model not found (give a run folder, a .safetensors or an .onnx file)")
-    if path.suffix.lower() not in (".safetensors", ".onnx"):
-        raise PetsegError(f"{path}: model files end in .safetensors or .onnx")
-    return path
-
-
 class Segmenter:
     """A loaded model plus the preprocessing stored with it.
 
@@ -123,11 +106,11 @@ class Segmenter:
         flip_tta: average each prediction with that of the mirrored photo (see the class).
         """
         if backend is not None and backend not in BACKENDS:
-            raise PetsegError(f"--backend: {backend!r} is not one of {', '.join(BACKENDS)}")
+            raise PetsegError(f"backend {backend!r} is not one of {', '.join(BACKENDS)}")
         path = resolve_model_path(model)
         if path.suffix.lower() == ".onnx":
             if backend == "torch":
-                raise PetsegError(f"{path}: an .onnx model runs with --backend onnx, not torch")
+                raise PetsegError(f"{path}: an .onnx model runs on the onnx backend, not torch")
             from petseg.inference.backends import OnnxBackend
 
             return cls(OnnxBackend(path, threads=threads), flip_tta=flip_tta)
@@ -144,10 +127,10 @@ class Segmenter:
         if backend == "torch":
             return cls(TorchBackend(model), flip_tta=flip_tta)
         if backend == "onnx":
-            from petseg.export import export_onnx
+            from petseg.inference.export import export_onnx
 
             return cls(OnnxBackend(export_onnx(model), threads=threads), flip_tta=flip_tta)
-        raise PetsegError(f"--backend: {backend!r} is not one of {', '.join(BACKENDS)}")
+        raise PetsegError(f"backend {backend!r} is not one of {', '.join(BACKENDS)}")
 
     def preprocess(self, photos: Sequence[np.ndarray]) -> tuple[np.ndarray, list[Letterbox]]:
         """Letterbox photos into one normalised float32 (N, 3, S, S) batch."""
@@ -155,7 +138,7 @@ class Segmenter:
         fill = mean_fill(config.mean)
         boxes = [Letterbox.fit(photo.shape[0], photo.shape[1], config.image_size) for photo in photos]
         squares = np.stack([box.apply_image(photo, fill) for box, photo in zip(boxes, photos)])
-        return normalize(squares, config.mean, config.std).numpy(), boxes
+        return normalize_array(squares, config.mean, config.std), boxes
 
     def predict_batch(self, photos: Sequence[np.ndarray]) -> list[Prediction]:
         """One backend call for upright (H, W, 3) uint8 photos; probabilities stay at model size."""
@@ -184,25 +167,3 @@ class Segmenter:
             results += [prediction.restore() for prediction in self.predict_batch(photos[start : start + batch_size])]
         return results[0] if single else results
 
-
-def encode(image: Image.Image, image_format: str) -> bytes:
-    """PNG or JPEG bytes for an output image (see `save_image`)."""
-    buffer = io.BytesIO()
-    save_image(image, buffer, image_format)
-    return buffer.getvalue()
-
-
-# zlib's run-length strategy suits cutouts (flat transparent areas, smooth alpha): on a
-# 500x375 RGBA photo it encodes several times faster than Pillow's default level 6 and
-# the file is within 1% of its size.
-PNG_OPTIONS = {"compress_level": 1, "compress_type": zlib.Z_RLE}
-JPEG_QUALITY = 95
-
-
-def save_image(image: Image.Image, file, image_format: str) -> None:
-    if image_format == "png":
-        image.save(file, format="PNG", **PNG_OPTIONS)
-    elif image_format == "jpg":
-        image.save(file, format="JPEG", quality=JPEG_QUALITY)
-    else:
-        raise PetsegError(f"--format: {image_format!r} is not png or jpg")

@@ -13,6 +13,9 @@ from typing import Any
 from petseg import __version__
 from petseg.data.labels import CLASS_NAMES
 
+# The metadata key holding `ModelConfig.to_json()`, in .safetensors and .onnx files alike.
+CONFIG_METADATA_KEY = "petseg_config"
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

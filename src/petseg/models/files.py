@@ -1,6 +1,6 @@
 """Model files: one .safetensors file, weights plus the typed config in its metadata.
 
-No pickle anywhere: the metadata key "petseg_config" holds `ModelConfig.to_json()`, so
+No pickle anywhere: the metadata key CONFIG_METADATA_KEY holds `ModelConfig.to_json()`, so
 `load_model(path)` rebuilds the network with no flags and cannot run foreign code.
 """
 
@@ -10,13 +10,13 @@ from pathlib import Path
 
 from petseg.atomic import atomic_path
 from petseg.errors import PetsegError
-from petseg.models.config import ModelConfig
-
-CONFIG_KEY = "petseg_config"
+from petseg.run_dir import best_model_file
+from petseg.models.config import CONFIG_METADATA_KEY, ModelConfig
 
 # The model that ships inside the package: the default of cutout, serve and Segmenter.load().
 BUNDLED_MODEL_NAME = "petseg-pets.safetensors"
 WEIGHTS_FOLDER = Path(__file__).resolve().parents[1] / "weights"
+MODEL_SUFFIXES = (".safetensors", ".onnx")
 
 
 def bundled_model_path() -> Path:
@@ -27,6 +27,20 @@ def bundled_model_path() -> Path:
             f"no bundled model in this install ({path} is missing): "
             "pass --model with a run folder, a .safetensors or an .onnx file"
         )
+    return path
+
+
+def resolve_model_path(model: str | Path | None) -> Path:
+    """A run folder (its best model file), a model file, or None for the bundled model."""
+    if model is None:
+        return bundled_model_path()
+    path = Path(model)
+    if path.is_dir():
+        return best_model_file(path)  # a training run folder: its best epoch's model
+    if not path.is_file():
+        raise PetsegError(f"{path}: model not found (give a run folder, a .safetensors or an .onnx file)")
+    if path.suffix.lower() not in MODEL_SUFFIXES:
+        raise PetsegError(f"{path}: model files end in .safetensors or .onnx")
     return path
 
 
@@ -52,7 +66,7 @@ def save_model(model, path: str | Path, *, dtype=None) -> Path:
             value = value.to(dtype)
         tensors[key] = value.contiguous()
     with atomic_path(path) as temporary:
-        save_file(tensors, temporary, metadata={CONFIG_KEY: config.to_json()})
+        save_file(tensors, temporary, metadata={CONFIG_METADATA_KEY: config.to_json()})
     return path
 
 
@@ -64,16 +78,16 @@ def read_config(path: str | Path) -> ModelConfig:
     if not path.is_file():
         raise PetsegError(f"model file {path} does not exist")
     try:
-        with safe_open(str(path), framework="pt") as handle:
+        with safe_open(str(path), framework="numpy") as handle:  # metadata only: no torch needed
             metadata = handle.metadata() or {}
     except Exception as error:  # not a safetensors file at all
         raise PetsegError(f"model file {path} is not a .safetensors file: {str(error).splitlines()[0]}") from None
-    if CONFIG_KEY not in metadata:
-        raise PetsegError(f"model file {path} has no {CONFIG_KEY} metadata: it was not written by petseg save_model")
+    if CONFIG_METADATA_KEY not in metadata:
+        raise PetsegError(f"model file {path} has no {CONFIG_METADATA_KEY} metadata: it was not written by petseg save_model")
     try:
-        return ModelConfig.from_json(metadata[CONFIG_KEY])
+        return ModelConfig.from_json(metadata[CONFIG_METADATA_KEY])
     except (ValueError, TypeError) as error:
-        raise PetsegError(f"model file {path} has an unreadable {CONFIG_KEY}: {error}") from None
+        raise PetsegError(f"model file {path} has an unreadable {CONFIG_METADATA_KEY}: {error}") from None
 
 
 def load_model(path: str | Path, map_location: str = "cpu"):

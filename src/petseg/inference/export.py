@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from petseg.errors import PetsegError
-from petseg.inference.backends import CONFIG_METADATA_KEY, INPUT_NAME, OUTPUT_NAME, OnnxBackend
 from petseg.atomic import write_bytes_atomic
+from petseg.inference.backends import INPUT_NAME, OUTPUT_NAME, OnnxBackend
+from petseg.models.config import CONFIG_METADATA_KEY
 
 PARITY_TOLERANCE = 1e-4
 OPSET = 18
