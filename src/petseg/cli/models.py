@@ -23,7 +23,7 @@ def models_command(
     bundled = _bundled_config()
     if bundled is not None:  # its own figures: its decoder is not the registry default's
         rows.append({**describe(bundled.architecture, **bundled.options), "bundled": True,
-                     "name": f"{bundled.architecture} (bundled)", "pretrained_weights": "trained on Oxford-IIIT Pet"})
+                     "pretrained_weights": "trained on Oxford-IIIT Pet"})
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -40,6 +40,7 @@ TABLE_MIN_WIDTH = 110
 
 def _print_rows(rows: list[dict]) -> None:
     """A table where it fits; names are what users type, so they are never cut or wrapped."""
+    rows = [{**row, "name": row["name"] + (" (bundled)" if row["bundled"] else "")} for row in rows]
     from rich.console import Console
     from rich.table import Table
 
