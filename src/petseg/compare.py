@@ -55,17 +55,31 @@ class RunSummary:
     fg_iou: float
 
 
-def measure_latencies(models: list, image_size: int = 224, repeats: int = 10, warmup: int = 2) -> list[float]:
-    """Median CPU milliseconds of one image's forward pass, for each model.
+def measure_latencies(models: list, image_size: int = 224, repeats: int = 10, warmup: int = 2,
+                      threads: int | None = 1) -> list[float]:
+    """Median CPU milliseconds of one image's forward pass, for each model, on `threads` threads
+    (None: torch's default).
 
     Every model is warmed up first (the first calls pay for allocation and kernel
     selection), then timed in `repeats` rounds that visit every model once, each round
     starting one model later: a machine that speeds up or slows down meanwhile weighs on
-    all of them alike.
+    all of them alike. One thread by default: on a busy machine, threads waiting for each
+    other made two copies of one model differ by 65% (1619 vs 2671 ms); one thread, 0.2%.
     """
     import torch
 
-    models = [model.eval().cpu() for model in models]
+    previous_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        return _timed_rounds([model.eval().cpu() for model in models], image_size, repeats, warmup)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _timed_rounds(models: list, image_size: int, repeats: int, warmup: int) -> list[float]:
+    import torch
+
     image = torch.randn(1, 3, image_size, image_size)
     times: list[list[float]] = [[] for _ in models]
     with torch.inference_mode():
@@ -154,7 +168,7 @@ def to_csv(summaries: list[RunSummary]) -> str:
 
 
 def compare_runs(run_dirs: list[str | Path], out_dir: str | Path | None = None, *, force: bool = False,
-                 image_size: int = 224, repeats: int = 10) -> list[RunSummary]:
+                 image_size: int = 224, repeats: int = 10, threads: int | None = 1) -> list[RunSummary]:
     """Summaries of the runs; with out_dir, also comparison.md/.csv/.png there."""
     from petseg.plots import write_comparison_chart
 
@@ -170,7 +184,7 @@ def compare_runs(run_dirs: list[str | Path], out_dir: str | Path | None = None, 
             raise PetsegError(f"{Path(out_dir) / existing[0]}: already exists (use --force to overwrite)")
     summaries, models = zip(*(summarize_run(run_dir, image_size=image_size) for run_dir in run_dirs))
     summaries = list(summaries)
-    for summary, latency in zip(summaries, measure_latencies(list(models), image_size, repeats)):
+    for summary, latency in zip(summaries, measure_latencies(list(models), image_size, repeats, threads=threads)):
         summary.latency_ms = latency
     _unique_names(summaries)
     if out_dir is not None:

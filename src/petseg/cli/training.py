@@ -119,6 +119,7 @@ def compare(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write comparison.md, .csv and .png here."),
     image_size: int = typer.Option(224, help="Input size for GFLOPs and CPU latency."),
     repeats: int = typer.Option(10, help="Timed forward passes per model (the median is reported)."),
+    threads: int = typer.Option(1, min=1, help="CPU threads for the latency (1 gives steady figures on a busy machine)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an earlier comparison in --out."),
 ) -> None:
     """Compare runs: size, speed, training time and best validation metrics, side by side."""
@@ -129,8 +130,8 @@ def compare(
 
     if repeats < 1:
         fail(f"--repeats must be at least 1, got {repeats}")
-    summaries = compare_runs(run_dirs, out, force=force, image_size=image_size, repeats=repeats)
-    table = Table(title=f"runs compared (latency: 1 image at {image_size}x{image_size} on this CPU)")
+    summaries = compare_runs(run_dirs, out, force=force, image_size=image_size, repeats=repeats, threads=threads)
+    table = Table(title=f"runs compared (latency: 1 image at {image_size}x{image_size}, {threads} CPU thread(s))")
     for title, _, _ in COLUMNS:
         table.add_column(title, justify="left" if title in ("run", "model", "init") else "right", no_wrap=True)
     for row in table_rows(summaries):
