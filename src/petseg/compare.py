@@ -64,7 +64,7 @@ def measure_latencies(models: list, image_size: int = 224, repeats: int = 10, wa
     selection), then timed in `repeats` rounds that visit every model once, each round
     starting one model later: a machine that speeds up or slows down meanwhile weighs on
     all of them alike. One thread by default: on a busy machine, threads waiting for each
-    other made two copies of one model differ by 65% (1619 vs 2671 ms); one thread, 0.2%.
+    other made two copies of one model differ by 65% (1619 vs 2671 ms); on one, by 0.2-3%.
     """
     import torch
 
