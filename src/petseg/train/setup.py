@@ -53,6 +53,9 @@ class Training:
         fresh_factors = [copy.copy(factor) for factor in self.scheduler.lr_lambdas]
         self.scheduler.load_state_dict(checkpoint["scheduler"])
         self.scheduler.lr_lambdas = fresh_factors
+        # The optimizer saved the old schedule's lr for the coming step: take the new one's.
+        for group, factor in zip(self.optimizer.param_groups, fresh_factors):
+            group["lr"] = group["initial_lr"] * factor(self.scheduler.last_epoch)
         self.scaler.load_state_dict(checkpoint["scaler"])
         self.state.load_state_dict(checkpoint)
         restore_rng_states(checkpoint["rng"])  # last: building the run drew from the RNGs
