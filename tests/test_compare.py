@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from petseg.compare import compare_runs, measure_model
+from petseg.compare import compare_runs
 from petseg.errors import PetsegError
 
 
@@ -49,8 +49,10 @@ def test_summaries_take_the_best_epoch_and_measure_the_model(two_runs):
 def test_flop_count_of_a_single_convolution():
     import torch
 
+    from petseg.models.summary import measure_gflops
+
     layer = torch.nn.Conv2d(3, 8, kernel_size=3, padding=1, bias=False)
-    gflops, _ = measure_model(layer, image_size=10, repeats=1)
+    gflops = measure_gflops(layer, 10)
     assert gflops == pytest.approx(2 * 8 * 3 * 9 * 10 * 10 / 1e9, rel=1e-9)  # 2 FLOPs per multiply-add
 
 
@@ -60,7 +62,7 @@ def test_outputs_written_and_not_overwritten_without_force(two_runs, tmp_path):
     out = tmp_path / "comparison"
     compare_runs(two_runs, out, image_size=64, repeats=1)
     table = (out / "comparison.md").read_text().splitlines()
-    assert table[0].startswith("| run | model | params (M) | GFLOPs | CPU ms |")
+    assert table[0].startswith("| run | model | init | params (M) | GFLOPs | CPU ms |")
     assert len(table) == 4 and "| small |" in table[2] and "0.5000" in table[2]
     with open(out / "comparison.csv") as handle:
         records = list(csv.DictReader(handle))
@@ -105,3 +107,20 @@ def test_model_size_comes_from_the_shared_summary_functions(two_runs, monkeypatc
     monkeypatch.setattr(summary, "count_parameters", lambda model: (3_000_000, 0))
     small, _ = compare_runs(two_runs, image_size=64, repeats=1)
     assert (small.gflops, small.parameters_m) == (12.5, 3.0)
+
+
+def test_two_copies_of_one_run_measure_alike_and_show_their_init(tmp_path):
+    """Warm-up and alternating rounds: the first model listed no longer absorbs the warm-up.
+
+    A ratio of two medians on the same machine, not a time limit: 15% is the issue's bar.
+    """
+    import shutil
+
+    first = make_run(tmp_path / "first", 8, rows(0.5), 30.0)
+    (first / "config.json").write_text(json.dumps({"pretrained": False, "weights": None}))
+    second = shutil.copytree(first, tmp_path / "second")
+    (second / "config.json").write_text(json.dumps({"pretrained": True, "weights": None}))
+    one, two = compare_runs([first, second], image_size=64, repeats=40)  # on one thread, the default
+    assert abs(one.latency_ms / two.latency_ms - 1) < 0.15, (one.latency_ms, two.latency_ms)
+    assert (one.init, two.init) == ("random", "ImageNet")
+    assert compare_runs([tmp_path / "first"], image_size=64, repeats=1)[0].init == "random"

@@ -17,7 +17,8 @@ def _validate_single_process(run_dir, data):
     from petseg.train import TrainConfig
     from petseg.train.data import build_datasets, epoch_loader, load_splits
     from petseg.train.distributed import DistributedContext
-    from petseg.train.loop import Engine, build_model, validate
+    from petseg.train.engine import Engine, validate
+    from petseg.train.setup import build_model
     from petseg.train.losses import make_loss
     from petseg.train.runtime import memory_format
 
@@ -33,18 +34,23 @@ def _validate_single_process(run_dir, data):
 
 
 @pytest.mark.slow
-def test_two_process_gloo_run_completes_and_reduces_metrics_over_both_ranks(toy_data, tmp_path):
+@pytest.mark.parametrize("split_flags, val_images", [
+    ([], 12),  # the toy test list: 6 images per rank
+    (["--val-fraction", "0.25"], 3),  # 2 images on rank 0, 1 on rank 1: each image still counted once
+])
+def test_two_process_gloo_run_completes_and_reduces_metrics_over_both_ranks(toy_data, tmp_path, split_flags,
+                                                                           val_images):
     out = tmp_path / "ddp"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                "-m", "petseg", "train", "--model", "unet_diy", "--width", "8", "--image-size", "64",
                "--batch-size", "4", "--epochs", "2", "--device", "cpu", "--no-progress",
-               "--data", str(toy_data), "--out", str(out)]
+               "--data", str(toy_data), "--out", str(out), *split_flags]
     result = subprocess.run(command, capture_output=True, text=True, timeout=400,
                             env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
     # Only rank 0 logs and writes: one summary line per epoch, one set of files.
     assert result.stdout.count("epoch 1/2 ") == 1 and result.stdout.count("epoch 2/2 ") == 1
-    assert "2 process(es)" in result.stdout
+    assert "2 process(es)" in result.stdout and f"validating on {val_images} " in result.stdout
     assert {"config.json", "history.csv", "history.json", "curves.png", "best.safetensors", "last.pt",
             "summary.json"} <= {path.name for path in out.iterdir()}
     assert json.loads((out / "summary.json").read_text())["processes"] == 2

@@ -177,7 +177,8 @@ def test_models_json_lists_the_four_names_with_params_and_gflops():
 
     result = CliRunner().invoke(app, ["models", "--json"])
     assert result.exit_code == 0, result.output
-    rows = {row["name"]: row for row in json.loads(result.output)}
+    listed = json.loads(result.output)
+    rows = {row["name"]: row for row in listed if not row["bundled"]}
     assert tuple(sorted(rows)) == REGISTERED
     for row in rows.values():
         assert row["params"] == row["trainable_params"] > 100_000
@@ -297,3 +298,49 @@ def test_bundle_script_takes_the_final_weights_with_last(tmp_path, monkeypatch, 
     save_checkpoint(run / "last.pt", {"model": small_model("unet_mobilenetv2").state_dict()})
     with pytest.raises(SystemExit, match="do not fit"):
         script.main([str(run), "--last", "--force"])
+
+
+def test_mobilenetv2_pix2pix_is_the_notebooks_model():
+    """The notebook's Keras U-Net: skips at block_1/3/6/13/16_expand_relu, pix2pix decoder.
+
+    Keras counted 19,839,011 parameters, BatchNorm's moving mean and variance included;
+    torch keeps those as buffers, so they are added here to compare like with like.
+    """
+    from petseg.models import create_model
+    from petseg.train import resolve_config
+
+    config = resolve_config("unet_mobilenetv2", "data", "out", "seed")
+    model = create_model(config.model, **config.model_options)
+    assert model.config.options["decoder"] == "pix2pix"
+    parameters = sum(parameter.numel() for parameter in model.parameters())
+    moving_statistics = sum(2 * module.num_features for module in model.modules()
+                            if isinstance(module, torch.nn.BatchNorm2d))
+    assert parameters + moving_statistics == pytest.approx(19_839_011, rel=0.005)
+    assert parameters == pytest.approx(19_839_011, rel=0.005)
+    features = model.encoder(torch.zeros(1, 3, 128, 128))
+    # block_1/3/6/13/16_expand_relu at 128 px input.
+    assert [tuple(f.shape[1:]) for f in features] == [(96, 64, 64), (144, 32, 32), (192, 16, 16), (576, 8, 8),
+                                                      (960, 4, 4)]
+    assert model(torch.zeros(1, 3, 96, 160)).shape == (1, 3, 96, 160)
+
+
+def test_models_lists_the_bundled_model_with_its_own_figures_and_names_in_full(monkeypatch):
+    """The bundled Lite0 has a wider decoder than the registry default: its own row says so."""
+    import rich.console
+    from typer.testing import CliRunner
+
+    from petseg.cli import app
+    from petseg.models.files import bundled_model_path
+
+    bundled = load_model(bundled_model_path())
+    result = CliRunner().invoke(app, ["models", "--json"])
+    row = [row for row in json.loads(result.output) if row["bundled"]][0]
+    assert row["params"] == count_parameters(bundled)[0]
+    assert row["params"] != count_parameters(create_model(bundled.config.architecture))[0]
+    # A narrow terminal: every name whole, on a line of its own.
+    monkeypatch.setattr(rich.console.Console, "is_terminal", property(lambda console: True))
+    result = CliRunner(env={"COLUMNS": "40"}).invoke(app, ["models"])
+    lines = result.output.splitlines()
+    for name in REGISTERED + (f"{bundled.config.architecture} (bundled)",):
+        assert name in lines, result.output
+    assert f"{count_parameters(bundled)[0]:,} params" in result.output

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from petseg.atomic import TEMPORARY_MARK
 from petseg.errors import PetsegError
 from petseg.train import fit, resolve_config
 from petseg.train.checkpoint import load_checkpoint
@@ -32,6 +33,20 @@ def tiny_config(data: Path, out: Path, **overrides):
 
 def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return load_checkpoint(run_dir / "last.pt")["model"]
+
+
+def assert_same_run(run_dir: Path, reference: Path) -> None:
+    """Final weights, best model, best epoch and history equal the uninterrupted run's."""
+    from safetensors.torch import load_file
+
+    assert_same_weights(final_weights(run_dir), final_weights(reference))
+    assert_same_weights(load_file(run_dir / "best.safetensors"), load_file(reference / "best.safetensors"))
+    summary, expected = (json.loads((path / "summary.json").read_text()) for path in (run_dir, reference))
+    assert summary["best_epoch"] == expected["best_epoch"] and summary["epochs"] == expected["epochs"]
+    history, expected_history = (json.loads((path / "history.json").read_text()) for path in (run_dir, reference))
+    for row, expected_row in zip(history, expected_history, strict=True):
+        assert row["lr"] == pytest.approx(expected_row["lr"], rel=1e-9)
+        assert row["val_miou"] == pytest.approx(expected_row["val_miou"], abs=1e-4)
 
 
 def assert_same_weights(actual: dict, expected: dict) -> None:
@@ -57,7 +72,7 @@ def test_run_writes_every_file(reference_run):
     names = {path.name for path in reference_run.iterdir()}
     assert {"config.json", "history.csv", "history.json", "curves.png", "best.safetensors", "last.pt",
             "summary.json"} <= names
-    assert not [name for name in names if name.endswith(".tmp")]
+    assert not [name for name in names if TEMPORARY_MARK in name]
     config = json.loads((reference_run / "config.json").read_text())
     assert (config["model"], config["epochs"], config["image_size"]) == ("unet_diy", EPOCHS, 64)
     history = json.loads((reference_run / "history.json").read_text())
@@ -138,7 +153,7 @@ def test_ctrl_c_mid_epoch_checkpoints_and_resume_reaches_the_same_weights(refere
 
     resumed = fit(tiny_config(toy_data, out), resume=True)
     assert not resumed.interrupted and resumed.epochs_completed == EPOCHS
-    assert_same_weights(final_weights(out), final_weights(reference_run))
+    assert_same_run(out, reference_run)
 
 
 def _main_in_process(monkeypatch, capsys, *args) -> tuple[int, str]:
@@ -253,7 +268,9 @@ CHANGED_ON_RESUME = [("--lr", "0.5", "lr", 0.5), ("--batch-size", "2", "batch_si
                      ("--train-split", "all", "train_split", "all"), ("--no-hflip", None, "hflip", False)]
 # Settings that only say how the run is executed (the run is finished: nothing trains).
 ALLOWED_ON_RESUME = [("--patience", "9", "patience", 9), ("--workers", "0", "workers", 0),
-                     ("--threads", "1", "threads", 1), ("--device", "cpu", "device", "cpu"),
+                     # torch's own count: a different one would change later tests' arithmetic order
+                     ("--threads", str(torch.get_num_threads()), "threads", torch.get_num_threads()),
+                     ("--device", "cpu", "device", "cpu"),
                      ("--amp", "off", "amp", "off"), ("--no-progress", None, "progress", False)]
 
 
@@ -281,3 +298,132 @@ def test_cli_and_library_share_one_resume_rule(reference_run, tmp_path, monkeypa
                                         *([value] if value else []))
         assert code == 0, (flag, stderr)
         assert not fit(replace(config, **{name: setting}), resume=True).interrupted
+
+
+def _train_until_paused(out: Path, toy_data: Path, pause: str, tmp_path: Path) -> None:
+    """Start `petseg train` with the test pause hook and kill -9 it once it has paused."""
+    marker = tmp_path / "paused"
+    # Progress bars on (the default): a log that is not a terminal must still get plain lines.
+    command = [sys.executable, "-m", "petseg", "train", *[a for a in TINY if a != "--no-progress"],
+               "--data", str(toy_data), "--out", str(out), "--epochs", str(EPOCHS), "--scale", "0.8,1.2",
+               "--color-jitter", "0.1"]
+    env = {**os.environ, "PETSEG_TEST_PAUSE": f"{pause}:{marker}"}
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    deadline = time.monotonic() + 180
+    while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL and marker.exists(), process.stderr.read().decode()[-2000:]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pause, leftover", [
+    ("step:5", False),  # epoch 2, step 2 of 3: killed in the middle of an epoch
+    ("checkpoint-write:2", True),  # epoch 2's checkpoint written to its temporary file, not yet renamed
+])
+def test_kill_9_mid_epoch_or_mid_checkpoint_write_resumes_to_the_same_weights(reference_run, toy_data, tmp_path,
+                                                                              pause, leftover):
+    out = tmp_path / "killed"
+    _train_until_paused(out, toy_data, pause, tmp_path)
+    assert load_checkpoint(out / "last.pt")["epoch"] == 1  # the last whole checkpoint
+    assert bool(list(out.glob(f".last.pt{TEMPORARY_MARK}*"))) == leftover
+
+    resumed = _run_cli("train", "--out", str(out), "--resume", timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming {out} at epoch 2" in resumed.stdout
+    assert_same_run(out, reference_run)
+    assert not [path.name for path in out.iterdir() if TEMPORARY_MARK in path.name]
+    # Not a terminal: one plain line per epoch, no progress-bar redraws.
+    assert "\r" not in resumed.stdout + resumed.stderr
+    assert [line for line in resumed.stdout.splitlines() if line.startswith("epoch ")][0].startswith("epoch 2/2 ")
+    assert resumed.stdout.count("epoch 2/2 ") == 1
+
+
+def _fail_writes_after(monkeypatch, allowed: int) -> list[int]:
+    """Make every fsync after the first `allowed` fail as on a full disk; returns the call count."""
+    import errno
+
+    calls = [0]
+    real_fsync = os.fsync
+
+    def fsync(descriptor):
+        calls[0] += 1
+        if calls[0] > allowed:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_fsync(descriptor)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return calls
+
+
+def test_disk_full_is_one_line_leaves_no_half_file_and_the_run_resumes(reference_run, toy_data, tmp_path,
+                                                                       monkeypatch, capsys):
+    out = tmp_path / "full"
+    # config.json, then epoch 1's files (model, checkpoint, 2 history files, curves): the disk fills in epoch 2.
+    _fail_writes_after(monkeypatch, allowed=6)
+    args = ["train", *TINY, "--data", str(toy_data), "--out", str(out), "--epochs", str(EPOCHS),
+            "--scale", "0.8,1.2", "--color-jitter", "0.1"]
+    code, stderr = _main_in_process(monkeypatch, capsys, *args)
+    assert code != 0 and len(stderr.strip().splitlines()) == 1, stderr
+    assert stderr.startswith(f"error: {out}/") and "No space left on device" in stderr and "--resume" in stderr
+    assert not [path.name for path in out.iterdir() if TEMPORARY_MARK in path.name]
+    assert load_checkpoint(out / "last.pt")["epoch"] == 1
+    monkeypatch.undo()  # space freed
+    code, stderr = _main_in_process(monkeypatch, capsys, "train", "--out", str(out), "--resume", "--no-progress")
+    assert code == 0, stderr
+    assert_same_run(out, reference_run)
+
+
+def _crafted_checkpoints(good: dict) -> dict[str, object]:
+    """File name -> what to write there instead of a good checkpoint."""
+    from argparse import Namespace  # any pickled object: the safe loader refuses it
+
+    broken_model = {**good, "model": {"not.a.layer": torch.zeros(1)}}
+    return {"empty": b"", "garbage": b"PK\x03\x04 not a torch file at all", "pickled-object": Namespace(format=1),
+            "not-a-dict": [1, 2, 3], "missing-keys": {"format": 1, "config": good["config"]},
+            "foreign-weights": broken_model, "bad-config": {**good, "config": {"model": 5}}}
+
+
+def test_broken_checkpoints_are_one_line_and_the_run_resumes_once_fixed(reference_run, tmp_path, monkeypatch,
+                                                                       capsys):
+    import shutil
+
+    out = shutil.copytree(reference_run, tmp_path / "run")
+    good_bytes = (out / "last.pt").read_bytes()
+    good = load_checkpoint(out / "last.pt")
+    others = {path.name: path.read_bytes() for path in out.iterdir() if path.is_file() and path.name != "last.pt"}
+    for name, content in _crafted_checkpoints(good).items():
+        if isinstance(content, bytes):
+            (out / "last.pt").write_bytes(content)
+        else:
+            torch.save(content, out / "last.pt")
+        code, stderr = _main_in_process(monkeypatch, capsys, "train", "--out", str(out), "--resume", "--no-progress")
+        assert code == 2 and stderr.startswith(f"error: {out / 'last.pt'}: "), (name, stderr)
+        assert len(stderr.strip().splitlines()) == 1, (name, stderr)
+        # torch's own message says the file "can still be loaded" with weights_only=False: never relayed.
+        assert not [advice for advice in ("weights_only", "weights only", "can still be loaded")
+                    if advice in stderr.lower()], stderr
+        unchanged = {path.name: path.read_bytes() for path in out.iterdir() if path.is_file() and path.name != "last.pt"}
+        assert unchanged == others, name  # nothing written, nothing half-written
+    (out / "last.pt").write_bytes(good_bytes)  # the cause fixed
+    code, stderr = _main_in_process(monkeypatch, capsys, "train", "--out", str(out), "--resume", "--no-progress")
+    assert code == 0, stderr
+
+
+def test_tensorboard_scalars_match_the_history(reference_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    # The issue's list: loss, accuracy, mIoU and fg IoU (train and val) and the lr, per epoch.
+    tags = {"lr": "lr"}
+    for quantity, column in (("loss", "loss"), ("accuracy", "pixel_accuracy"), ("miou", "miou"), ("fg_iou", "fg_iou")):
+        tags.update({f"{quantity}/{split}": f"{split}_{column}" for split in ("train", "val")})
+    events = EventAccumulator(str(reference_run / "tensorboard"))
+    events.Reload()
+    history = json.loads((reference_run / "history.json").read_text())
+    assert set(events.Tags()["scalars"]) == set(tags)
+    for tag, column in tags.items():
+        points = events.Scalars(tag)
+        assert [point.step for point in points] == [row["epoch"] for row in history], tag
+        for point, row in zip(points, history):
+            assert point.value == pytest.approx(row[column], rel=1e-6, abs=1e-7), tag

@@ -216,3 +216,26 @@ def test_only_the_validation_loader_keeps_its_workers(toy_data, tmp_path):
                                   cache_dir=tmp_path / "cache")
     assert not epoch_loader(dataset, [0, 1], 1, 1, 0).persistent_workers  # rebuilt every epoch
     assert epoch_loader(dataset, [0, 1], 1, 1, 0, persistent=True).persistent_workers
+
+
+def test_a_restored_schedule_keeps_its_step_and_takes_the_new_length(toy_data, tmp_path):
+    """`--resume --epochs N`: the lr schedule continues from its step, stretched to N epochs."""
+    from dataclasses import replace
+
+    from petseg.train.checkpoint import capture_rng_states
+    from petseg.train.distributed import DistributedContext
+    from petseg.train.setup import setup
+
+    config = resolve_config("unet_diy", str(toy_data), str(tmp_path / "run"), epochs=2, batch_size=4,
+                            image_size=32, model_options={"width": 4}, progress=False)
+    first = setup(config, DistributedContext(), print)
+    for _ in range(4):  # the optimizer steps of one and a third epochs (3 per epoch)
+        first.optimizer.step()
+        first.scheduler.step()
+    longer = setup(replace(config, epochs=4), DistributedContext(), print)
+    longer.load_state_dict({**first.state_dict(), "rng": capture_rng_states()})
+    factor = longer.scheduler.lr_lambdas[0]
+    assert longer.scheduler.last_epoch == 4 and factor.total_steps == 4 * first.steps_per_epoch
+    assert [group["lr"] for group in longer.optimizer.param_groups] == pytest.approx(
+        [group["initial_lr"] * factor(4) for group in longer.optimizer.param_groups], rel=1e-12)
+    assert factor(4) != first.scheduler.lr_lambdas[0](4)  # the longer schedule is not the old one

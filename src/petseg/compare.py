@@ -1,7 +1,8 @@
 """Compare training runs side by side: the notebook's "select a model to try", measured.
 
 Each run contributes its model size (parameters, GFLOPs at 224), CPU latency at 224,
-training length and time, and the best validation metrics. The table goes to the
+how its encoder started (ImageNet or random), training length and time, and the best
+validation metrics. The table goes to the
 terminal, to Markdown and CSV, and the metrics to a bar chart.
 """
 
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from petseg.errors import PetsegError
 from petseg.atomic import write_text_atomic
-from petseg.run_dir import HISTORY_JSON_FILE, SUMMARY_FILE, best_model_file
+from petseg.run_dir import CONFIG_FILE, HISTORY_JSON_FILE, SUMMARY_FILE, best_model_file
 from petseg.train.history import read_history
 
 OUTPUT_NAMES = ("comparison.md", "comparison.csv", "comparison.png")
@@ -26,6 +27,7 @@ CHART_METRICS = {"pixel accuracy": "pixel_accuracy", "mIoU": "miou", "fg IoU": "
 COLUMNS = (
     ("run", "name", "{}"),
     ("model", "model", "{}"),
+    ("init", "init", "{}"),
     ("params (M)", "parameters_m", "{:.2f}"),
     ("GFLOPs", "gflops", "{:.2f}"),
     ("CPU ms", "latency_ms", "{:.1f}"),
@@ -42,6 +44,7 @@ class RunSummary:
     name: str
     run_dir: str
     model: str
+    init: str  # how the encoder started: ImageNet, a weights file, or random
     parameters_m: float
     gflops: float
     latency_ms: float
@@ -52,23 +55,60 @@ class RunSummary:
     fg_iou: float
 
 
-def measure_model(model, image_size: int = 224, repeats: int = 10) -> tuple[float, float]:
-    """(GFLOPs, median CPU milliseconds) of one image's forward pass at image_size."""
+def measure_latencies(models: list, image_size: int = 224, repeats: int = 10, warmup: int = 2,
+                      threads: int | None = 1) -> list[float]:
+    """Median CPU milliseconds of one image's forward pass, for each model, on `threads` threads
+    (None: torch's default).
+
+    Every model is warmed up first (the first calls pay for allocation and kernel
+    selection), then timed in `repeats` rounds that visit every model once, each round
+    starting one model later: a machine that speeds up or slows down meanwhile weighs on
+    all of them alike. One thread by default: on a busy machine, threads waiting for each
+    other made two copies of one model differ by 65% (1619 vs 2671 ms); on one, by 0.2-3%.
+    """
     import torch
 
-    from petseg.models.summary import measure_gflops
+    previous_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        return _timed_rounds([model.eval().cpu() for model in models], image_size, repeats, warmup)
+    finally:
+        torch.set_num_threads(previous_threads)
 
-    model = model.eval().cpu()
-    gflops = measure_gflops(model, image_size)
+
+def _timed_rounds(models: list, image_size: int, repeats: int, warmup: int) -> list[float]:
+    import torch
+
     image = torch.randn(1, 3, image_size, image_size)
+    times: list[list[float]] = [[] for _ in models]
     with torch.inference_mode():
-        model(image)  # warm-up: first calls pay for allocation and kernel selection
-        times = []
-        for _ in range(repeats):
-            started = time.perf_counter()
-            model(image)
-            times.append(time.perf_counter() - started)
-    return gflops, statistics.median(times) * 1000
+        for model in models:
+            for _ in range(warmup):
+                model(image)
+        for round_number in range(repeats):
+            for offset in range(len(models)):
+                index = (round_number + offset) % len(models)
+                started = time.perf_counter()
+                models[index](image)
+                times[index].append(time.perf_counter() - started)
+    return [statistics.median(model_times) * 1000 for model_times in times]
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return values if isinstance(values, dict) else {}
+
+
+def _init(run_config: dict) -> str:
+    if run_config.get("weights"):
+        return "weights file"
+    if "pretrained" not in run_config:
+        return "unknown"
+    return "ImageNet" if run_config["pretrained"] else "random"
 
 
 def _best_row(run_dir: Path) -> tuple[dict, int]:
@@ -79,26 +119,25 @@ def _best_row(run_dir: Path) -> tuple[dict, int]:
     return max(rows, key=lambda row: row["val_miou"]), len(history)
 
 
-def summarize_run(run_dir: str | Path, *, image_size: int = 224, repeats: int = 10) -> RunSummary:
-    """Read a run directory and measure its best model."""
+def summarize_run(run_dir: str | Path, *, image_size: int = 224):
+    """A run folder's summary (latency not yet measured) and its best model."""
     from petseg.models import load_model
-    from petseg.models.summary import count_parameters
+    from petseg.models.summary import count_parameters, measure_gflops
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise PetsegError(f"{run_dir}: not a run directory")
     best, epochs = _best_row(run_dir)
     model = load_model(best_model_file(run_dir))
-    gflops, latency_ms = measure_model(model, image_size, repeats)
-    summary_path = run_dir / SUMMARY_FILE
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    summary = _read_json(run_dir / SUMMARY_FILE)
     train_seconds = summary.get("train_seconds") or sum(row.get("seconds", 0.0) for row in read_history(run_dir))
     return RunSummary(
         name=run_dir.name, run_dir=str(run_dir), model=model.config.architecture,
-        parameters_m=count_parameters(model)[0] / 1e6, gflops=gflops, latency_ms=latency_ms,
-        epochs=epochs, train_minutes=train_seconds / 60, pixel_accuracy=best["val_pixel_accuracy"],
-        miou=best["val_miou"], fg_iou=best["val_fg_iou"],
-    )
+        init=_init(_read_json(run_dir / CONFIG_FILE)), parameters_m=count_parameters(model)[0] / 1e6,
+        gflops=measure_gflops(model, image_size), latency_ms=float("nan"), epochs=epochs,
+        train_minutes=train_seconds / 60, pixel_accuracy=best["val_pixel_accuracy"], miou=best["val_miou"],
+        fg_iou=best["val_fg_iou"],
+    ), model
 
 
 def _unique_names(summaries: list[RunSummary]) -> None:
@@ -129,7 +168,7 @@ def to_csv(summaries: list[RunSummary]) -> str:
 
 
 def compare_runs(run_dirs: list[str | Path], out_dir: str | Path | None = None, *, force: bool = False,
-                 image_size: int = 224, repeats: int = 10) -> list[RunSummary]:
+                 image_size: int = 224, repeats: int = 10, threads: int | None = 1) -> list[RunSummary]:
     """Summaries of the runs; with out_dir, also comparison.md/.csv/.png there."""
     from petseg.plots import write_comparison_chart
 
@@ -143,7 +182,10 @@ def compare_runs(run_dirs: list[str | Path], out_dir: str | Path | None = None, 
         existing = [name for name in OUTPUT_NAMES if (Path(out_dir) / name).exists()]
         if existing:
             raise PetsegError(f"{Path(out_dir) / existing[0]}: already exists (use --force to overwrite)")
-    summaries = [summarize_run(run_dir, image_size=image_size, repeats=repeats) for run_dir in run_dirs]
+    summaries, models = zip(*(summarize_run(run_dir, image_size=image_size) for run_dir in run_dirs))
+    summaries = list(summaries)
+    for summary, latency in zip(summaries, measure_latencies(list(models), image_size, repeats, threads=threads)):
+        summary.latency_ms = latency
     _unique_names(summaries)
     if out_dir is not None:
         out_dir = Path(out_dir)

@@ -2,7 +2,7 @@
 what may change when a run is resumed, and which model file a run folder stands for.
 
 This module is the only place that spells the run folder's file names. It sits below
-both train/ and inference/ (it imports nothing but pathlib and petseg.errors), so
+both train/ and inference/ (it imports only the standard library, petseg.errors and petseg.atomic), so
 inference can turn a run folder into its model file without importing the trainer.
 
     runs/x/config.json        the resolved TrainConfig (rewritten on every start)
@@ -16,9 +16,12 @@ inference can turn a run folder into its model file without importing the traine
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
+from petseg.atomic import remove_stale_temporaries
 from petseg.errors import PetsegError
 
 CONFIG_FILE = "config.json"
@@ -32,6 +35,8 @@ TENSORBOARD_FOLDER = "tensorboard"
 
 RUN_FILES = (CONFIG_FILE, CHECKPOINT_FILE, BEST_MODEL_FILE, HISTORY_CSV_FILE, HISTORY_JSON_FILE, CURVES_FILE,
              SUMMARY_FILE)
+
+BROKEN_CHECKPOINT_ADVICE = "put a good copy back, or start the run again with --force"
 
 # What may differ between a run and its resumption: how it is executed and how long it
 # may go on. Everything else (model, optimisation, data and its order, augmentation)
@@ -63,6 +68,8 @@ def prepare(run_dir: str | Path, *, resume: bool, force: bool, create: bool = Tr
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise PetsegError(f"{run_dir}: is a file, not a run folder")
+    if create and run_dir.is_dir():
+        remove_stale_temporaries(run_dir)  # what a killed write left
     if resume:
         if not (run_dir / CHECKPOINT_FILE).is_file():
             raise PetsegError(f"{run_dir}: nothing to resume (no {CHECKPOINT_FILE}); drop --resume to start a run")
@@ -75,7 +82,34 @@ def prepare(run_dir: str | Path, *, resume: bool, force: bool, create: bool = Tr
         run_dir.mkdir(parents=True, exist_ok=True)
         for name in existing:
             (run_dir / name).unlink()
+        if force:  # the old run's curves must not mix with the new one's
+            shutil.rmtree(run_dir / TENSORBOARD_FOLDER, ignore_errors=True)
     return run_dir
+
+
+@contextlib.contextmanager
+def writing(path: str | Path) -> Iterator[None]:
+    """Turn a failed write of a run file (disk full, no permission) into one line naming it.
+
+    Every run file is written atomically, so the files already there are intact: the run
+    can be resumed from its last checkpoint once the cause is fixed.
+    """
+    try:
+        yield
+    except OSError as error:
+        raise PetsegError(f"{path}: cannot write it ({error.strerror or error}); the run's earlier files are "
+                          "intact: fix this, then continue the run with --resume") from None
+
+
+def unusable_checkpoint(path: str | Path, error: BaseException) -> PetsegError:
+    """The error for a checkpoint that loads but is not one of this run's (crafted, foreign)."""
+    if isinstance(error, KeyError):
+        reason = f"it has no {error}"
+    elif isinstance(error, RuntimeError):  # load_state_dict: other layers or shapes
+        reason = "its weights do not fit this run's model"
+    else:
+        reason = str(error).splitlines()[0][:200]
+    return PetsegError(f"{path}: not a checkpoint this run can resume ({reason}); {BROKEN_CHECKPOINT_ADVICE}")
 
 
 def _same(name: str, old: Any, new: Any) -> bool:

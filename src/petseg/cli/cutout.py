@@ -10,7 +10,7 @@ import typer
 
 from petseg.cli.app import app, fail
 
-MODEL_HELP = "A run folder (its best.safetensors), a .safetensors or an .onnx file; default: the bundled model."
+MODEL_HELP = "A run folder (its best model), a .safetensors or an .onnx file; default: the bundled model."
 BACKEND_HELP = "torch or onnx (default: onnx for the bundled model and .onnx files, torch for .safetensors)."
 # Exit status when some files failed and the others were written.
 SOME_FILES_FAILED = 1
@@ -129,7 +129,7 @@ def _cutout_stdin(segmenter, options, max_pixels: int) -> None:
 
 @app.command()
 def export(
-    model: str = typer.Argument(..., help="A run folder (its best.safetensors), a .safetensors file, or an .onnx file with --int8."),
+    model: str = typer.Argument(..., help="A run folder (its best model), a .safetensors file, or an .onnx file with --int8."),
     onnx: Path = typer.Option(..., "--onnx", help="The .onnx file to write."),
     int8: bool = typer.Option(False, "--int8", help="Quantize to int8 (smaller, faster on CPUs), calibrated on --calibration photos."),
     calibration: Optional[Path] = typer.Option(

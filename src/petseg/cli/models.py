@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -14,56 +15,77 @@ from petseg.cli.app import app
 def models_command(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON list instead of a table."),
 ) -> None:
-    """List the registered models: encoder, parameters, GFLOPs at 224x224, pretrained weights."""
+    """List the registered models and the bundled one: encoder, parameters, GFLOPs at 224x224, weights."""
+    from petseg.errors import missing_train_extra
+    from petseg.models import list_models
+
     bundled = _bundled_config()
-    rows, note = _rows()
-    for row in rows:
-        row["bundled"] = bundled is not None and row["name"] == bundled.architecture
+    try:
+        from petseg.models.summary import describe
+    except ModuleNotFoundError as error:  # the light install lists the zoo without building it
+        note = missing_train_extra(error, "params and GFLOPs")
+        if note is None:
+            raise
+        describe = _describe_without_torch
+    else:
+        note = None
+    rows = [{**describe(name), "bundled": False} for name in list_models()]
+    if bundled is not None:  # its own figures: its decoder is not the registry default's
+        rows.append({**describe(bundled.architecture, **bundled.options), "bundled": True,
+                     "pretrained_weights": "trained on Oxford-IIIT Pet"})
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table("name", "encoder", "params", "trainable", "GFLOPs@224", "pretrained weights")
-    for row in rows:
-        table.add_row(
-            row["name"] + (" (bundled)" if row["bundled"] else ""),
-            row["encoder"],
-            *(format(row[key], spec) if row[key] is not None else "-" for key, spec in FIGURES),
-            row["pretrained_weights"],
-        )
-    Console().print(table)
+    _print_rows(rows)
     if note:
         typer.echo(note)
     if bundled is not None:
-        typer.echo(f"(bundled): the trained pet model inside the package, {bundled.architecture} at "
-                   f"{bundled.image_size} px, used by cutout, serve and Segmenter.load() when no --model is given.")
+        typer.echo(f"(bundled): the trained pet model inside the package, at {bundled.image_size} px, used by "
+                   "cutout, serve and Segmenter.load() when no --model is given.")
     typer.echo("Any timm backbone with features_only works too, as unet_<timm name> (e.g. unet_resnet18).")
 
 
 FIGURES = (("params", ","), ("trainable_params", ","), ("gflops_224", ".2f"))
 
 
-def _rows() -> tuple[list[dict], str | None]:
-    """Each registered model's row, and a note when the figures need the training install."""
-    from petseg.errors import missing_train_extra
-    from petseg.models import list_models, model_spec
+def _describe_without_torch(name: str, **options) -> dict:
+    """A registry row without the figures that need the model built (PyTorch)."""
+    from petseg.models import model_spec
 
-    try:
-        from petseg.models.summary import describe
+    spec = model_spec(name)
+    return {"name": name, "encoder": spec.encoder, **{key: None for key, _ in FIGURES},
+            "pretrained_weights": spec.pretrained_weights}
 
-        return [describe(name) for name in list_models()], None
-    except ModuleNotFoundError as error:  # the light install lists the zoo without building it
-        problem = missing_train_extra(error, "params and GFLOPs")
-        if problem is None:
-            raise
-    rows = [
-        {"name": name, "encoder": model_spec(name).encoder, **{key: None for key, _ in FIGURES},
-         "pretrained_weights": model_spec(name).pretrained_weights}
-        for name in list_models()
-    ]
-    return rows, str(problem)
+
+def _figures(row: dict) -> list[str]:
+    return [format(row[key], spec) if row[key] is not None else "-" for key, spec in FIGURES]
+
+
+# Below this many columns the table would cut or wrap names: one block per model instead.
+TABLE_MIN_WIDTH = 110
+
+
+def _print_rows(rows: list[dict]) -> None:
+    """A table where it fits; names are what users type, so they are never cut or wrapped."""
+    rows = [{**row, "name": row["name"] + (" (bundled)" if row["bundled"] else "")} for row in rows]
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if not console.is_terminal:  # piped or logged: no terminal width to squeeze into
+        console = Console(width=200)
+    if console.width < TABLE_MIN_WIDTH:
+        for row in rows:
+            params, trainable, gflops = _figures(row)
+            typer.echo(f"{row['name']}\n  encoder {row['encoder']}; {params} params "
+                       f"({trainable} trainable); {gflops} GFLOPs at 224; "
+                       f"pretrained weights: {row['pretrained_weights']}")
+        return
+    table = Table("name", "encoder", "params", "trainable", "GFLOPs@224", "pretrained weights")
+    table.columns[0].no_wrap = True
+    for row in rows:
+        table.add_row(row["name"], row["encoder"], *_figures(row), row["pretrained_weights"])
+    console.print(table)
 
 
 def _bundled_config():
@@ -82,6 +104,8 @@ def summary_command(
     model: str = typer.Argument(..., help="A model name (see `petseg models`), a run folder or a .safetensors model file."),
     image_size: int = typer.Option(None, "--image-size", min=8, help="Input side in pixels [default: the model's]."),
     depth: int = typer.Option(2, "--depth", min=1, help="How many module levels the table goes down."),
+    diagram: Optional[Path] = typer.Option(None, "--diagram", help="Also draw the U-Net into FILE.png or FILE.svg."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing --diagram file."),
 ) -> None:
     """The layer table (layer, type, output shape, params) and the totals, like Keras' summary()."""
     from rich.console import Console
@@ -93,13 +117,19 @@ def summary_command(
     from petseg.models.summary import count_parameters, layer_table, measure_gflops
 
     if Path(model).exists() or model.endswith(".safetensors"):
-        path = resolve_model_path(model)  # a run folder -> its best.safetensors; a missing file -> one error line
+        path = resolve_model_path(model)  # a run folder -> its best model file; a missing file -> one error line
         if path.suffix.lower() != ".safetensors":
             raise PetsegError(f"{path}: summary reads .safetensors models, not {path.suffix} files")
         network = load_model(path)
     else:
         network = create_model(model)
     size = image_size or network.config.image_size
+    if diagram is not None:
+        from petseg.models.diagram import draw_unet
+
+        if diagram.exists() and not force:
+            raise PetsegError(f"{diagram}: already exists (use --force to overwrite)")
+        draw_unet(network, diagram, size)
     table = Table("layer", "type", "output shape", "params", title=f"{network.config.architecture} at {size}x{size}")
     for row in layer_table(network, size, depth):
         table.add_row(row.name, row.kind, row.output_shape, f"{row.params:,}")
@@ -110,3 +140,5 @@ def summary_command(
     console.print(f"Trainable params: {trainable:,}")
     console.print(f"Non-trainable params: {total - trainable:,}")
     console.print(f"GFLOPs at {size}x{size}: {measure_gflops(network, size):.3f}")
+    if diagram is not None:
+        console.print(f"diagram: {diagram}")

@@ -96,43 +96,41 @@ def train(
     device: Optional[str] = typer.Option(None, help="auto, cpu or cuda."),
     amp: Optional[str] = typer.Option(None, help="Mixed precision on CUDA: auto, bf16, fp16 or off."),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Show a progress bar per epoch (default: on)."),
-    config_file: Optional[Path] = typer.Option(None, "--config", help="Start from a saved config (a recipe file or a run's config.json); flags override it."),
+    config_file: Optional[Path] = typer.Option(None, "--config", help="Start from a saved config (a recipe file or a run folder's config file); flags override it."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     force: bool = typer.Option(False, "--force", help="Start over in a run directory that already holds a run."),
 ) -> None:
     """Train a U-Net; writes its run folder: the config, the checkpoint, the best model, history and curves."""
+    flags = {name: value for name, value in locals().items() if value is not None}  # first: only the flags
     from petseg.run_dir import RESUMABLE_SETTINGS, ResumeConflict
     from petseg.train import build_config, fit
 
-    model_options = {name: value for name, value in (("decoder", decoder), ("width", width)) if value is not None}
-    if decoder_channels is not None:
-        model_options["decoder_channels"] = _parse_widths(decoder_channels)
-    given = dict(
-        epochs=epochs, batch_size=batch_size, image_size=image_size, lr=lr, encoder_lr_factor=encoder_lr_factor,
-        weight_decay=weight_decay, optimizer=optimizer, schedule=schedule, warmup_epochs=warmup_epochs, loss=loss,
-        patience=patience, pretrained=pretrained, weights=str(weights) if weights else None,
-        freeze_encoder=freeze_encoder, hflip=hflip, color_jitter=color_jitter, val_fraction=val_fraction,
-        layout=layout, mask_values=mask_values, limit=limit, cache_dir=str(cache_dir) if cache_dir else None,
-        seed=seed, workers=workers, threads=threads, device=device, amp=amp, progress=progress,
-        train_split=train_split, model_options=model_options or None, rotation=rotation, hue=hue, gamma=gamma,
-        grayscale=grayscale, blur=blur, noise=noise, copy_paste=copy_paste, keep_suspect=keep_suspect,
-        breeds=_parse_names(breeds) if breeds is not None else None,
-        exclude_breeds=_parse_names(exclude_breeds) if exclude_breeds is not None else None,
-    )
-    overrides = {name: value for name, value in given.items() if value is not None}
-    if scale is not None:
-        overrides["scale"] = _parse_scale(scale)
-    if crop_scale is not None:
-        overrides["crop_scale"] = _parse_scale(crop_scale, "--crop-scale")
-    config = build_config(out=out, model=model, data=data, recipe=recipe, config_file=config_file, resume=resume,
-                          overrides=overrides)
+    starting_point = {name: flags.pop(name, None) for name in ("out", "model", "data", "recipe", "config_file")}
+    resume, force = flags.pop("resume"), flags.pop("force")
+    config = build_config(**starting_point, resume=resume, overrides=_settings(flags))
     try:
         result = fit(config, resume=resume, force=force)
     except ResumeConflict as error:
-        fail(f"{_flag(error.setting)} cannot change on resume (the run has {error.saved!r}, not {error.given!r}); only "
-             f"{', '.join(_flag(name) for name in RESUMABLE_SETTINGS)} may")
+        fail(f"{_flag(error.setting)} cannot change on resume (the run has {error.saved!r}, not {error.given!r}); "
+             f"only {', '.join(_flag(name) for name in RESUMABLE_SETTINGS)} may")
     if result.interrupted:
         raise typer.Exit(130)
+
+
+def _settings(flags: dict) -> dict:
+    """The flags that were given -> TrainConfig settings (most flags are named after theirs)."""
+    model_options = {name: flags.pop(name) for name in ("decoder", "width", "decoder_channels") if name in flags}
+    if "decoder_channels" in model_options:
+        model_options["decoder_channels"] = _parse_widths(model_options["decoder_channels"])
+    if model_options:
+        flags["model_options"] = model_options
+    for name in ("scale", "crop_scale"):
+        if name in flags:
+            flags[name] = _parse_scale(flags[name], _flag(name))
+    for name in ("breeds", "exclude_breeds"):
+        if name in flags:
+            flags[name] = _parse_names(flags[name])
+    return {name: str(value) if isinstance(value, Path) else value for name, value in flags.items()}
 
 
 @app.command()
@@ -141,6 +139,7 @@ def compare(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write comparison.md, .csv and .png here."),
     image_size: int = typer.Option(224, help="Input size for GFLOPs and CPU latency."),
     repeats: int = typer.Option(10, help="Timed forward passes per model (the median is reported)."),
+    threads: int = typer.Option(1, min=1, help="CPU threads for the latency (1 gives steady figures on a busy machine)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an earlier comparison in --out."),
 ) -> None:
     """Compare runs: size, speed, training time and best validation metrics, side by side."""
@@ -151,10 +150,10 @@ def compare(
 
     if repeats < 1:
         fail(f"--repeats must be at least 1, got {repeats}")
-    summaries = compare_runs(run_dirs, out, force=force, image_size=image_size, repeats=repeats)
-    table = Table(title=f"runs compared (latency: 1 image at {image_size}x{image_size} on this CPU)")
+    summaries = compare_runs(run_dirs, out, force=force, image_size=image_size, repeats=repeats, threads=threads)
+    table = Table(title=f"runs compared (latency: 1 image at {image_size}x{image_size}, {threads} CPU thread(s))")
     for title, _, _ in COLUMNS:
-        table.add_column(title, justify="left" if title in ("run", "model") else "right", no_wrap=True)
+        table.add_column(title, justify="left" if title in ("run", "model", "init") else "right", no_wrap=True)
     for row in table_rows(summaries):
         table.add_row(*row)
     console = Console()

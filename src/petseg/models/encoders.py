@@ -40,6 +40,71 @@ class TimmEncoder(nn.Module):
         return list(self.net(images))
 
 
+class ExpansionEncoder(nn.Module):
+    """A timm MobileNet whose skips are its expansion activations, where Keras U-Nets took them.
+
+    The reference notebook (like TensorFlow's pix2pix tutorial) tapped `block_1_expand_relu`,
+    `block_3_expand_relu`, `block_6_expand_relu`, `block_13_expand_relu` and
+    `block_16_expand_relu`: the 1x1 expansion (conv + BN + ReLU6) of each block that halves
+    the resolution, read before its strided depthwise conv, and that of the last block.
+    The network is cut right after the last tap, so none of its unused layers is kept.
+    (timm's own `feature_location="expansion"` reads after the depthwise conv instead.)
+    """
+
+    def __init__(self, timm_name: str, pretrained: bool = False):
+        super().__init__()
+        import timm
+
+        full = timm.create_model(timm_name, pretrained=pretrained)
+        blocks = [block for stage in full.blocks for block in stage]
+        strided = [index for index, block in enumerate(blocks) if _depthwise_stride(block) == 2]
+        taps = [*strided, len(blocks) - 1]
+        # The last block is only needed up to its expansion.
+        blocks[-1] = nn.Sequential(_expansion_conv(blocks[-1]), _expansion_activation(blocks[-1]))
+        self.net = nn.Sequential(full.conv_stem, full.bn1, *blocks)
+        self.timm_name = timm_name
+        self._taps = [_expansion_activation(blocks[index]) for index in taps]
+        self.channels = [_expansion_conv(blocks[index]).out_channels for index in taps]
+        # An expansion is read before its block's strided conv: at the resolution reached so far.
+        reduction, reductions = full.conv_stem.stride[0], []
+        for index, block in enumerate(blocks):
+            if index in taps:
+                reductions.append(reduction)
+            reduction *= _depthwise_stride(block)
+        self.reductions = reductions
+        pretrained_cfg = getattr(full, "pretrained_cfg", None) or {}
+        self.mean = tuple(pretrained_cfg.get("mean", (0.485, 0.456, 0.406)))
+        self.std = tuple(pretrained_cfg.get("std", (0.229, 0.224, 0.225)))
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        features: list[torch.Tensor] = []
+        handles = [tap.register_forward_hook(lambda module, args, output: features.append(output))
+                   for tap in self._taps]
+        try:
+            self.net(images)
+        finally:
+            for handle in handles:
+                handle.remove()
+        return features
+
+
+def _depthwise_stride(block: nn.Module) -> int:
+    conv = getattr(block, "conv_dw", None)
+    return conv.stride[0] if conv is not None and hasattr(block, "conv_pw") else 1
+
+
+def _expansion_conv(block: nn.Module) -> nn.Conv2d:
+    """The 1x1 expansion of an inverted residual (conv_pw), or a final conv+BN+act block's conv."""
+    if isinstance(block, nn.Sequential):
+        return block[0]
+    return block.conv_pw if hasattr(block, "conv_pw") else block.conv
+
+
+def _expansion_activation(block: nn.Module) -> nn.Module:
+    """The module whose output is the expansion activation (timm's bn1 is BN + activation)."""
+    return block[1] if isinstance(block, nn.Sequential) else block.bn1
+
+
 def conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
     """3x3 'same' convolution + BatchNorm + ReLU: the brick of both U-Net halves."""
     return nn.Sequential(

@@ -18,7 +18,6 @@ from petseg.models.config import CONFIG_METADATA_KEY, ModelConfig
 BUNDLED_MODEL_NAME = "petseg-pets.safetensors"
 BUNDLED_SUFFIXES = (".safetensors", ".onnx")
 WEIGHTS_FOLDER = Path(__file__).resolve().parents[1] / "weights"
-# The model file a training run folder holds: `--model runs/x` means runs/x/best.safetensors.
 MODEL_SUFFIXES = (".safetensors", ".onnx")
 
 
@@ -41,7 +40,7 @@ def resolve_model_path(model: str | Path | None) -> Path:
         return bundled_model_path()
     path = Path(model)
     if path.is_dir():
-        return best_model_file(path)
+        return best_model_file(path)  # a training run folder: its best epoch's model
     if not path.is_file():
         raise PetsegError(f"{path}: model not found (give a run folder, a .safetensors or an .onnx file)")
     if path.suffix.lower() not in MODEL_SUFFIXES:

@@ -85,7 +85,6 @@ def create_model(
     decoder_channels=[...], freeze_encoder=bool; unet_diy also takes width and depth.
     """
     from petseg.models.decoders import build_decoder
-    from petseg.models.encoders import ClassicUnetEncoder
     from petseg.models.unet import UNet
 
     spec = model_spec(name)
@@ -98,17 +97,9 @@ def create_model(
     check_integer("image_size", image_size, *IMAGE_SIZE_RANGE)
     check_options(options)
     download = pretrained and weights is None
-
-    if spec.encoder == "classic":
-        if download:
-            raise PetsegError(f"{name} has no pretrained weights (it trains from scratch); use pretrained=False")
-        encoder = ClassicUnetEncoder(width=int(options.get("width", 16)), depth=int(options.get("depth", 4)))
-        encoder_options = {"width": encoder.channels[0], "depth": len(encoder.channels) - 1}
-    else:
-        encoder = _timm_encoder(spec, download)
-        encoder_options = {}
-
     decoder_kind = options.get("decoder", "unet")
+
+    encoder, encoder_options = _encoder(spec, download, decoder_kind, options)
     decoder = build_decoder(decoder_kind, encoder.channels, encoder.reductions, options.get("decoder_channels"))
     freeze_encoder = bool(options.get("freeze_encoder", False))
     config = ModelConfig(
@@ -134,8 +125,22 @@ def create_model(
     return model
 
 
-def _timm_encoder(spec: ModelSpec, download: bool):
-    from petseg.models.encoders import TimmEncoder
+def _encoder(spec: ModelSpec, download: bool, decoder_kind: str, options: dict[str, Any]):
+    """The encoder and the options that rebuild it."""
+    if spec.encoder == "classic":
+        from petseg.models.encoders import ClassicUnetEncoder
+
+        if download:
+            raise PetsegError(f"{spec.name} has no pretrained weights (it trains from scratch); use pretrained=False")
+        encoder = ClassicUnetEncoder(width=int(options.get("width", 16)), depth=int(options.get("depth", 4)))
+        return encoder, {"width": encoder.channels[0], "depth": len(encoder.channels) - 1}
+    # The notebook's pix2pix U-Nets read their MobileNet skips at the expansions.
+    expansion_skips = decoder_kind == "pix2pix" and "mobilenet" in spec.encoder
+    return _timm_encoder(spec, download, expansion_skips=expansion_skips), {}
+
+
+def _timm_encoder(spec: ModelSpec, download: bool, *, expansion_skips: bool = False):
+    from petseg.models.encoders import ExpansionEncoder, TimmEncoder
     from petseg.models.lite import lite_variant
 
     variant = lite_variant(spec.encoder)
@@ -146,14 +151,15 @@ def _timm_encoder(spec: ModelSpec, download: bool):
         converted = lite_imagenet_state_dict(variant)
         encoder.net.load_state_dict({key: converted[key] for key in encoder.net.state_dict()}, strict=True)
         return encoder
+    encoder_class = ExpansionEncoder if expansion_skips else TimmEncoder
     if not download:
-        return TimmEncoder(spec.encoder, pretrained=False)
+        return encoder_class(spec.encoder, pretrained=False)
 
     from petseg.models.pretrained import WHAT_TO_DO, check_hub_weights_available, download_errors
 
     check_hub_weights_available(spec.encoder, spec.name)
     try:
-        return TimmEncoder(spec.encoder, pretrained=True)
+        return encoder_class(spec.encoder, pretrained=True)
     except download_errors() as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise PetsegError(f"cannot get pretrained weights for {spec.name}: {reason}; {WHAT_TO_DO}") from None

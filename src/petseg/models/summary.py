@@ -55,19 +55,26 @@ def layer_table(model: nn.Module, image_size: int = FLOPS_IMAGE_SIZE, depth: int
     return rows
 
 
-def describe(name: str) -> dict:
-    """The `petseg models` row of a registered name: encoder, sizes, cost, weights' origin."""
+def describe(name: str, **options) -> dict:
+    """The `petseg models` row of a registered name (with create_model options): encoder,
+    sizes, cost, weights' origin.
+
+    Built on torch's meta device: shapes without memory or arithmetic, so parameters and
+    FLOPs are counted exactly and the listing stays fast.
+    """
     from petseg.models.registry import create_model, model_spec
 
     spec = model_spec(name)
-    model = create_model(name)
+    with torch.device("meta"):
+        model = create_model(name, **options)
+        gflops = measure_gflops(model)
     total, trainable = count_parameters(model)
     return {
         "name": name,
         "encoder": spec.encoder if spec.encoder != "classic" else f"classic U-Net (width {model.encoder.channels[0]})",
         "params": total,
         "trainable_params": trainable,
-        "gflops_224": round(measure_gflops(model), 3),
+        "gflops_224": round(gflops, 3),
         "pretrained_weights": spec.pretrained_weights,
     }
 

@@ -15,6 +15,8 @@ import numpy as np
 
 from petseg.atomic import atomic_path
 from petseg.errors import PetsegError
+from petseg.run_dir import BROKEN_CHECKPOINT_ADVICE
+from petseg.train.pause import pause_point
 
 CHECKPOINT_FORMAT = 1
 
@@ -56,6 +58,7 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     state = {**state, "format": CHECKPOINT_FORMAT, "rng": capture_rng_states()}
     with atomic_path(path) as temporary:
         torch.save(state, temporary)
+        pause_point("checkpoint-write")
 
 
 def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, Any]:
@@ -68,9 +71,19 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, An
     if not path.is_file():
         raise PetsegError(f"{path}: no checkpoint to resume from")
     try:
+        if path.stat().st_size == 0:
+            raise PetsegError(f"{path}: empty (0 bytes), not a checkpoint; {BROKEN_CHECKPOINT_ADVICE}")
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as error:
-        raise PetsegError(f"{path}: not a readable petseg checkpoint ({str(error).splitlines()[0]})") from None
+    except pickle.UnpicklingError:
+        # torch's own message suggests weights_only=False, i.e. running the file's code: never.
+        raise PetsegError(f"{path}: not a petseg checkpoint (it holds objects other than tensors and plain "
+                          f"values, which petseg does not load); {BROKEN_CHECKPOINT_ADVICE}") from None
+    except (RuntimeError, EOFError, ValueError, IndexError):
+        raise PetsegError(f"{path}: not a readable checkpoint (truncated, damaged or not a torch file); "
+                          f"{BROKEN_CHECKPOINT_ADVICE}") from None
+    except OSError as error:
+        raise PetsegError(f"{path}: cannot read it ({error.strerror or error})") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise PetsegError(f"{path}: not a petseg checkpoint (format {CHECKPOINT_FORMAT} expected)")
+        raise PetsegError(f"{path}: not a petseg checkpoint (format {CHECKPOINT_FORMAT} expected); "
+                          f"{BROKEN_CHECKPOINT_ADVICE}")
     return state

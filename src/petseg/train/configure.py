@@ -1,6 +1,6 @@
 """Putting a TrainConfig together, in one place for the CLI and the library alike.
 
-Start from a recipe, a config file (a recipe file or an earlier run's config.json) or
+Start from a recipe, a config file (a recipe file or an earlier run's saved config) or
 the run being resumed; apply the overrides; the result is validated as it is built.
 Whether a resumed run may take the overrides is the run folder's rule
 (petseg.run_dir.check_resume), checked against the checkpoint when training starts.
@@ -19,7 +19,7 @@ from petseg.train.recipes import TrainConfig, recipe_settings, setting_names
 
 
 def read_config_file(path: str | Path) -> TrainConfig:
-    """A TrainConfig saved as JSON (a run's config.json or a recipe file)."""
+    """A TrainConfig saved as JSON (a recipe file, or the config a run saved in its folder)."""
     path = Path(path)
     if path.is_dir():
         raise PetsegError(f"{path}: is a folder; pass the config file, e.g. {path / run_dir.CONFIG_FILE}")
@@ -44,7 +44,7 @@ def read_config_file(path: str | Path) -> TrainConfig:
 def _starting_settings(*, out, model, data, recipe, config_file, resume, overrides) -> dict[str, Any]:
     if resume:
         if config_file is not None:
-            raise PetsegError("a config file cannot be used with --resume: a resumed run keeps its own config.json")
+            raise PetsegError("a config file cannot be used with --resume: a resumed run keeps its own config")
         if out is None:
             raise PetsegError("--out is needed: the run folder to resume")
         saved = Path(out) / run_dir.CONFIG_FILE

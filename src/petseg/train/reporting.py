@@ -6,16 +6,28 @@ All of it is written by rank 0 only, each file atomically.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from petseg.atomic import write_text_atomic
-from petseg.run_dir import BEST_MODEL_FILE, CURVES_FILE, SUMMARY_FILE
+from petseg.run_dir import BEST_MODEL_FILE, CURVES_FILE, HISTORY_JSON_FILE, SUMMARY_FILE, writing
 from petseg.train.distributed import DistributedContext
 from petseg.train.recipes import TrainConfig
+from petseg.train.state import RunResult
 
 if TYPE_CHECKING:
-    from petseg.train.loop import RunResult
+    from petseg.train.setup import Training
+
+
+def progress_bar(training: Training, epoch: int, initial: int):
+    """A per-epoch bar on rank 0, drawn only on a terminal: logs get one plain line per epoch."""
+    from tqdm import tqdm
+
+    drawn = training.context.is_main and training.config.progress and sys.stderr.isatty()
+    return tqdm(total=training.steps_per_epoch, initial=initial, desc=f"epoch {epoch + 1}/{training.config.epochs}",
+                leave=False, dynamic_ncols=True, disable=not drawn)
+
 
 def epoch_row(epoch: int, lr: float, seconds: float, train: tuple, val: tuple) -> dict[str, float]:
     row = {"epoch": epoch, "lr": lr, "seconds": round(seconds, 3)}
@@ -37,15 +49,18 @@ def summary_line(row: dict[str, float], epochs: int, improved: bool) -> str:
 def save_best(model, run_dir: Path) -> None:
     from petseg.models import save_model
 
-    save_model(model, run_dir / BEST_MODEL_FILE)  # atomic: temp file + rename
+    with writing(run_dir / BEST_MODEL_FILE):
+        save_model(model, run_dir / BEST_MODEL_FILE)  # atomic: temp file + rename
 
 
 def write_reports(run_dir: Path, history: list[dict[str, float]]) -> None:
     from petseg.plots import write_curves
     from petseg.train.history import write_history
 
-    write_history(run_dir, history)
-    write_curves(history, run_dir / CURVES_FILE)
+    with writing(run_dir / HISTORY_JSON_FILE):
+        write_history(run_dir, history)
+    with writing(run_dir / CURVES_FILE):
+        write_curves(history, run_dir / CURVES_FILE)
 
 
 def write_summary(result: RunResult, config: TrainConfig, model, context: DistributedContext) -> None:
@@ -66,4 +81,5 @@ def write_summary(result: RunResult, config: TrainConfig, model, context: Distri
         "processes": context.world_size,
         "best_val": result.best_metrics,
     }
-    write_text_atomic(result.run_dir / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
+    with writing(result.run_dir / SUMMARY_FILE):
+        write_text_atomic(result.run_dir / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")

@@ -1,0 +1,129 @@
+"""One training step and one validation pass: train_one_epoch() and validate().
+
+Both run alone or under DDP; every rank calls them, and validate() reduces its
+numbers over the ranks.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import sys
+import threading
+from dataclasses import dataclass
+from typing import Callable
+
+from petseg.data.labels import IGNORE_INDEX
+from petseg.errors import PetsegError
+from petseg.train.distributed import DistributedContext
+from petseg.train.epoch_stats import EpochStats
+from petseg.train.pause import pause_point
+
+
+class StopRequest:
+    """First Ctrl-C: finish the current step, save a checkpoint and stop. Second: stop now."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nstopping after this step (Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+@dataclass
+class Engine:
+    """What one training step needs besides the batch."""
+
+    model: object  # the (possibly DDP-wrapped) module
+    loss_fn: object
+    device: object
+    amp_dtype: object
+    memory_format: object
+    context: DistributedContext
+
+
+def _to_device(engine: Engine, images, masks):
+    images = images.to(engine.device, non_blocking=True).contiguous(memory_format=engine.memory_format)
+    return images, masks.to(engine.device, non_blocking=True)
+
+
+def any_rank(context: DistributedContext, flag: bool) -> bool:
+    """True when any rank saw Ctrl-C, so that every rank stops after the same step."""
+    if not context.enabled:
+        return flag
+    import torch
+
+    from petseg.train.distributed import all_reduce_sum
+
+    return bool(all_reduce_sum(context, torch.tensor([int(flag)])).item())
+
+
+def train_one_epoch(engine: Engine, loader, optimizer, scheduler, scaler, stats: EpochStats, *,
+                    stop: StopRequest, progress=None,
+                    on_step: Callable[[int], None] | None = None) -> bool:
+    """Train over `loader`, adding to `stats`. False when a stop was requested mid-epoch."""
+    from petseg.train.runtime import autocast
+
+    model = engine.model
+    model.train()
+    batches = iter(loader)
+    while True:
+        if any_rank(engine.context, stop.requested):
+            return False
+        try:
+            images, masks = next(batches)
+        except StopIteration:
+            return True
+        images, masks = _to_device(engine, images, masks)
+        with autocast(engine.device, engine.amp_dtype):
+            logits = model(images)
+        loss = engine.loss_fn(logits.float(), masks)
+        if not math.isfinite(loss.item()):
+            raise PetsegError(f"training diverged (loss {loss.item()}) at step {stats.steps + 1}; lower --lr")
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        stats.add(loss.item(), masks, logits.detach())
+        stats.steps += 1
+        if progress is not None:
+            progress.update(1)
+            progress.set_postfix(loss=f"{stats.mean_loss:.4f}")
+        if on_step is not None:
+            on_step(stats.steps)
+        pause_point("step")
+
+
+def validate(engine: Engine, loader) -> tuple[float, dict[str, float]]:
+    """(mean loss, metrics) on the validation set at model resolution, reduced over ranks."""
+    import torch
+
+    from petseg.train.runtime import autocast
+
+    engine.model.eval()
+    stats = EpochStats()
+    with torch.inference_mode():
+        for images, masks in loader:
+            images, masks = _to_device(engine, images, masks)
+            with autocast(engine.device, engine.amp_dtype):
+                logits = engine.model(images)
+            # An unreadable validation image arrives with an all-ignored mask: it counts
+            # in neither loss nor metrics (an all-ignored batch has no defined loss).
+            labelled = int((masks != IGNORE_INDEX).flatten(1).any(dim=1).sum())
+            loss = engine.loss_fn(logits.float(), masks).item() if labelled else 0.0
+            stats.add(loss, masks, logits, count=labelled)
+    return stats.reduce(engine.context)
