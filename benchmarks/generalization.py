@@ -125,7 +125,7 @@ def parse_args(argv=None):
     parser.add_argument("--model", default=None,
                         help="Architecture; with --config it replaces the config's (default: the config's, else unet_efficientnet_lite0).")
     parser.add_argument("--recipe", default=None, help="seed, default or generalize (default: default).")
-    parser.add_argument("--config", default=None, help="A training config JSON (a recipe file or a run's config.json).")
+    parser.add_argument("--config", default=None, help="A training config JSON (a recipe file or a run folder's saved config).")
     parser.add_argument("--epochs", type=int, default=None, help="Epochs per fold (the budget).")
     parser.add_argument("--image-size", type=int, default=None, help="Training input size (the budget).")
     parser.add_argument("--batch-size", type=int, default=None)

@@ -49,6 +49,23 @@ READ_SHOWN_IMAGE = """() => {
 }"""
 
 
+class BlueDiscIsPet:
+    """A backend that sees make_photo's disc (blue 150 on a blue-60 gradient) as the pet.
+
+    An untrained network may call the whole photo pet, and a matted cutout of that is
+    fully opaque: the page test needs a known pet and a known background.
+    """
+
+    name = "stub"
+
+    def __init__(self, config):
+        self.config = config
+
+    def __call__(self, batch):
+        pet = (batch[:, 2:3] > 0).astype(np.float32)  # normalised blue: the disc > 0 > the gradient
+        return np.concatenate([0.9 * pet + 0.05, 0.9 * (1 - pet) + 0.05, np.full_like(pet, 0.05)], axis=1)
+
+
 @pytest.fixture(scope="module")
 def server_url(tmp_path_factory):
     from petseg.inference import Segmenter
@@ -57,7 +74,7 @@ def server_url(tmp_path_factory):
 
     model_path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
     save_model(create_model("unet_diy", width=8, image_size=64), model_path)
-    segmenter = SlowSegmenter(Segmenter.load(model_path), delay=SLOW_DOWN_S)
+    segmenter = SlowSegmenter(Segmenter(BlueDiscIsPet(Segmenter.load(model_path).config)), delay=SLOW_DOWN_S)
     with running_server(create_app(segmenter=segmenter)) as url:
         yield url
 

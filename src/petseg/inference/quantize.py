@@ -28,16 +28,16 @@ INT8_SCOPES = {"decoder": "/encoder/", "all": None}
 def calibration_batches(folder: str | Path, config, limit: int = CALIBRATION_PHOTOS) -> list[np.ndarray]:
     """Up to `limit` photos spread over `folder` (subfolders included), each a (1, 3, S, S)
     batch preprocessed exactly as a cutout does; unreadable files are passed over."""
-    from petseg.data.decode import load_rgb
-    from petseg.inference.files import IMAGE_SUFFIXES
+    from petseg.data.decode import load_rgb, readable_suffixes
     from petseg.inference.segmenter import letterbox_batch
 
     folder = Path(folder)
     if not folder.is_dir():
         raise PetsegError(f"{folder}: calibration photos must be a folder")
+    suffixes = readable_suffixes()
     files = sorted(
         path for path in folder.rglob("*")
-        if path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".") and path.is_file()
+        if path.suffix.lower() in suffixes and not path.name.startswith(".") and path.is_file()
     )
     batches = []
     for path in files[:: max(1, len(files) // limit)][:limit]:
