@@ -64,7 +64,7 @@ def default_model(scratch: Path) -> tuple[str | None, str]:
     from petseg.models.files import bundled_model_path
 
     try:
-        return None, bundled_model_path().name
+        return None, bundled_model_path(".onnx").name  # what `petseg serve` runs by default
     except PetsegError:
         from petseg.models import create_model, save_model
 

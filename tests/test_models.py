@@ -344,3 +344,14 @@ def test_models_lists_the_bundled_model_with_its_own_figures_and_names_in_full(m
     for name in REGISTERED + (f"{bundled.config.architecture} (bundled)",):
         assert name in lines, result.output
     assert f"{count_parameters(bundled)[0]:,} params" in result.output
+
+
+@pytest.mark.slow  # builds every model on the meta device
+def test_the_shipped_model_figures_are_current():
+    """`petseg models` reads models/figures.json; rerun scripts/update_model_figures.py when this fails."""
+    from petseg.models.figures import count_figures, read_figures
+    from petseg.models.files import bundled_model_path, read_config
+
+    shipped, counted = read_figures(), count_figures(read_config(bundled_model_path()))
+    assert shipped["bundled"] == counted["bundled"]
+    assert shipped["registry"] == counted["registry"]

@@ -150,6 +150,8 @@ except PetsegError as error:
     models = found["models"]
     assert models["code"] in (None, 0), models["stderr"]
     rows = json.loads(models["stdout"])
-    assert {row["name"] for row in rows} >= {"unet_diy", "unet_mobilenetv3"} and rows[0]["params"] is None
+    assert {row["name"] for row in rows} >= {"unet_diy", "unet_mobilenetv3"}
+    # The figures ship with the package (models/figures.json): listed without PyTorch.
+    assert all(isinstance(row["params"], int) and row["params"] > 0 for row in rows)
     assert found["load_safetensors"].endswith("a .safetensors model needs PyTorch: pip install 'petseg[train]'")
     assert found["torch_imported"] is False

@@ -16,29 +16,22 @@ def models_command(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON list instead of a table."),
 ) -> None:
     """List the registered models and the bundled one: encoder, parameters, GFLOPs at 224x224, weights."""
-    from petseg.errors import missing_train_extra
     from petseg.models import list_models
+    from petseg.models.figures import read_figures
 
+    # Shipped figures (models/figures.json): counting them would build every model.
+    figures = read_figures()
+    rows = [{**_row(name, {}, figures["registry"].get(name)), "bundled": False} for name in list_models()]
     bundled = _bundled_config()
-    try:
-        from petseg.models.summary import describe
-    except ModuleNotFoundError as error:  # the light install lists the zoo without building it
-        note = missing_train_extra(error, "params and GFLOPs")
-        if note is None:
-            raise
-        describe = _describe_without_torch
-    else:
-        note = None
-    rows = [{**describe(name), "bundled": False} for name in list_models()]
     if bundled is not None:  # its own figures: its decoder is not the registry default's
-        rows.append({**describe(bundled.architecture, **bundled.options), "bundled": True,
-                     "pretrained_weights": "trained on Oxford-IIIT Pet"})
+        saved = figures["bundled"] or {}
+        same = (saved.get("architecture"), saved.get("options")) == (bundled.architecture, bundled.options)
+        rows.append({**_row(bundled.architecture, bundled.options, saved.get("row") if same else None),
+                     "bundled": True, "pretrained_weights": "trained on Oxford-IIIT Pet"})
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
     _print_rows(rows)
-    if note:
-        typer.echo(note)
     if bundled is not None:
         typer.echo(f"(bundled): the trained pet model inside the package, at {bundled.image_size} px, used by "
                    "cutout, serve and Segmenter.load() when no --model is given.")
@@ -48,13 +41,19 @@ def models_command(
 FIGURES = (("params", ","), ("trainable_params", ","), ("gflops_224", ".2f"))
 
 
-def _describe_without_torch(name: str, **options) -> dict:
-    """A registry row without the figures that need the model built (PyTorch)."""
-    from petseg.models import model_spec
+def _row(name: str, options: dict, saved: dict | None) -> dict:
+    """A model's row: the shipped figures, else counted now (needs PyTorch), else without figures."""
+    if saved is not None:
+        return saved
+    try:
+        from petseg.models.summary import describe
+    except ModuleNotFoundError:  # the light install: the zoo without its figures
+        from petseg.models import model_spec
 
-    spec = model_spec(name)
-    return {"name": name, "encoder": spec.encoder, **{key: None for key, _ in FIGURES},
-            "pretrained_weights": spec.pretrained_weights}
+        spec = model_spec(name)
+        return {"name": name, "encoder": spec.encoder, **{key: None for key, _ in FIGURES},
+                "pretrained_weights": spec.pretrained_weights}
+    return describe(name, **options)
 
 
 def _figures(row: dict) -> list[str]:
