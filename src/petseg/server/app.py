@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import re
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -80,7 +81,8 @@ def create_app(
     if segmenter is None:
         from petseg.inference import Segmenter
 
-        segmenter = Segmenter.load(model)
+        # `threads` photos run at once: share the cores between them rather than give each all of them.
+        segmenter = Segmenter.load(model, threads=max(1, (os.cpu_count() or 1) // threads))
     max_upload_bytes = int(max_upload_mb * MEGABYTE)
     queue = InferenceQueue(threads, queue_size)
 
