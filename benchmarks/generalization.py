@@ -33,14 +33,13 @@ from petseg.atomic import write_text_atomic
 from petseg.data.breeds import breed_of, breeds_in, resolve_breeds
 from petseg.data.layouts import load_samples
 from petseg.errors import PetsegError
+from petseg.metrics import ALPHA_KEYS
 
 SCORES_FILE = "holdout.json"
 FIGURES = ("pixel_accuracy", "fg_iou", "fg_iou_per_image", "miou")
-# HOOK (issue 11): the cutout-alpha figures of METRICS.md ("Cutout alpha"). Helper i11
-# adds them to petseg.metrics (ALPHA_KEYS); once petseg.evaluate reports them among the
-# original-resolution metrics they are picked up here with no other change. Until then
-# they are reported as null.
-ALPHA_FIGURES = ("alpha_mae", "pet_opaque", "bg_clear", "semi_known")
+# The cutout-alpha figures of METRICS.md ("Cutout alpha") of the default alpha, matting.
+DEFAULT_ALPHA = "matting"
+ALPHA_FIGURES = ALPHA_KEYS
 
 
 def folds(breeds: list[str]) -> list[tuple[str, list[str]]]:
@@ -95,7 +94,7 @@ def score_fold(args, folder: Path, held_out: str) -> dict:
 
     samples, left_out = held_out_samples(args.data, held_out, args.keep_suspect)
     segmenter = Segmenter.load(str(run_dir.best_model_file(folder)), flip_tta=args.flip_tta)
-    result = evaluate(segmenter, samples)
+    result = evaluate(segmenter, samples, alphas=(DEFAULT_ALPHA,))
     original = result["resolutions"]["original"]
     scores = {
         "held_out": held_out,
@@ -103,7 +102,7 @@ def score_fold(args, folder: Path, held_out: str) -> dict:
         "left_out_unfit": left_out,
         "skipped_unreadable": len(result["skipped"]),
         **{name: original[name] for name in FIGURES},
-        **{name: original.get(name) for name in ALPHA_FIGURES},
+        **{name: result["alpha"][DEFAULT_ALPHA][name] for name in ALPHA_FIGURES},
     }
     write_text_atomic(scores_path, json.dumps(scores, indent=2) + "\n")
     return scores

@@ -58,8 +58,9 @@ def test_two_breed_benchmark_trains_without_the_held_out_breed_and_resumes(toy_d
     for fold in result["folds"]:
         held_out = fold["held_out"]
         assert fold["num_images"] == sum(breed_of(s.name) == held_out for s in every)
-        for name in ("pixel_accuracy", "fg_iou", "fg_iou_per_image", "miou"):
-            assert 0 <= fold[name] <= 1
+        for name in ("pixel_accuracy", "fg_iou", "fg_iou_per_image", "miou",
+                     "alpha_mae", "pet_opaque", "bg_clear", "semi_known"):  # the default (matting) alpha's
+            assert 0 <= fold[name] <= 1, name
         # The fold's run saw only the other chosen breed, in training and validation alike.
         config = read_config_file(out / f"holdout-{held_out}" / "config.json")
         splits = load_splits(config)
