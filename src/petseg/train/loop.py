@@ -187,5 +187,9 @@ def finish(training: Training, stopped_reason: str, interrupted: bool) -> RunRes
         training.log(f"{stopped_reason}; best val mIoU {state.best_miou:.4f} at epoch {state.best_epoch}; "
                      f"{state.train_seconds:.0f}s of training; files in {run_dir}"
                      + (f"\nresume with: petseg train --out {run_dir} --resume" if interrupted else ""))
+    if not interrupted:
+        # Rank 0 is still writing the summary: a rank that leaves the process group before
+        # it does can abort it in gloo ("terminate called without an active exception").
+        barrier(training.context)
     return result
 
