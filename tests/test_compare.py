@@ -70,7 +70,7 @@ def test_outputs_written_and_not_overwritten_without_force(two_runs, tmp_path):
     assert float(records[1]["miou"]) == pytest.approx(0.6)
     with Image.open(out / "comparison.png") as chart:
         assert chart.format == "PNG"
-    with pytest.raises(PetsegError, match="--force"):
+    with pytest.raises(PetsegError, match="already exists; force overwrites it"):
         compare_runs(two_runs, out, image_size=64, repeats=1)
     compare_runs(two_runs, out, image_size=64, repeats=1, force=True)
 

@@ -164,7 +164,7 @@ def test_existing_folder_is_replaced_only_with_force(server, archives, tmp_path)
     root = tmp_path / "pets"
     (root / "images").mkdir(parents=True)
     (root / "images" / "mine.txt").write_text("keep me")
-    with pytest.raises(DownloadError, match="images already exists.*--force"):
+    with pytest.raises(DownloadError, match="images already exists.*; move it away, or force replaces it"):
         _download(server, root, archives)
     assert (root / "images" / "mine.txt").read_text() == "keep me"
     _download(server, root, archives, force=True)

@@ -74,6 +74,7 @@ def assert_json_error(response, status: int, *words: str) -> None:
     detail = response.json()["detail"]
     assert isinstance(detail, str) and "\n" not in detail
     assert "--" not in detail, f"the API names a command-line flag: {detail}"
+    assert "max_pixels" not in detail, f"the API names a Python argument: {detail}"
     for word in words:
         assert word in detail, detail
 

@@ -181,7 +181,7 @@ def compare_runs(run_dirs: list[str | Path], out_dir: str | Path | None = None, 
     if out_dir is not None and not force:
         existing = [name for name in OUTPUT_NAMES if (Path(out_dir) / name).exists()]
         if existing:
-            raise PetsegError(f"{Path(out_dir) / existing[0]}: already exists (use --force to overwrite)")
+            raise PetsegError(f"{Path(out_dir) / existing[0]}: already exists", advice="{force} overwrites it")
     summaries, models = zip(*(summarize_run(run_dir, image_size=image_size) for run_dir in run_dirs))
     summaries = list(summaries)
     for summary, latency in zip(summaries, measure_latencies(list(models), image_size, repeats, threads=threads)):

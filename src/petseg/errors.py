@@ -1,10 +1,40 @@
 """Errors a user can cause and fix. The CLI prints them as one line, no traceback."""
 
+from __future__ import annotations
+
+import string
+from typing import Callable
+
 
 class PetsegError(Exception):
-    """A user-facing error: the message names the file or option and what is wrong."""
+    """A user-facing error: the message names the file or option and what is wrong.
+
+    `advice` says how to fix it with an option, the option's name in braces: "raise
+    {max_pixels}". Each front end names options its own way: the command line as flags
+    (--max-pixels, see `worded`), Python as the keyword argument (max_pixels, str()),
+    and a front end without such an option (the server's form) leaves the advice out.
+    """
 
     exit_code = 2
+
+    def __init__(self, message: str, *, advice: str | None = None) -> None:
+        super().__init__(message)
+        self.message, self.advice = message, advice
+
+    def __str__(self) -> str:
+        return self.worded(lambda option: option)
+
+    def worded(self, name_option: Callable[[str], str] | None) -> str:
+        """The message, with the advice's options named by `name_option` (None: no advice)."""
+        if self.advice is None or name_option is None:
+            return self.message
+        options = [field for _, field, _, _ in string.Formatter().parse(self.advice) if field]
+        return f"{self.message}; {self.advice.format(**{option: name_option(option) for option in options})}"
+
+
+def command_line_flag(option: str) -> str:
+    """max_pixels -> --max-pixels: how the CLI words an error's advice."""
+    return "--" + option.replace("_", "-")
 
 
 class ImageError(PetsegError):

@@ -7,7 +7,7 @@ import warnings
 
 import typer
 
-from petseg.errors import PetsegError, missing_train_extra
+from petseg.errors import PetsegError, command_line_flag, missing_train_extra
 
 app = typer.Typer(
     name="petseg",
@@ -31,7 +31,7 @@ def main() -> None:
     try:
         app()
     except PetsegError as error:
-        typer.echo(f"error: {error}", err=True)
+        typer.echo(f"error: {error.worded(command_line_flag)}", err=True)
         sys.exit(error.exit_code)
     except ModuleNotFoundError as error:  # a command of the training install, run without it
         problem = missing_train_extra(error, f"petseg {_command_name()}")

@@ -50,7 +50,7 @@ def cutout(
     from PIL import Image
 
     from petseg.data.decode import DEFAULT_MAX_PIXELS, load_rgb
-    from petseg.errors import PetsegError
+    from petseg.errors import PetsegError, command_line_flag
     from petseg.inference import CutoutOptions, Segmenter
     from petseg.inference.files import STDIN, check_output_folder, plan_cutouts, remove_stale_outputs
     from petseg.inference.provenance import made_differently, record_outputs
@@ -100,6 +100,7 @@ def cutout(
                 segmenter, plan.jobs, options, batch_size=batch_size, max_pixels=max_pixels,
                 on_error=lambda message: bar.write(f"error: {message}", file=sys.stderr),
                 on_done=lambda job: bar.update(),
+                describe=lambda error: error.worded(command_line_flag),
             )
         failures += summary.failed
         written = len(summary.written)

@@ -133,9 +133,9 @@ def make_loader(
     iterated again and again (not for one built anew each epoch: its workers would pile up).
     """
     if batch_size < 1:
-        raise PetsegError(f"--batch-size must be at least 1, got {batch_size}")
+        raise PetsegError(f"batch_size must be at least 1, got {batch_size}")
     if workers < 0:
-        raise PetsegError(f"--workers must be 0 or more, got {workers}")
+        raise PetsegError(f"workers must be 0 or more, got {workers}")
     generator = torch.Generator()
     generator.manual_seed(seed)
     return DataLoader(

@@ -78,7 +78,8 @@ def check_pixels(name: str, width: int, height: int, max_pixels: int | None) -> 
     if max_pixels is not None and width * height > max_pixels:
         raise ImageError(
             f"{name}: {width}x{height} is {width * height / 1e6:.0f} megapixels, "
-            f"over the limit of {max_pixels / 1e6:.0f} (raise it with --max-pixels)"
+            f"over the limit of {max_pixels / 1e6:.0f}",
+            advice="raise {max_pixels}",
         )
 
 

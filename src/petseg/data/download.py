@@ -62,7 +62,7 @@ def download_pets(
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise DownloadError(f"--root {root}: cannot create folder ({error.strerror})") from None
+        raise DownloadError(f"{root}: cannot create the download folder ({error.strerror})") from None
     remove_stale_temporaries(root)
     for name, md5 in checksums.items():
         marker = root / f".{name}.done"
@@ -192,8 +192,8 @@ def _move_into_place(staging: Path, root: Path, archive: Path, force: bool) -> N
     entries = sorted(staging.iterdir())
     clashes = [root / entry.name for entry in entries if (root / entry.name).exists()]
     if clashes and not force:
-        raise DownloadError(f"{clashes[0]} already exists and was not unpacked from {archive.name}; "
-                            "move it away or pass --force to replace it")  # fmt: skip
+        raise DownloadError(f"{clashes[0]} already exists and was not unpacked from {archive.name}",
+                            advice="move it away, or {force} replaces it")
     for entry in entries:
         target = root / entry.name
         if target.is_dir() and not target.is_symlink():

@@ -121,7 +121,7 @@ def parse_label_map(text: str) -> LabelMap:
     for item in filter(None, (part.strip() for part in text.split(","))):
         value, separator, label = item.partition("=")
         if not separator:
-            raise PetsegError(f"--mask-values: {item!r} should look like VALUE=CLASS, e.g. 255=pet")
+            raise PetsegError(f"mask values: {item!r} should look like VALUE=CLASS, e.g. 255=pet")
         mapping[value.strip()] = label.strip()
     return normalize_label_map(mapping, "--mask-values")
 

@@ -131,14 +131,14 @@ def make_toy_dataset(out_dir: str | Path, n: int = 24, size: int = 96, seed: int
     """
     out_dir = Path(out_dir)
     if n < 1:
-        raise PetsegError(f"--n must be at least 1, got {n}")
+        raise PetsegError(f"n must be at least 1, got {n}")
     if size < MIN_SIZE:
-        raise PetsegError(f"--size must be at least {MIN_SIZE} pixels, got {size}")
+        raise PetsegError(f"size must be at least {MIN_SIZE} pixels, got {size}")
     if out_dir.exists():
         if not out_dir.is_dir():
             raise PetsegError(f"{out_dir}: exists and is not a folder")
         if any(out_dir.iterdir()) and not force:
-            raise PetsegError(f"{out_dir}: folder is not empty (use --force to replace it)")
+            raise PetsegError(f"{out_dir}: folder is not empty", advice="{force} replaces it")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:

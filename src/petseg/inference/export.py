@@ -122,7 +122,7 @@ def export_and_verify(
     """
     path = Path(path)
     if path.exists() and not force:
-        raise PetsegError(f"{path}: already exists (use --force to overwrite)")
+        raise PetsegError(f"{path}: already exists", advice="{force} overwrites it")
     if isinstance(source, bytes):
         data, report = source, ExportReport(None)
     else:

@@ -106,9 +106,9 @@ def plan_cutouts(inputs: Iterable[str], out_dir: Path, suffix: str, *, recursive
             output = out_dir / relative.with_suffix(suffix)
             key = output.resolve()
             if key == source.resolve():
-                plan.problems.append(f"{source}: the output would overwrite the input; choose another --out")
+                plan.problems.append(f"{source}: the output would overwrite the input; choose another output folder")
             elif key in sources:
-                plan.problems.append(f"{source}: its output {output} is an input file; choose another --out")
+                plan.problems.append(f"{source}: its output {output} is an input file; choose another output folder")
             elif key in claimed:
                 if claimed[key] != source.resolve():
                     plan.problems.append(f"{source}: its output {output} is already written from {claimed[key]}")

@@ -61,8 +61,12 @@ def run_cutouts(
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     on_error: Callable[[str], None] = lambda message: None,
     on_done: Callable[[Job], None] = lambda job: None,
+    describe: Callable[[PetsegError], str] = str,
 ) -> CutoutSummary:
-    """Process every job; a bad file is reported through on_error and the others go on."""
+    """Process every job; a bad file is reported through on_error and the others go on.
+
+    `describe` words a file's error for the front end (the CLI names its flags).
+    """
     summary = CutoutSummary()
     waiting = deque(jobs)
     reading: deque[tuple[Job, int, Future]] = deque()
@@ -83,7 +87,7 @@ def run_cutouts(
         try:
             future.result()
         except PetsegError as error:
-            return fail(job, str(error), pixels)
+            return fail(job, describe(error), pixels)
         except OSError as error:
             return fail(job, f"{job.output}: cannot write ({error.strerror or error})", pixels)
         in_flight -= pixels
@@ -109,7 +113,7 @@ def run_cutouts(
                 try:
                     batch.append((job, pixels, future.result()))
                 except PetsegError as error:
-                    fail(job, str(error), pixels)
+                    fail(job, describe(error), pixels)
             if batch and (len(batch) >= batch_size or not reading):
                 predictions = segmenter.predict_batch([photo for _, _, photo in batch])
                 for (job, pixels, photo), prediction in zip(batch, predictions):

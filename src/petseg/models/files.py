@@ -28,8 +28,8 @@ def bundled_model_path(suffix: str = ".safetensors") -> Path:
     path = (WEIGHTS_FOLDER / BUNDLED_MODEL_NAME).with_suffix(suffix)
     if not path.is_file():
         raise PetsegError(
-            f"no bundled model in this install ({path} is missing): "
-            "pass --model with a run folder, a .safetensors or an .onnx file"
+            f"no bundled model in this install ({path} is missing)",
+            advice="give {model} a run folder, a .safetensors or an .onnx file",
         )
     return path
 

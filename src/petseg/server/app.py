@@ -121,8 +121,8 @@ def create_app(
             encoded = await queue.run(run_model)
         except ImageError as error:
             # The decoder names in-memory data with a stand-in; the user knows the upload by its name.
-            named = str(error).replace(source_name(b""), _clip(upload.filename or "the upload"), 1)
-            raise type(error)(named) from None
+            named = error.message.replace(source_name(b""), _clip(upload.filename or "the upload"), 1)
+            raise type(error)(named, advice=error.advice) from None
         filename = _download_name(upload.filename, mode)
         headers = {"Content-Disposition": f'inline; filename="{filename}"', "Cache-Control": "no-store"}
         return Response(encoded, media_type=MEDIA_TYPES[mode], headers=headers)
@@ -202,7 +202,8 @@ def _install_error_handlers(app: FastAPI) -> None:
             status = 400  # corrupt, truncated, or over the pixel limit
         else:
             status = 422
-        return JSONResponse({"detail": _form_wording(str(error))}, status_code=status)
+        # No advice: it names options of the command line or of Python, not of this form.
+        return JSONResponse({"detail": _one_line(error.worded(None))}, status_code=status)
 
     @app.exception_handler(RequestValidationError)
     async def bad_options(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -210,12 +211,12 @@ def _install_error_handlers(app: FastAPI) -> None:
         for problem in error.errors():
             field = ".".join(str(part) for part in problem["loc"] if part not in ("body", "query"))
             problems.append(f"{field}: {problem['msg']}")
-        return JSONResponse({"detail": _form_wording("; ".join(problems))}, status_code=422)
+        return JSONResponse({"detail": _one_line("; ".join(problems))}, status_code=422)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> JSONResponse:
         return JSONResponse(
-            {"detail": _form_wording(str(error.detail))}, status_code=error.status_code, headers=error.headers
+            {"detail": _one_line(str(error.detail))}, status_code=error.status_code, headers=error.headers
         )
 
     @app.exception_handler(Exception)
@@ -240,13 +241,9 @@ def _clip(text: str) -> str:
     return text if len(text) <= ECHO_CHARS else text[:ECHO_CHARS] + "…"
 
 
-# "(raise it with --max-pixels)" and the like: advice for the command line, not for a form.
-_COMMAND_LINE_HINT = re.compile(r"\s*\([^()]*--[a-z][\w-]*[^()]*\)")
-
-
-def _form_wording(message: str) -> str:
-    """A library message fit for the API: no command-line advice, one line, bounded length."""
-    message = " ".join(_COMMAND_LINE_HINT.sub("", message).split())
+def _one_line(message: str) -> str:
+    """A message fit for the API: one line, bounded length."""
+    message = " ".join(message.split())
     return message if len(message) <= MESSAGE_CHARS else message[: MESSAGE_CHARS - 1] + "…"
 
 

@@ -1,0 +1,55 @@
+"""One error, three front ends: advice names a flag on the command line, a keyword
+argument in Python, and nothing in the server's answers (its form has no such option)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from petseg.errors import ImageError, PetsegError, command_line_flag
+
+SOURCE = Path(__file__).resolve().parents[1] / "src" / "petseg"
+
+
+def test_advice_is_worded_by_each_front_end():
+    error = ImageError("big.png: 9800x9800 is 96 megapixels, over the limit of 1", advice="raise {max_pixels}")
+    assert str(error) == "big.png: 9800x9800 is 96 megapixels, over the limit of 1; raise max_pixels"
+    assert error.worded(command_line_flag) == "big.png: 9800x9800 is 96 megapixels, over the limit of 1; raise --max-pixels"
+    assert error.worded(None) == "big.png: 9800x9800 is 96 megapixels, over the limit of 1"
+    both = PetsegError("x", advice="give {weights} a file, or turn {pretrained} off")
+    assert both.worded(command_line_flag) == "x; give --weights a file, or turn --pretrained off"
+    assert str(PetsegError("no advice")) == "no advice"
+
+
+def test_the_cli_names_the_flag_of_a_library_error(tmp_path):
+    from typer.testing import CliRunner
+
+    from petseg.cli import app
+    from petseg.models import create_model, save_model
+
+    model_file = tmp_path / "tiny.safetensors"
+    save_model(create_model("unet_diy", width=4, depth=2, image_size=32), model_file)
+    target = tmp_path / "model.onnx"
+    target.write_bytes(b"taken")
+    result = CliRunner().invoke(app, ["export", str(model_file), "--onnx", str(target)])
+    assert isinstance(result.exception, PetsegError)
+    assert result.exception.worded(command_line_flag) == f"{target}: already exists; --force overwrites it"
+
+
+# Where the library builds a user-facing message: inference, models, data and the server
+# are called from Python and HTTP as well as from the command line.
+LIBRARY_FOLDERS = ("inference", "models", "data", "server")
+FLAG_IN_MESSAGE = re.compile(r"""(Error|problems\.append)\(\s*f?["']([^"']*\s)?--[a-z]""")
+
+
+@pytest.mark.parametrize("folder", LIBRARY_FOLDERS)
+def test_library_messages_name_no_command_line_flags(folder):
+    offenders = [
+        f"{path.relative_to(SOURCE)}:{number}"
+        for path in sorted((SOURCE / folder).rglob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if FLAG_IN_MESSAGE.search(line)
+    ]
+    assert not offenders, f"messages naming a flag (use PetsegError's advice): {offenders}"
