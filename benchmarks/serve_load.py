@@ -7,7 +7,7 @@ prints ONE JSON line: requests/second, p50/p99 latency of the answers, the count
 200, 503, other statuses and connection resets, /healthz latencies, and the server's
 RSS before and after the burst (after a warm-up, so model loading is not growth).
 
-    .venv/bin/python benchmarks/serve_load.py [--model MODEL] [--threads 2]
+    .venv/bin/python benchmarks/serve_load.py [--model MODEL] [--threads 2] [--alpha matting|hard|soft]
     .venv/bin/python benchmarks/serve_load.py --overload     # 32 in flight: 503s, no resets
 
 In the normal mode every request must get 200; in --overload mode (concurrency 32
@@ -152,6 +152,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="the server's --threads")
     parser.add_argument("--queue", type=int, default=16, help="the server's --queue")
     parser.add_argument("--photos", type=int, default=50, help="distinct sample photos, sent in turn")
+    parser.add_argument("--alpha", default="matting", choices=("matting", "hard", "soft"),
+                        help="the cutouts' alpha form field (matting: the server's default)")
     args = parser.parse_args()
     concurrency = args.concurrency or (OVERLOAD_CONCURRENCY if args.overload else 8)
 
@@ -176,7 +178,7 @@ def main() -> None:
                     name, data = uploads[index % len(uploads)]
                     started = time.perf_counter()
                     try:
-                        status: int | str = client.post("/api/cutout", files={"file": (name, data)}).status_code
+                        status: int | str = client.post("/api/cutout", files={"file": (name, data)}, data={"alpha": args.alpha}).status_code
                     except httpx.TransportError:
                         status = RESET
                     return time.perf_counter() - started, status
@@ -217,6 +219,7 @@ def main() -> None:
         "benchmark": "serve_load",
         "mode": "overload" if args.overload else "normal",
         "model": model_name,
+        "alpha": args.alpha,
         "photos": len(uploads),
         "mean_photo_kb": round(statistics.mean(len(data) for _, data in uploads) / 1024, 1),
         "requests": args.requests,
