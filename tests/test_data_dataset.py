@@ -139,6 +139,19 @@ def test_default_cache_dir_follows_the_environment(toy_data, tmp_path, monkeypat
     assert default_cache_dir() == Path.home() / ".cache" / "petseg"
 
 
+def test_a_cache_that_cannot_be_built_is_one_line_and_leaves_nothing(toy_data, tmp_path, monkeypatch):
+    import errno
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(np.lib.format, "open_memmap", full_disk)
+    with pytest.raises(PetsegError, match=r"cannot build the dataset cache \(No space left on device\)") as raised:
+        SegmentationDataset(load_samples(toy_data, "test"), SIZE, MEAN, STD, cache_dir=tmp_path / "cache")
+    assert str(tmp_path / "cache") in str(raised.value)
+    assert list((tmp_path / "cache").iterdir()) == [], "the half-built cache folder was left behind"
+
+
 def test_empty_sample_list_is_a_clear_error():
     with pytest.raises(PetsegError, match="no samples"):
         SegmentationDataset([], SIZE, MEAN, STD)

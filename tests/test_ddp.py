@@ -62,3 +62,35 @@ def test_two_process_gloo_run_completes_and_reduces_metrics_over_both_ranks(toy_
         assert history[-1][f"val_{name}"] == pytest.approx(metrics[name], abs=1e-6), name
     # Batch means of the loss depend on how images are batched (2 per rank there, 4 here).
     assert history[-1]["val_loss"] == pytest.approx(loss, rel=1e-2)
+
+
+@pytest.mark.slow
+def test_a_write_that_fails_on_rank_0_stops_every_rank_at_once(toy_data, tmp_path):
+    """Only rank 0 writes run files; when it cannot (here a file-size limit, as a full disk
+    would), the other rank stops with it instead of waiting at the next collective until
+    gloo's timeout, and each says why in one line."""
+    import os
+    import resource
+
+    def train(out, epochs: int, **options):
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                   "-m", "petseg", "train", "--model", "unet_diy", "--width", "8", "--image-size", "64",
+                   "--batch-size", "4", "--epochs", str(epochs), "--device", "cpu", "--no-progress",
+                   "--data", str(toy_data), "--out", str(out)]
+        environment = {**os.environ, "OMP_NUM_THREADS": "1", "PETSEG_CACHE_DIR": str(tmp_path / "cache")}
+        return subprocess.run(command, capture_output=True, text=True, timeout=300, env=environment, **options)
+
+    # A first run fills the decoded-sample cache, so that under the limit only run files are written.
+    assert train(tmp_path / "warm", 1).returncode == 0
+
+    def small_files_only() -> None:  # config.json fits; the first model file does not
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+
+    out = tmp_path / "ddp"
+    result = train(out, 2, preexec_fn=small_files_only)
+    assert result.returncode != 0
+    ranks = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert any("best.safetensors: cannot write it (I/O error: File too large" in line for line in ranks), result.stderr[-3000:]
+    assert any("rank 0 could not save epoch 1" in line for line in ranks), result.stderr[-3000:]
+    assert "[rank" not in result.stderr, "a rank printed a traceback"
+    assert (out / "config.json").is_file() and not (out / "best.safetensors").exists()

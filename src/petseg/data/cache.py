@@ -119,11 +119,16 @@ class DiskCache(DecodedSamples):
         except OSError as error:
             raise PetsegError(f"{root}: cannot create the dataset cache ({error.strerror}); set PETSEG_CACHE_DIR") from None
         count, size = len(self.samples), self.size
-        # Sparse files: disk is used only as entries are filled.
-        for name, shape in (("images", (count, size, size, 3)), ("masks", (count, size, size)), ("state", (count,))):
-            np.lib.format.open_memmap(building / f"{name}.npy", mode="w+", dtype=np.uint8, shape=shape).flush()
-        (building / "meta.json").write_text(json.dumps({"fingerprint": fingerprint, "count": count, "size": size}))
-        (building / "unreadable").mkdir()
+        try:
+            # Sparse files: disk is used only as entries are filled.
+            for name, shape in (("images", (count, size, size, 3)), ("masks", (count, size, size)), ("state", (count,))):
+                np.lib.format.open_memmap(building / f"{name}.npy", mode="w+", dtype=np.uint8, shape=shape).flush()
+            (building / "meta.json").write_text(json.dumps({"fingerprint": fingerprint, "count": count, "size": size}))
+            (building / "unreadable").mkdir()
+        except OSError as error:  # a full disk, a file-size limit
+            shutil.rmtree(building, ignore_errors=True)
+            raise PetsegError(f"{root}: cannot build the dataset cache ({error.strerror or error}); "
+                              "free some space or set PETSEG_CACHE_DIR") from None
         if self._is_current(fingerprint):  # another process (a DDP rank) built it meanwhile
             shutil.rmtree(building, ignore_errors=True)
             return

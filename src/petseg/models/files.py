@@ -55,6 +55,7 @@ def save_model(model, path: str | Path, *, dtype=None) -> Path:
     them back to the model's own dtype. Replaces an existing file: refusing to overwrite
     without --force is the CLI's job.
     """
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     path = Path(path)
@@ -70,7 +71,10 @@ def save_model(model, path: str | Path, *, dtype=None) -> Path:
             value = value.to(dtype)
         tensors[key] = value.contiguous()
     with atomic_path(path) as temporary:
-        save_file(tensors, temporary, metadata={CONFIG_METADATA_KEY: config.to_json()})
+        try:
+            save_file(tensors, temporary, metadata={CONFIG_METADATA_KEY: config.to_json()})
+        except SafetensorError as error:  # its I/O errors (a full disk) are not OSErrors: make them so
+            raise OSError(str(error).removeprefix("Error while serializing: ")) from None
     return path
 
 

@@ -19,6 +19,7 @@ from dataclasses import asdict
 from typing import Callable
 
 from petseg import run_dir as run_folder
+from petseg.errors import PetsegError
 from petseg.train import reporting
 from petseg.train.checkpoint import load_checkpoint
 from petseg.train.distributed import DistributedContext, barrier, cleanup_distributed, setup_distributed
@@ -166,14 +167,21 @@ def end_epoch(training: Training, epoch: int, stats: EpochStats, seconds: float,
     lr = max(group["lr"] for group in training.optimizer.param_groups)
     row = reporting.epoch_row(epoch + 1, lr, seconds + validation_seconds, train, val)
     improved, stop_early = state.record(row)
+    problem = None
     if context.is_main:
-        if improved:
-            reporting.save_best(training.model, training.run_dir)
-        training.save_checkpoint()
-        reporting.write_reports(training.run_dir, state.history)
-        scalars.add_epoch(row)
-        training.log(reporting.summary_line(row, training.config.epochs, improved))
-    barrier(context)
+        try:
+            if improved:
+                reporting.save_best(training.model, training.run_dir)
+            training.save_checkpoint()
+            reporting.write_reports(training.run_dir, state.history)
+        except PetsegError as error:  # a full disk: every rank stops now rather than wait for rank 0
+            problem = error
+        else:
+            scalars.add_epoch(row)
+            training.log(reporting.summary_line(row, training.config.epochs, improved))
+    if any_rank(context, problem is not None):  # also the end-of-epoch barrier
+        raise problem or PetsegError(f"{training.run_dir}: rank 0 could not save epoch {epoch + 1} and stopped the "
+                                     "run (its error says why)")
     return stop_early
 
 
