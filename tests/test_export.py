@@ -166,11 +166,15 @@ def test_int8_export_is_calibrated_on_photos_and_still_cuts_out(toy_model_file, 
     assert metadata[PRECISION_METADATA_KEY] == "int8 (decoder)"
     graph = onnx.load(str(target)).graph
     dequantized = {node.output[0] for node in graph.node if node.op_type == "DequantizeLinear"}
-    int8_convs = {node.name for node in graph.node if node.op_type == "Conv" and dequantized & set(node.input)}
+    int8_convs = {node.name for node in graph.node if node.op_type == "Conv" and node.input[1] in dequantized}
     float_convs = {node.name for node in graph.node if node.op_type == "Conv"} - int8_convs
-    # The default scope: decoder and head in int8, the encoder left float.
-    assert int8_convs and all("/encoder/" not in name for name in int8_convs), int8_convs
-    assert float_convs and all("/encoder/" in name for name in float_convs), float_convs
+    # The default scope: the decoder in int8; the encoder, the head and its softmax left float,
+    # so that the probabilities are not rounded to uint8 steps.
+    assert int8_convs and all("/encoder/" not in name and "/head/" not in name for name in int8_convs), int8_convs
+    assert float_convs and all("/encoder/" in name or "/head/" in name for name in float_convs), float_convs
+    assert any("/head/" in name for name in float_convs), float_convs
+    producers = {output: node for node in graph.node for output in node.output}
+    assert producers[graph.output[0].name].op_type == "Softmax"
 
     int8, float32 = Segmenter.load(target), Segmenter.load(toy_model_file)
     assert int8.config == float32.config
