@@ -2,8 +2,10 @@
 
 - latency_ms_batch1: the model alone, median of repeated batch-1 calls at its own size,
   for ONNX float32, ONNX int8 (the shipped .onnx when it is int8, else quantized here on
-  the photos) and PyTorch; latency_ms_batch1_one_thread: the ONNX ones on one thread,
-  the steadier comparison on a busy machine.
+  the photos), PyTorch and the shipped .onnx file ("shipped"), with --compare-onnx FILE
+  also that file ("compared", e.g. the previous bundled model) and the ratio
+  shipped_vs_compared; latency_ms_batch1_one_thread: the ONNX ones on one thread, the
+  steadier comparison on a busy machine.
 - photos_per_s: a folder of Oxford-size photos (about 500x375) end to end, decode +
   infer + alpha + encode PNG + write, through the same pipeline as `petseg cutout`, with
   the default alpha (matting); photos_per_s_by_alpha: the default model (the shipped
@@ -16,7 +18,7 @@
 Targets: cold cutout of 5 photos <= 1.5 s, --help < 0.5 s, models < 2 s, int8 latency
 1.5x lower than float, < 1500 MB for 50 megapixels.
 
-    python benchmarks/cutout_speed.py [--photos 32]
+    python benchmarks/cutout_speed.py [--photos 32] [--compare-onnx OLD.onnx]
 """
 
 from __future__ import annotations
@@ -121,6 +123,9 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=32)
     parser.add_argument("--alpha", nargs="+", default=["matting", "hard", "soft"],
                         help="Cutout alphas timed with the default model (photos_per_s_by_alpha).")
+    parser.add_argument("--compare-onnx", type=Path, metavar="FILE",
+                        help="Another ONNX model (e.g. an earlier bundled one) timed beside the shipped ONNX, "
+                             "interleaved in the same loop: latency 'compared' and the ratio shipped/compared.")
     args = parser.parse_args()
 
     from petseg.inference import Segmenter
@@ -145,8 +150,12 @@ def main() -> None:
         onnx_files = {"onnx_float": scratch / "float.onnx", "onnx_int8": int8}
         segmenters = {name: Segmenter.load(path) for name, path in onnx_files.items()}
         segmenters["torch"] = Segmenter.from_model(model)
-        latency = latency_ms(segmenters, model.config.image_size)
-        one_thread = latency_ms({name: Segmenter.load(path, threads=1) for name, path in onnx_files.items()},
+        shipped = {"shipped": bundled_model_path(".onnx")}
+        if args.compare_onnx:
+            shipped["compared"] = args.compare_onnx
+        latency = latency_ms({**segmenters, **{name: Segmenter.load(path) for name, path in shipped.items()}},
+                             model.config.image_size)
+        one_thread = latency_ms({name: Segmenter.load(path, threads=1) for name, path in {**onnx_files, **shipped}.items()},
                                 model.config.image_size)
         result = {
             "benchmark": "cutout_speed",
@@ -163,6 +172,9 @@ def main() -> None:
             "latency_ms_batch1_one_thread": one_thread,
             "int8_speedup": round(latency["onnx_float"] / latency["onnx_int8"], 2),
             "int8_speedup_one_thread": round(one_thread["onnx_float"] / one_thread["onnx_int8"], 2),
+            **({"shipped_vs_compared": round(latency["shipped"] / latency["compared"], 2),
+                "shipped_vs_compared_one_thread": round(one_thread["shipped"] / one_thread["compared"], 2)}
+               if args.compare_onnx else {}),
             "photos_per_s": {name: round(photos_per_second(segmenter, photos, scratch / name), 2)
                              for name, segmenter in segmenters.items()},
             "photos_per_s_by_alpha": {alpha: round(photos_per_second(Segmenter.load(), photos, scratch / alpha, alpha), 2)

@@ -6,6 +6,10 @@
 the right choice for a final model trained on every image (`--train-split all`), whose
 "validation" images were also trained on and so cannot pick an epoch.
 
+Beside it goes the list of the photos it trained on (petseg-pets.training.txt, read from
+the run's config.json: its data, split, breeds and the clean-data rule), which `petseg
+evaluate` uses to warn that a score on them is a fit check.
+
 Refuses to replace an existing bundled model unless --force is given. Prints how far
 float16 moves the probabilities on random inputs at the model's size, so a maintainer
 sees the cost of halving the file before committing it.
@@ -19,10 +23,12 @@ from pathlib import Path
 
 import torch
 
+from petseg.atomic import write_text_atomic
 from petseg.errors import PetsegError
+from petseg.evaluate import BUNDLED_TRAINING_LIST
 from petseg.models import load_model, save_model
 from petseg.models.files import BUNDLED_MODEL_NAME, WEIGHTS_FOLDER, resolve_model_path
-from petseg.run_dir import CHECKPOINT_FILE
+from petseg.run_dir import CHECKPOINT_FILE, CONFIG_FILE
 from petseg.train.checkpoint import load_checkpoint
 
 
@@ -33,6 +39,20 @@ def load_final_weights(model, checkpoint_path: Path) -> None:
         model.load_state_dict(state)
     except RuntimeError as error:
         raise PetsegError(f"{checkpoint_path}: weights do not fit the run's model ({str(error).splitlines()[0]})") from None
+
+
+def write_training_list(config_path: Path) -> int:
+    """Write the stems of the run's training photos beside the bundled model; returns how many."""
+    from petseg.train import TrainConfig
+    from petseg.train.data import load_splits
+
+    config = TrainConfig.from_dict(json.loads(config_path.read_text()))
+    names = sorted({sample.name for sample in load_splits(config).train})
+    header = (f"# The photos the bundled model {BUNDLED_MODEL_NAME} trained on ({config.data}, split "
+              f"{config.train_split}, unfit samples left out).\n"
+              "# petseg evaluate warns when scored on any of them: such a figure is a fit check, not a score.\n")
+    write_text_atomic(WEIGHTS_FOLDER / BUNDLED_TRAINING_LIST, header + "".join(f"{name}\n" for name in names))
+    return len(names)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -55,6 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     except PetsegError as error:
         raise SystemExit(f"error: {error}") from None
     target = save_model(model, target, dtype=torch.float16)
+    trained_on = write_training_list(path.parent / CONFIG_FILE)
     halved = load_model(target)
     torch.manual_seed(0)
     inputs = torch.randn(2, 3, model.config.image_size, model.config.image_size)
@@ -63,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     print(json.dumps({"bundled": str(target), "weights": "last" if args.last else "best",
                       "megabytes": round(target.stat().st_size / 1e6, 2),
                       "architecture": model.config.architecture, "image_size": model.config.image_size,
-                      "max_probability_difference_fp16": difference}))
+                      "max_probability_difference_fp16": difference, "training_photos": trained_on}))
 
 
 if __name__ == "__main__":
