@@ -6,8 +6,8 @@
 the right choice for a final model trained on every image (`--train-split all`), whose
 "validation" images were also trained on and so cannot pick an epoch.
 
-Beside it goes the list of the photos it trained on (petseg-pets.training.txt, read from
-the run's config.json: its data, split, breeds and the clean-data rule), which `petseg
+Beside it goes the list of the photos it trained on (petseg-pets.training.txt, from the
+run's saved config: its data, split, breeds and the clean-data rule), which `petseg
 evaluate` uses to warn that a score on them is a fit check.
 
 Refuses to replace an existing bundled model unless --force is given. Prints how far
@@ -41,18 +41,19 @@ def load_final_weights(model, checkpoint_path: Path) -> None:
         raise PetsegError(f"{checkpoint_path}: weights do not fit the run's model ({str(error).splitlines()[0]})") from None
 
 
-def write_training_list(config_path: Path) -> int:
-    """Write the stems of the run's training photos beside the bundled model; returns how many."""
+def training_list(config_path: Path) -> str:
+    """The text of the training-photo list: a header, then the stems of the run's training photos."""
     from petseg.train import TrainConfig
     from petseg.train.data import load_splits
 
+    if not config_path.is_file():
+        raise PetsegError(f"{config_path}: missing; the bundled model needs the run that trained it")
     config = TrainConfig.from_dict(json.loads(config_path.read_text()))
     names = sorted({sample.name for sample in load_splits(config).train})
     header = (f"# The photos the bundled model {BUNDLED_MODEL_NAME} trained on ({config.data}, split "
               f"{config.train_split}, unfit samples left out).\n"
               "# petseg evaluate warns when scored on any of them: such a figure is a fit check, not a score.\n")
-    write_text_atomic(WEIGHTS_FOLDER / BUNDLED_TRAINING_LIST, header + "".join(f"{name}\n" for name in names))
-    return len(names)
+    return header + "".join(f"{name}\n" for name in names)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -70,12 +71,13 @@ def main(argv: list[str] | None = None) -> None:
         if path.suffix.lower() != ".safetensors":
             raise PetsegError(f"{path}: the bundled model must come from a .safetensors file")
         model = load_model(path)
+        trained_on = training_list(path.parent / CONFIG_FILE)
         if args.last:
             load_final_weights(model, path.parent / CHECKPOINT_FILE)
     except PetsegError as error:
         raise SystemExit(f"error: {error}") from None
     target = save_model(model, target, dtype=torch.float16)
-    trained_on = write_training_list(path.parent / CONFIG_FILE)
+    write_text_atomic(WEIGHTS_FOLDER / BUNDLED_TRAINING_LIST, trained_on)
     halved = load_model(target)
     torch.manual_seed(0)
     inputs = torch.randn(2, 3, model.config.image_size, model.config.image_size)
@@ -84,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
     print(json.dumps({"bundled": str(target), "weights": "last" if args.last else "best",
                       "megabytes": round(target.stat().st_size / 1e6, 2),
                       "architecture": model.config.architecture, "image_size": model.config.image_size,
-                      "max_probability_difference_fp16": difference, "training_photos": trained_on}))
+                      "max_probability_difference_fp16": difference, "training_photos": trained_on.count("\n") - 2}))
 
 
 if __name__ == "__main__":

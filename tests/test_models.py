@@ -255,15 +255,32 @@ def load_bundle_script():
     return module
 
 
-def test_bundle_script_reads_a_run_folder_and_keeps_an_existing_file_without_force(tmp_path, monkeypatch, capsys):
+def training_run(folder, data):
+    """A run folder as `petseg train` leaves it, as far as the bundle script reads it."""
+    from petseg.run_dir import CONFIG_FILE
+    from petseg.train import TrainConfig
+
+    folder.mkdir()
+    config = TrainConfig(model="unet_diy", data=str(data), out=str(folder), train_split="trainval")
+    (folder / CONFIG_FILE).write_text(config.to_json())
+    return folder
+
+
+def test_bundle_script_reads_a_run_folder_and_keeps_an_existing_file_without_force(tmp_path, toy_data, monkeypatch,
+                                                                                   capsys):
+    from petseg.data.layouts import load_samples
+
     script = load_bundle_script()
     monkeypatch.setattr(script, "WEIGHTS_FOLDER", tmp_path / "weights")
-    run = tmp_path / "run"
-    run.mkdir()
+    run = training_run(tmp_path / "run", toy_data)
     save_model(small_model("unet_diy"), run / "best.safetensors")
     script.main([str(run)])
     target = tmp_path / "weights" / script.BUNDLED_MODEL_NAME
     assert '"max_probability_difference_fp16"' in capsys.readouterr().out
+    # Beside it, the photos it trained on (the run's trainval list), for evaluate's fit-check warning.
+    listed = (tmp_path / "weights" / script.BUNDLED_TRAINING_LIST).read_text().splitlines()
+    assert listed[0].startswith("# ") and listed[1].startswith("# ")
+    assert listed[2:] == sorted(sample.name for sample in load_samples(toy_data, "trainval"))
     target.write_bytes(b"the committed model")
     with pytest.raises(SystemExit, match="--force"):
         script.main([str(run)])
@@ -272,9 +289,12 @@ def test_bundle_script_reads_a_run_folder_and_keeps_an_existing_file_without_for
     assert load_model(target).config.architecture == "unet_diy"
     with pytest.raises(SystemExit, match="best.safetensors"):
         script.main([str(tmp_path / "weights"), "--force"])
+    (run / "config.json").unlink()
+    with pytest.raises(SystemExit, match="config.json: missing; the bundled model needs the run that trained it"):
+        script.main([str(run), "--force"])
 
 
-def test_bundle_script_takes_the_final_weights_with_last(tmp_path, monkeypatch, capsys):
+def test_bundle_script_takes_the_final_weights_with_last(tmp_path, toy_data, monkeypatch, capsys):
     """A model trained on every image has no held-out epoch to pick: --last bundles last.pt's weights."""
     import torch
 
@@ -282,8 +302,7 @@ def test_bundle_script_takes_the_final_weights_with_last(tmp_path, monkeypatch, 
 
     script = load_bundle_script()
     monkeypatch.setattr(script, "WEIGHTS_FOLDER", tmp_path / "weights")
-    run = tmp_path / "run"
-    run.mkdir()
+    run = training_run(tmp_path / "run", toy_data)
     best, final = small_model("unet_diy"), small_model("unet_diy")
     with torch.no_grad():
         for parameter in final.parameters():
