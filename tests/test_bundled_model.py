@@ -38,7 +38,7 @@ def test_petseg_models_marks_the_bundled_model():
 
 @pytest.mark.slow
 def test_the_default_segmenter_cuts_out_sample_photos(shared_sample):
-    """A fit check on photos of the sample's test list. The bundled model trained on all 450
+    """A fit check on photos of the sample's test list. The bundled model trained on all 449 clean
     sample photos (its held-out scores come from the same recipe trained on trainval only:
     MODEL_CARD.md), so this catches a broken, stale or wrong model file, not overfitting."""
     segmenter = Segmenter.load()
@@ -52,8 +52,8 @@ def test_the_default_segmenter_cuts_out_sample_photos(shared_sample):
         assert probabilities.shape == (3, *photo.shape[:2])
         metrics.update(labels, probabilities.argmax(0))
     result = metrics.compute()
-    # Held out, the recipe scored fg IoU 0.88 and pixel accuracy 0.92 on the whole test list, and
-    # the bundled model fits these photos better still; a subset of 11 varies, hence the margin.
+    # Held out, the recipe scored fg IoU 0.87 and pixel accuracy 0.91 on the whole test list, and
+    # the bundled model fits it at 0.91 / 0.93; a subset of 11 varies, hence the margin.
     assert result["fg_iou"] > 0.85 and result["pixel_accuracy"] > 0.9, result
     assert np.isfinite(list(result.values())).all()
 
