@@ -81,7 +81,9 @@ def train_fold(args, folder: Path, training_breeds: list[str]) -> None:
                           data=None if resume else args.data,
                           recipe=None if resume else args.recipe, config_file=None if resume else args.config,
                           resume=resume, overrides=overrides)
-    fit(config, resume=resume, force=args.force and not resume, log=lambda line: print(line, file=sys.stderr))
+    # With --resume, a fold stopped before its first checkpoint has nothing to resume: it starts over.
+    fit(config, resume=resume, force=(args.force or args.resume) and not resume,
+        log=lambda line: print(line, file=sys.stderr))
 
 
 def score_fold(args, folder: Path, held_out: str) -> dict:

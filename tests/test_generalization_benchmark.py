@@ -4,6 +4,7 @@ scored on all of it, resumable, one JSON line."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -74,6 +75,15 @@ def test_two_breed_benchmark_trains_without_the_held_out_breed_and_resumes(toy_d
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["folds"] == result["folds"]
     assert checkpoint.stat().st_mtime_ns == written, "a finished fold is not trained again"
+
+    # A fold stopped before its first checkpoint (only its config written) starts over.
+    stopped = out / "holdout-Spikycat"
+    for path in stopped.iterdir():
+        if path.name != "config.json":
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    restarted = run_benchmark(toy_data, "--out", out, *TINY_BUDGET, "--breeds", "roundcat,SPIKYCAT", "--resume")
+    assert restarted.returncode == 0, restarted.stderr
+    assert (stopped / "last.pt").is_file() and checkpoint.stat().st_mtime_ns == written
 
     refused = run_benchmark(toy_data, "--out", out, *TINY_BUDGET, "--breeds", "roundcat,SPIKYCAT")
     assert refused.returncode != 0
