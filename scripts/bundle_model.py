@@ -41,8 +41,8 @@ def load_final_weights(model, checkpoint_path: Path) -> None:
         raise PetsegError(f"{checkpoint_path}: weights do not fit the run's model ({str(error).splitlines()[0]})") from None
 
 
-def training_list(config_path: Path) -> str:
-    """The text of the training-photo list: a header, then the stems of the run's training photos."""
+def training_photos(config_path: Path) -> tuple[list[str], str]:
+    """(the stems of the run's training photos, the list file's text: a header, then one stem a line)."""
     from petseg.train import TrainConfig
     from petseg.train.data import load_splits
 
@@ -53,7 +53,7 @@ def training_list(config_path: Path) -> str:
     header = (f"# The photos the bundled model {BUNDLED_MODEL_NAME} trained on ({config.data}, split "
               f"{config.train_split}, unfit samples left out).\n"
               "# petseg evaluate warns when scored on any of them: such a figure is a fit check, not a score.\n")
-    return header + "".join(f"{name}\n" for name in names)
+    return names, header + "".join(f"{name}\n" for name in names)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -71,13 +71,13 @@ def main(argv: list[str] | None = None) -> None:
         if path.suffix.lower() != ".safetensors":
             raise PetsegError(f"{path}: the bundled model must come from a .safetensors file")
         model = load_model(path)
-        trained_on = training_list(path.parent / CONFIG_FILE)
+        trained_on, training_list = training_photos(path.parent / CONFIG_FILE)
         if args.last:
             load_final_weights(model, path.parent / CHECKPOINT_FILE)
     except PetsegError as error:
         raise SystemExit(f"error: {error}") from None
     target = save_model(model, target, dtype=torch.float16)
-    write_text_atomic(WEIGHTS_FOLDER / BUNDLED_TRAINING_LIST, trained_on)
+    write_text_atomic(WEIGHTS_FOLDER / BUNDLED_TRAINING_LIST, training_list)
     halved = load_model(target)
     torch.manual_seed(0)
     inputs = torch.randn(2, 3, model.config.image_size, model.config.image_size)
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
     print(json.dumps({"bundled": str(target), "weights": "last" if args.last else "best",
                       "megabytes": round(target.stat().st_size / 1e6, 2),
                       "architecture": model.config.architecture, "image_size": model.config.image_size,
-                      "max_probability_difference_fp16": difference, "training_photos": trained_on.count("\n") - 2}))
+                      "max_probability_difference_fp16": difference, "training_photos": len(trained_on)}))
 
 
 if __name__ == "__main__":
