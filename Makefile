@@ -55,7 +55,7 @@ bundled-model-validate: $(STAMP)
 bundled-model: $(STAMP)
 	$(BIN)/petseg train --config recipes/bundled-pets.json --out runs/bundled-pets --force
 	$(BIN)/python scripts/bundle_model.py runs/bundled-pets --last --force
-	$(BIN)/python scripts/export_bundled_onnx.py --int8 --calibration $(SAMPLE)/images
+	$(BIN)/python scripts/export_bundled_onnx.py --int8 --calibration $(SAMPLE)/images --float16-weights
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache

@@ -208,3 +208,56 @@ def test_int8_needs_calibration_photos(toy_model_file, tmp_path):
     assert isinstance(result.exception, PetsegError) and str(empty) in str(result.exception)
     assert "no readable photos" in str(result.exception)
     assert not target.exists()
+
+
+def test_float16_weights_halve_the_file_and_onnx_runtime_computes_in_float32(toy_model_file, toy_photo, tmp_path):
+    import onnx
+    import onnxruntime
+    from onnx import TensorProto
+
+    from petseg.cli import app
+    from petseg.inference import Segmenter
+    from petseg.inference.quantize import PRECISION_METADATA_KEY
+
+    full, half = tmp_path / "full.onnx", tmp_path / "half.onnx"
+    runner = CliRunner()
+    assert runner.invoke(app, ["export", str(toy_model_file), "--onnx", str(full)]).exit_code == 0
+    result = runner.invoke(app, ["export", str(full), "--onnx", str(half), "--float16-weights"])
+    assert result.exit_code == 0, result.output
+    assert "float16 weights move probabilities by at most" in result.output
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    stored = onnx.load(str(half))
+    assert {prop.key: prop.value for prop in stored.metadata_props}[PRECISION_METADATA_KEY] == "float32, float16 weights"
+    assert any(tensor.data_type == TensorProto.FLOAT16 for tensor in stored.graph.initializer)
+
+    # ONNX Runtime folds the casts when it loads the model: what runs holds float32 weights only.
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.optimized_model_filepath = str(tmp_path / "as-run.onnx")
+    onnxruntime.InferenceSession(str(half), options, providers=["CPUExecutionProvider"])
+    as_run = onnx.load(str(tmp_path / "as-run.onnx")).graph
+    assert not any(node.op_type == "Cast" for node in as_run.node)
+    assert not any(tensor.data_type == TensorProto.FLOAT16 for tensor in as_run.initializer)
+
+    photo, _ = toy_photo
+    # float16 keeps about 3 significant digits of each weight; the probabilities move far less than a class
+    np.testing.assert_allclose(Segmenter.load(half).predict(photo), Segmenter.load(full).predict(photo), atol=1e-2)
+
+
+def test_float16_weights_leave_values_float16_cannot_hold_in_float32(toy_model_file):
+    import onnx
+    from onnx import TensorProto, numpy_helper
+
+    from petseg.inference.export import export_onnx
+    from petseg.inference.float16_weights import MIN_ELEMENTS, store_weights_float16
+    from petseg.models import load_model
+
+    graph = onnx.load_from_string(export_onnx(load_model(toy_model_file)))
+    large = [tensor for tensor in graph.graph.initializer if tensor.data_type == TensorProto.FLOAT
+             and numpy_helper.to_array(tensor).size >= MIN_ELEMENTS]
+    assert len(large) > 1
+    huge = large[0]
+    huge.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(huge) * 0 + 1e6, huge.name))
+    stored = {tensor.name: tensor for tensor in onnx.load_from_string(store_weights_float16(graph.SerializeToString())).graph.initializer}
+    assert stored[huge.name].data_type == TensorProto.FLOAT  # 1e6 would be inf in float16
+    assert all(stored[tensor.name + "_float16"].data_type == TensorProto.FLOAT16 for tensor in large[1:])

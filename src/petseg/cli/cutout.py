@@ -139,6 +139,9 @@ def export(
     int8_scope: str = typer.Option(
         "decoder", "--int8-scope", help="decoder: int8 decoder, float encoder (keeps quality); all: every layer (faster)."
     ),
+    float16_weights: bool = typer.Option(
+        False, "--float16-weights", help="Store weights in float16: half the file, still computed in float32."
+    ),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
 ) -> None:
     """Export a model to ONNX (dynamic batch and size), checked against PyTorch before it is written."""
@@ -151,17 +154,21 @@ def export(
         fail("--int8 and --calibration DIR go together: int8 ranges are calibrated on photos")
     path = resolve_model_path(model)
     if path.suffix.lower() == ".onnx":
-        if not int8:
-            fail(f"{path}: already an ONNX model (add --int8 --calibration DIR to quantize it)")
+        if not (int8 or float16_weights):
+            fail(f"{path}: already an ONNX model (add --int8 --calibration DIR to quantize it, or --float16-weights)")
         source = path.read_bytes()
     else:
         from petseg.models import load_model
 
         source = load_model(path)
-    report = export_and_verify(source, onnx, force=force, calibration=calibration, int8_scope=int8_scope)
+    report = export_and_verify(
+        source, onnx, force=force, calibration=calibration, int8_scope=int8_scope, float16_weights=float16_weights
+    )
     notes = []
     if report.parity_difference is not None:
         notes.append(f"max probability difference to PyTorch {report.parity_difference:.1e} < {PARITY_TOLERANCE:.0e}")
     if report.int8_change is not None:
         notes.append(f"int8 moves probabilities by at most {report.int8_change:.3f} on the calibration photos")
+    if report.float16_change is not None:
+        notes.append(f"float16 weights move probabilities by at most {report.float16_change:.1e}")
     typer.echo(f"wrote {onnx} ({'; '.join(notes)})")

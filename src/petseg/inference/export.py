@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -96,6 +96,7 @@ def max_probability_difference(model, onnx_model: bytes | str | Path, *, seed: i
 class ExportReport:
     parity_difference: float | None  # largest |p_torch - p_onnx| of the float export
     int8_change: float | None = None  # largest |p_float - p_int8| on the calibration photos
+    float16_change: float | None = None  # largest |p - p with float16 weights| (calibration photos, else parity inputs)
 
 
 def verified_onnx(model, *, tolerance: float = PARITY_TOLERANCE, label: str = "ONNX export") -> tuple[bytes, float]:
@@ -112,13 +113,15 @@ def verified_onnx(model, *, tolerance: float = PARITY_TOLERANCE, label: str = "O
 
 def export_and_verify(
     source, path: str | Path, *, force: bool = False, tolerance: float = PARITY_TOLERANCE,
-    calibration: str | Path | None = None, int8_scope: str = "decoder",
+    calibration: str | Path | None = None, int8_scope: str = "decoder", float16_weights: bool = False,
 ) -> ExportReport:
     """Write `source` to `path` as ONNX, only once it is verified.
 
     source: a petseg model (exported, then checked against PyTorch) or float ONNX bytes.
     calibration: a folder of photos; quantizes the export to int8 (`int8_scope`, see
     quantize_int8), calibrated on them.
+    float16_weights: store the float weights in float16, computing in float32 still
+    (float16_weights.py): half the size of a float file.
     """
     path = Path(path)
     if path.exists() and not force:
@@ -128,11 +131,20 @@ def export_and_verify(
     else:
         data, difference = verified_onnx(source, tolerance=tolerance, label=str(path))
         report = ExportReport(difference)
+    batches = None
     if calibration is not None:
         from petseg.inference.quantize import calibration_batches, quantize_int8
 
         batches = calibration_batches(calibration, OnnxBackend(data).config)
         data, change = quantize_int8(data, batches, scope=int8_scope)
-        report = ExportReport(report.parity_difference, change)
+        report = replace(report, int8_change=change)
+    if float16_weights:
+        from petseg.inference.float16_weights import store_weights_float16
+
+        before, data = OnnxBackend(data), store_weights_float16(data)
+        after = OnnxBackend(data)
+        batches = batches or parity_inputs(before.config.image_size)
+        change = max(float(np.abs(before(batch) - after(batch)).max()) for batch in batches)
+        report = replace(report, float16_change=change)
     write_bytes_atomic(path, data)
     return report
