@@ -159,3 +159,27 @@ def test_hard_alpha_is_pet_and_border_and_soft_counts_border_half():
     # A two-class model named (background, pet): its channel 1 is the pet.
     two = Prediction(probabilities[[1, 0]], Letterbox.fit(4, 4, 4), PetClasses.from_labels(("background", "pet")))
     np.testing.assert_array_equal(cutout_alpha(photo, two, "hard").alpha[0], [255, 0, 0, 0])
+
+
+def blur_fusion_everywhere(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Forte and Pitie's blur fusion as the paper writes it, over whole images: the reference."""
+    from petseg.inference.foreground import box_mean, fuse, radii
+
+    image, alpha3 = image.astype(np.float32), alpha[..., None].astype(np.float32)
+    foreground, background = image, image
+    for radius in radii(alpha.shape):
+        foreground, background = fuse(image, alpha3, box_mean(alpha3, radius), box_mean(foreground * alpha3, radius),
+                                      box_mean(background * (1 - alpha3), radius))
+    return foreground
+
+
+def test_foreground_at_edge_pixels_equals_blur_fusion_over_the_whole_image():
+    from petseg.inference.foreground import foreground_at
+
+    photo, _, truth = star_scene(blend=6)
+    alpha = truth.copy()
+    alpha[:4] = 0.5  # partly transparent along the image's own border too, where windows leave the image
+    wanted = (alpha > 0) & (alpha < 1)
+    wanted[200, 0] = wanted[0, 499] = True  # and a background and a border pixel
+    expected = blur_fusion_everywhere(photo / 255.0, alpha)[wanted]
+    np.testing.assert_allclose(foreground_at(photo / 255.0, alpha, wanted), expected, atol=1e-6)

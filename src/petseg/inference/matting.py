@@ -14,9 +14,9 @@ needs a JIT compiler (pymatting's `cf_laplacian` builds the same matrix for the 
 image; the tests check ours against it). A weak pull towards the network's soft alpha
 keeps the system well posed where the band touches no known pixel.
 
-Foreground colours in the band are estimated by blur fusion (Forte and Pitie, "Approximate
-fast foreground colour estimation", ICIP 2021): edge pixels get the pet's colour instead
-of a blend with the old background, so a cutout pasted on a new background has no halo.
+Foreground colours in the band are estimated by blur fusion (foreground.py): edge pixels
+get the pet's colour instead of a blend with the old background, so a cutout pasted on a
+new background has no halo.
 
 Big photos are matted at a capped working size; the alpha is upsampled once in uint8,
 and the colour correction is added to the full-size photo at its edge pixels only.
@@ -28,6 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
+
+from petseg.inference.foreground import box_mean, foreground_at
 
 # The pet/background decision: the network's soft alpha, P(pet) + P(border) / 2, at 0.5.
 THRESHOLD = 0.5
@@ -49,8 +51,6 @@ PRIOR_WEIGHT = 1e-3
 ITERATIONS = 40
 # Alpha this close to 0 or 1 is snapped there: solver residue, not transparency.
 SNAP = 0.02
-# Blur-fusion radii, as fractions of the working image's long side (90 and 6 px at 1000 px).
-FOREGROUND_RADII = (0.09, 0.006)
 
 
 @dataclass
@@ -64,14 +64,6 @@ class Matte:
 def resize_float(channel: np.ndarray, height: int, width: int) -> np.ndarray:
     image = Image.fromarray(np.ascontiguousarray(channel, dtype=np.float32), mode="F")
     return np.asarray(image.resize((width, height), Image.BILINEAR))
-
-
-def box_mean(values: np.ndarray, radius: int) -> np.ndarray:
-    """float32 mean over a (2r+1)^2 window along the first two axes (SciPy's separable filter)."""
-    from scipy.ndimage import uniform_filter
-
-    size = (2 * radius + 1, 2 * radius + 1) + (1,) * (values.ndim - 2)
-    return uniform_filter(values.astype(np.float32, copy=False), size, mode="nearest")
 
 
 def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
@@ -144,23 +136,6 @@ def solve_band(image: np.ndarray, known_alpha: np.ndarray, unknown: np.ndarray, 
     return np.clip(alpha, 0.0, 1.0).reshape(unknown.shape)
 
 
-def estimate_foreground(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """Blur fusion, two passes (large then small radius): (h, w, 3) foreground colours in 0..1."""
-    image = image.astype(np.float32)
-    alpha3 = alpha[..., None].astype(np.float32)
-    foreground, background = image, image
-    long_side = max(alpha.shape)
-    for fraction in FOREGROUND_RADII:
-        radius = max(1, round(fraction * long_side))
-        blurred_alpha = box_mean(alpha3, radius)
-        blurred_foreground = box_mean(foreground * alpha3, radius) / (blurred_alpha + 1e-5)
-        blurred_background = box_mean(background * (1 - alpha3), radius) / (1 - blurred_alpha + 1e-5)
-        foreground = blurred_foreground + alpha3 * (image - alpha3 * blurred_foreground - (1 - alpha3) * blurred_background)
-        foreground = np.clip(foreground, 0.0, 1.0)
-        background = blurred_background
-    return foreground
-
-
 def work_size(height: int, width: int, work_pixels: int) -> tuple[int, int, float]:
     scale = min(1.0, (work_pixels / (height * width)) ** 0.5)
     return max(1, round(height * scale)), max(1, round(width * scale)), scale
@@ -206,11 +181,14 @@ def decontaminate(photo: np.ndarray, image: np.ndarray, alpha: np.ndarray, full_
     edge = (full_alpha > 0) & (full_alpha < 255)
     if not edge.any():
         return photo
-    correction = estimate_foreground(image, alpha) - image  # (h, w, 3), zero where alpha is 0/1 far from edges
     rows, columns = np.nonzero(edge)
     work_height, work_width = alpha.shape
     work_rows = np.minimum((rows * work_height) // photo.shape[0], work_height - 1)
     work_columns = np.minimum((columns * work_width) // photo.shape[1], work_width - 1)
+    wanted = np.zeros(alpha.shape, bool)
+    wanted[work_rows, work_columns] = True
+    correction = np.zeros(image.shape)  # foreground - photo, at the wanted working pixels only
+    correction[wanted] = foreground_at(image, alpha, wanted) - image[wanted]
     result = photo.copy()
     corrected = photo[rows, columns] + 255.0 * correction[work_rows, work_columns]
     result[rows, columns] = np.clip(corrected + 0.5, 0, 255).astype(np.uint8)
