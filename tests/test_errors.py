@@ -21,6 +21,10 @@ def test_advice_is_worded_by_each_front_end():
     both = PetsegError("x", advice="give {weights} a file, or turn {pretrained} off")
     assert both.worded(command_line_flag) == "x; give --weights a file, or turn --pretrained off"
     assert str(PetsegError("no advice")) == "no advice"
+    about = PetsegError("must be at least 1, got 0", option="epochs", advice="see {patience}")
+    assert about.worded(command_line_flag) == "--epochs must be at least 1, got 0; see --patience"
+    assert str(about) == "epochs must be at least 1, got 0; see patience"
+    assert about.worded(None) == "epochs must be at least 1, got 0"
 
 
 def test_the_cli_names_the_flag_of_a_library_error(tmp_path):
@@ -38,9 +42,9 @@ def test_the_cli_names_the_flag_of_a_library_error(tmp_path):
     assert result.exception.worded(command_line_flag) == f"{target}: already exists; --force overwrites it"
 
 
-# Where the library builds a user-facing message: inference, models, data and the server
-# are called from Python and HTTP as well as from the command line.
-LIBRARY_FOLDERS = ("inference", "models", "data", "server")
+# Where the library builds a user-facing message: everything but the command line's own
+# modules is called from Python (and the server from HTTP) as well as from the command line.
+LIBRARY_FOLDERS = ("inference", "models", "data", "server", "train", "compare.py", "demo.py")
 FLAG_IN_MESSAGE = re.compile(r"""(Error|problems\.append)\(\s*f?["']([^"']*\s)?--[a-z]""")
 
 
@@ -48,8 +52,17 @@ FLAG_IN_MESSAGE = re.compile(r"""(Error|problems\.append)\(\s*f?["']([^"']*\s)?-
 def test_library_messages_name_no_command_line_flags(folder):
     offenders = [
         f"{path.relative_to(SOURCE)}:{number}"
-        for path in sorted((SOURCE / folder).rglob("*.py"))
+        for path in ([SOURCE / folder] if folder.endswith(".py") else sorted((SOURCE / folder).rglob("*.py")))
         for number, line in enumerate(path.read_text().splitlines(), 1)
         if FLAG_IN_MESSAGE.search(line)
     ]
     assert not offenders, f"messages naming a flag (use PetsegError's advice): {offenders}"
+
+
+def test_a_training_setting_is_named_as_each_front_end_spells_it():
+    from petseg.train.recipes import TrainConfig
+
+    with pytest.raises(PetsegError) as caught:
+        TrainConfig(model="unet_diy", data="pets", out="run", batch_size=0).validate()
+    assert str(caught.value) == "batch_size must be at least 1, got 0"
+    assert caught.value.worded(command_line_flag) == "--batch-size must be at least 1, got 0"

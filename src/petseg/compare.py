@@ -175,9 +175,9 @@ def compare_runs(run_dirs: list[str | Path], out_dir: str | Path | None = None, 
     if not run_dirs:
         raise PetsegError("compare: give at least one run directory")
     if repeats < 1:
-        raise PetsegError(f"--repeats must be at least 1, got {repeats}")
+        raise PetsegError(f"must be at least 1, got {repeats}", option="repeats")
     if image_size < 16:
-        raise PetsegError(f"--image-size must be at least 16, got {image_size}")
+        raise PetsegError(f"must be at least 16, got {image_size}", option="image_size")
     if out_dir is not None and not force:
         existing = [name for name in OUTPUT_NAMES if (Path(out_dir) / name).exists()]
         if existing:

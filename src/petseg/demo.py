@@ -44,10 +44,10 @@ class DemoResult:
 
 def _prepare(out_dir: Path, force: bool) -> None:
     if out_dir.exists() and not out_dir.is_dir():
-        raise PetsegError(f"--out: {out_dir} is a file, not a folder")
+        raise PetsegError(f"{out_dir} is a file, not a folder", option="out")
     if out_dir.exists() and any(out_dir.iterdir()):
         if not force:
-            raise PetsegError(f"{out_dir}: already exists and is not empty (use --force to replace the demo's files)")
+            raise PetsegError(f"{out_dir}: already exists and is not empty", advice="{force} replaces the demo's files")
     out_dir.mkdir(parents=True, exist_ok=True)
 
 

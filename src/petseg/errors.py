@@ -10,26 +10,31 @@ class PetsegError(Exception):
     """A user-facing error: the message names the file or option and what is wrong.
 
     `advice` says how to fix it with an option, the option's name in braces: "raise
-    {max_pixels}". Each front end names options its own way: the command line as flags
-    (--max-pixels, see `worded`), Python as the keyword argument (max_pixels, str()),
-    and a front end without such an option (the server's form) leaves the advice out.
+    {max_pixels}". `option` is the setting a message is about, named before it: option
+    "epochs" with "must be at least 1, got 0". Each front end names options its own way:
+    the command line as flags (--max-pixels, see `worded`), Python as the keyword
+    argument (max_pixels, str()), and a front end without such an option (the server's
+    form) leaves the advice out.
     """
 
     exit_code = 2
 
-    def __init__(self, message: str, *, advice: str | None = None) -> None:
+    def __init__(self, message: str, *, advice: str | None = None, option: str | None = None) -> None:
         super().__init__(message)
-        self.message, self.advice = message, advice
+        self.message, self.advice, self.option = message, advice, option
 
     def __str__(self) -> str:
         return self.worded(lambda option: option)
 
     def worded(self, name_option: Callable[[str], str] | None) -> str:
-        """The message, with the advice's options named by `name_option` (None: no advice)."""
+        """The message, with its options named by `name_option` (None: as in Python, and no advice)."""
+        message = self.message
+        if self.option is not None:
+            message = f"{name_option(self.option) if name_option else self.option} {message}"
         if self.advice is None or name_option is None:
-            return self.message
+            return message
         options = [field for _, field, _, _ in string.Formatter().parse(self.advice) if field]
-        return f"{self.message}; {self.advice.format(**{option: name_option(option) for option in options})}"
+        return f"{message}; {self.advice.format(**{option: name_option(option) for option in options})}"
 
 
 def command_line_flag(option: str) -> str:

@@ -44,23 +44,23 @@ def read_config_file(path: str | Path) -> TrainConfig:
 def _starting_settings(*, out, model, data, recipe, config_file, resume, overrides) -> dict[str, Any]:
     if resume:
         if config_file is not None:
-            raise PetsegError("a config file cannot be used with --resume: a resumed run keeps its own config")
+            raise PetsegError("cannot take a config file: a resumed run keeps its own config", option="resume")
         if out is None:
-            raise PetsegError("--out is needed: the run folder to resume")
+            raise PetsegError("is needed: the run folder to resume", option="out")
         saved = Path(out) / run_dir.CONFIG_FILE
         if not saved.is_file():
-            raise PetsegError(f"{saved}: missing, so {out} cannot be resumed (drop --resume to start a run)")
+            raise PetsegError(f"{saved}: missing, so {out} cannot be resumed", advice="drop {resume} to start a run")
         # --model/--recipe are settings like any other here: the resume rule decides.
         return {**asdict(read_config_file(saved)), **_given(model=model, recipe=recipe)}
     if config_file is not None:
         config = read_config_file(config_file)
         if model is not None and model != config.model:
-            raise PetsegError(f"--model {model}: {config_file} configures a {config.model} run")
+            raise PetsegError(f"{model}: {config_file} configures a {config.model} run", option="model")
         return {**asdict(config), **_given(recipe=recipe)}
     if out is None:
-        raise PetsegError("--out is needed: the run folder to write (or a config file that names one)")
+        raise PetsegError("is needed: the run folder to write (or a config file that names one)", option="out")
     if model is None or data is None:
-        raise PetsegError("--model and --data are needed to start a run (or a config file, or --resume)")
+        raise PetsegError("a run needs a model and data", advice="give {model} and {data}, a config file, or {resume}")
     pretrained = overrides.get("pretrained")
     if pretrained is None:  # ImageNet weights by default wherever they are at hand offline
         from petseg.models.registry import has_offline_imagenet_weights

@@ -53,7 +53,8 @@ def load_splits(config: TrainConfig) -> Splits:
         if config.train_split == "all":
             source += " (also trained on: a fit check, not a held-out score)"
         if not val:
-            raise PetsegError(f"{config.data}: the test split is empty; validate on part of trainval with --val-fraction 0.1")
+            raise PetsegError(f"{config.data}: the test split is empty",
+                              advice="validate on part of trainval with {val_fraction} 0.1")
     else:
         shuffled = list(pool)
         random.Random(config.seed).shuffle(shuffled)
@@ -101,7 +102,7 @@ def per_process_batch_size(config: TrainConfig, context: DistributedContext) -> 
     """--batch-size is the global batch: N processes each take 1/N of it, so a recipe
     means the same optimisation whatever the number of processes."""
     if config.batch_size % context.world_size:
-        raise PetsegError(f"--batch-size {config.batch_size} must be divisible by the {context.world_size} processes")
+        raise PetsegError(f"{config.batch_size} must be divisible by the {context.world_size} processes", option="batch_size")
     return config.batch_size // context.world_size
 
 

@@ -92,7 +92,7 @@ def train_one_epoch(engine: Engine, loader, optimizer, scheduler, scaler, stats:
             logits = model(images)
         loss = engine.loss_fn(logits.float(), masks)
         if not math.isfinite(loss.item()):
-            raise PetsegError(f"training diverged (loss {loss.item()}) at step {stats.steps + 1}; lower --lr")
+            raise PetsegError(f"training diverged (loss {loss.item()}) at step {stats.steps + 1}", advice="lower {lr}")
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)

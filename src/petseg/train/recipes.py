@@ -110,35 +110,35 @@ class TrainConfig:
         return cls(**values)
 
     def validate(self) -> None:
-        """Reject impossible values with a message naming the option."""
+        """Reject impossible values with a message naming the setting (a flag on the command line)."""
         checks = [
-            (self.recipe in RECIPES, f"--recipe must be one of {', '.join(RECIPES)}, got {self.recipe!r}"),
-            (self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}"),
-            (self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}"),
-            (self.image_size >= 16, f"--image-size must be at least 16, got {self.image_size}"),
-            (self.lr > 0, f"--lr must be positive, got {self.lr}"),
-            (self.weight_decay >= 0, f"--weight-decay must be >= 0, got {self.weight_decay}"),
-            (self.encoder_lr_factor >= 0, f"--encoder-lr-factor must be >= 0, got {self.encoder_lr_factor}"),
-            (self.optimizer in ("adam", "adamw"), f"--optimizer must be adam or adamw, got {self.optimizer!r}"),
-            (self.schedule in ("cosine", "exponential"), f"--schedule must be cosine or exponential, got {self.schedule!r}"),
-            (self.loss in ("ce", "dice_ce"), f"--loss must be ce or dice_ce, got {self.loss!r}"),
-            (self.patience >= 1, f"--patience must be at least 1, got {self.patience}"),
-            (self.workers >= 0, f"--workers must be >= 0, got {self.workers}"),
-            (self.threads is None or self.threads >= 1, f"--threads must be at least 1, got {self.threads}"),
-            (self.device in ("auto", "cpu", "cuda"), f"--device must be auto, cpu or cuda, got {self.device!r}"),
-            (self.amp in ("auto", "bf16", "fp16", "off"), f"--amp must be auto, bf16, fp16 or off, got {self.amp!r}"),
+            (self.recipe in RECIPES, "recipe", f"must be one of {', '.join(RECIPES)}, got {self.recipe!r}"),
+            (self.epochs >= 1, "epochs", f"must be at least 1, got {self.epochs}"),
+            (self.batch_size >= 1, "batch_size", f"must be at least 1, got {self.batch_size}"),
+            (self.image_size >= 16, "image_size", f"must be at least 16, got {self.image_size}"),
+            (self.lr > 0, "lr", f"must be positive, got {self.lr}"),
+            (self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}"),
+            (self.encoder_lr_factor >= 0, "encoder_lr_factor", f"must be >= 0, got {self.encoder_lr_factor}"),
+            (self.optimizer in ("adam", "adamw"), "optimizer", f"must be adam or adamw, got {self.optimizer!r}"),
+            (self.schedule in ("cosine", "exponential"), "schedule", f"must be cosine or exponential, got {self.schedule!r}"),
+            (self.loss in ("ce", "dice_ce"), "loss", f"must be ce or dice_ce, got {self.loss!r}"),
+            (self.patience >= 1, "patience", f"must be at least 1, got {self.patience}"),
+            (self.workers >= 0, "workers", f"must be >= 0, got {self.workers}"),
+            (self.threads is None or self.threads >= 1, "threads", f"must be at least 1, got {self.threads}"),
+            (self.device in ("auto", "cpu", "cuda"), "device", f"must be auto, cpu or cuda, got {self.device!r}"),
+            (self.amp in ("auto", "bf16", "fp16", "off"), "amp", f"must be auto, bf16, fp16 or off, got {self.amp!r}"),
             (self.val_fraction is None or 0 < self.val_fraction < 1,
-             f"--val-fraction must be between 0 and 1 (exclusive), got {self.val_fraction}"),
-            (self.limit is None or self.limit >= 1, f"--limit must be at least 1, got {self.limit}"),
-            (self.train_split in ("trainval", "all"), f"--train-split must be trainval or all, got {self.train_split!r}"),
+             "val_fraction", f"must be between 0 and 1 (exclusive), got {self.val_fraction}"),
+            (self.limit is None or self.limit >= 1, "limit", f"must be at least 1, got {self.limit}"),
+            (self.train_split in ("trainval", "all"), "train_split", f"must be trainval or all, got {self.train_split!r}"),
             (self.scale is None or (len(self.scale) == 2 and 0 < self.scale[0] <= self.scale[1]),
-             f"--scale must be MIN,MAX with 0 < MIN <= MAX, got {self.scale}"),
+             "scale", f"must be MIN,MAX with 0 < MIN <= MAX, got {self.scale}"),
             (all(m in ("train_loss", "val_loss", "val_miou") for m in self.monitor),
-             f"monitor must name train_loss, val_loss or val_miou, got {list(self.monitor)}"),
+             "monitor", f"must name train_loss, val_loss or val_miou, got {list(self.monitor)}"),
         ]
-        for ok, message in checks:
+        for ok, option, message in checks:
             if not ok:
-                raise PetsegError(message)
+                raise PetsegError(message, option=option)
         from petseg.data.augment import Augment
 
         Augment.from_config(self)  # its knobs' ranges, named as the settings are
@@ -160,7 +160,7 @@ def recipe_settings(recipe: str, model: str, *, pretrained: bool = False, weight
         return default_recipe(model, from_scratch=not (pretrained or weights))
     if recipe == "generalize":
         return generalize_recipe(model, from_scratch=not (pretrained or weights))
-    raise PetsegError(f"--recipe must be one of {', '.join(RECIPES)}, got {recipe!r}")
+    raise PetsegError(f"must be one of {', '.join(RECIPES)}, got {recipe!r}", option="recipe")
 
 
 def seed_recipe(model: str) -> dict[str, Any]:

@@ -24,7 +24,7 @@ def resolve_device(name: str, local_rank: int = 0):
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda":
         if not torch.cuda.is_available():
-            raise PetsegError("--device cuda: no CUDA device is available (use --device cpu)")
+            raise PetsegError("cuda: no CUDA device is available", option="device", advice="use {device} cpu")
         return torch.device("cuda", local_rank)
     return torch.device("cpu")
 
@@ -40,7 +40,7 @@ def resolve_amp_dtype(amp: str, device):
     if amp == "off" or (amp == "auto" and device.type != "cuda"):
         return None
     if amp == "fp16" and device.type != "cuda":
-        raise PetsegError("--amp fp16 needs a CUDA device (use --amp bf16 or off on CPU)")
+        raise PetsegError("fp16 needs a CUDA device", option="amp", advice="use {amp} bf16 or off on CPU")
     if amp == "auto":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.bfloat16 if amp == "bf16" else torch.float16
