@@ -65,17 +65,29 @@ def config_text(changes: dict) -> str:
     return json.dumps({key: value for key, value in values.items() if value is not None})
 
 
-def write_model_file(path: Path, text: str) -> Path:
-    """A tiny .safetensors file (one float) whose petseg_config is `text`: what an attacker sends."""
+# A valid config over tensors that are not a petseg model's: refused from the header alone.
+HOSTILE_TENSORS = [
+    ("someone else's weights", {"weight": np.zeros(1, np.float32)}, "tensor 'weight' (F32) is not part of a petseg model"),
+    ("integer weights", {"head.weight": np.zeros(4, np.int32)}, "tensor 'head.weight' (I32) is not part of"),
+    ("a name a megabyte long", {"x" * 1_000_000: np.zeros(1, np.float32)}, "xxx...' (F32) is not part of"),
+    ("no head", {"encoder.0.weight": np.zeros(4, np.float32)}, "has no head weights"),
+]
+
+
+def write_model_file(path: Path, text: str, tensors: dict | None = None) -> Path:
+    """A tiny .safetensors file (one float by default) whose petseg_config is `text`: what an attacker sends."""
     from safetensors.numpy import save_file
 
-    save_file({"weight": np.zeros(1, np.float32)}, str(path), metadata={"petseg_config": text})
+    save_file(tensors or {"weight": np.zeros(1, np.float32)}, str(path), metadata={"petseg_config": text})
     return path
 
 
 def hostile_files(folder: Path) -> list[tuple[Path, str]]:
-    cases = [(name, config_text(changes), words) for name, changes, words in HOSTILE_CONFIGS] + HOSTILE_TEXTS
-    return [(write_model_file(folder / f"{index}.safetensors", text), words) for index, (_, text, words) in enumerate(cases)]
+    cases = [(config_text(changes), None, words) for _, changes, words in HOSTILE_CONFIGS]
+    cases += [(text, None, words) for _, text, words in HOSTILE_TEXTS]
+    cases += [(config_text({}), tensors, words) for _, tensors, words in HOSTILE_TENSORS]
+    return [(write_model_file(folder / f"{index}.safetensors", text, tensors), words)
+            for index, (text, tensors, words) in enumerate(cases)]
 
 
 @pytest.mark.parametrize("changes, words", [case[1:] for case in HOSTILE_CONFIGS], ids=[case[0] for case in HOSTILE_CONFIGS])
@@ -97,6 +109,17 @@ def test_metadata_that_is_no_config_is_refused_in_one_line(tmp_path, text, words
     with pytest.raises(PetsegError, match=words) as raised:
         read_config(path)
     assert "\n" not in str(raised.value) and len(str(raised.value)) < 400
+
+
+@pytest.mark.parametrize("tensors, words", [case[1:] for case in HOSTILE_TENSORS], ids=[case[0] for case in HOSTILE_TENSORS])
+def test_foreign_tensors_are_refused_from_the_header(tmp_path, tensors, words):
+    from petseg.models import read_config
+
+    path = write_model_file(tmp_path / "foreign.safetensors", config_text({}), tensors)
+    with pytest.raises(PetsegError) as raised:
+        read_config(path)
+    message = str(raised.value)
+    assert str(path) in message and words in message and "\n" not in message and len(message) < 400
 
 
 def test_create_model_checks_before_building():

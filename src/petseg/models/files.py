@@ -21,6 +21,11 @@ WEIGHTS_FOLDER = Path(__file__).resolve().parents[1] / "weights"
 MODEL_SUFFIXES = (".safetensors", ".onnx")
 
 
+# What a petseg model's state dict holds: its three parts' parameters and buffers.
+MODEL_PARTS = ("encoder.", "decoder.", "head.")
+FLOAT_DTYPES = {"F16", "BF16", "F32", "F64"}
+
+
 def bundled_model_path(suffix: str = ".safetensors") -> Path:
     """The bundled model's .safetensors or .onnx file, or a clear error when this install has none."""
     if suffix not in BUNDLED_SUFFIXES:
@@ -79,23 +84,42 @@ def save_model(model, path: str | Path, *, dtype=None) -> Path:
 
 
 def read_config(path: str | Path) -> ModelConfig:
-    """The config stored in a model file, without loading its weights."""
+    """The config stored in a model file, without loading its weights (nor PyTorch).
+
+    The names and types of its tensors are checked from the file's header too, so that
+    a file of someone else's tensors is refused before PyTorch is even imported.
+    """
     from safetensors import safe_open
 
     path = Path(path)
     if not path.is_file():
         raise PetsegError(f"model file {path} does not exist")
     try:
-        with safe_open(str(path), framework="numpy") as handle:  # metadata only: no torch needed
+        with safe_open(str(path), framework="numpy") as handle:  # the header only
             metadata = handle.metadata() or {}
+            tensors = {name: handle.get_slice(name).get_dtype() for name in handle.keys()}
     except Exception as error:  # not a safetensors file at all
         raise PetsegError(f"model file {path} is not a .safetensors file: {str(error).splitlines()[0]}") from None
     if CONFIG_METADATA_KEY not in metadata:
         raise PetsegError(f"model file {path} has no {CONFIG_METADATA_KEY} metadata: it was not written by petseg save_model")
     try:
-        return ModelConfig.from_json(metadata[CONFIG_METADATA_KEY])
+        config = ModelConfig.from_json(metadata[CONFIG_METADATA_KEY])
     except (ValueError, TypeError) as error:
         raise PetsegError(f"model file {path} has an unreadable {CONFIG_METADATA_KEY}: {error}") from None
+    check_tensor_names(path, tensors)
+    return config
+
+
+def check_tensor_names(path: Path, tensors: dict[str, str]) -> None:
+    """Every tensor belongs to a petseg model's encoder, decoder or head, as floats
+    (BatchNorm's step counters as int64); whether they fit the model, loading tells."""
+    for name, dtype in tensors.items():
+        counter = name.endswith(".num_batches_tracked") and dtype == "I64"
+        if not name.startswith(MODEL_PARTS) or not (dtype in FLOAT_DTYPES or counter):
+            shown = name if len(name) <= 80 else name[:80] + "..."
+            raise PetsegError(f"model file {path}: tensor {shown!r} ({dtype}) is not part of a petseg model")
+    if not any(name.startswith("head.") for name in tensors):
+        raise PetsegError(f"model file {path} has no head weights: not a petseg model")
 
 
 def load_model(path: str | Path, map_location: str = "cpu"):
