@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from petseg.compare import compare_runs
-from petseg.errors import PetsegError
+from petseg.errors import PetsegError, command_line_flag
 
 
 def make_run(run_dir: Path, width: int, history: list[dict], train_seconds: float) -> Path:
@@ -94,10 +94,12 @@ def test_cli_prints_the_table(two_runs, tmp_path, monkeypatch, capsys):
     assert (tmp_path / "cmp" / "comparison.csv").is_file()
 
 
-@pytest.mark.parametrize("options, message", [({"repeats": 0}, "--repeats"), ({"image_size": 8}, "--image-size")])
-def test_bad_measurement_options_are_user_errors(two_runs, options, message):
-    with pytest.raises(PetsegError, match=message):
+@pytest.mark.parametrize("options, flag", [({"repeats": 0}, "--repeats"), ({"image_size": 8}, "--image-size")])
+def test_bad_measurement_options_are_user_errors(two_runs, options, flag):
+    with pytest.raises(PetsegError) as raised:
         compare_runs(two_runs, **options)
+    assert str(raised.value).startswith(next(iter(options)) + " must be at least")
+    assert raised.value.worded(command_line_flag).startswith(flag + " must be at least")
 
 
 def test_model_size_comes_from_the_shared_summary_functions(two_runs, monkeypatch):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from petseg.errors import PetsegError
+from petseg.errors import PetsegError, command_line_flag
 
 
 def test_demo_out_must_be_a_folder(tmp_path):
@@ -21,8 +21,9 @@ def test_demo_refuses_a_non_empty_folder_without_force(tmp_path):
     from petseg.demo import run_demo
 
     (tmp_path / "mine.txt").write_text("keep me")
-    with pytest.raises(PetsegError, match="--force"):
+    with pytest.raises(PetsegError) as raised:
         run_demo(tmp_path, log=lambda line: None)
+    assert raised.value.worded(command_line_flag).endswith("already exists and is not empty; --force replaces the demo's files")
 
 
 @pytest.mark.slow  # trains a toy model for one epoch and runs the bundled model on four photos (about 30-60 s)

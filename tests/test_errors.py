@@ -44,7 +44,7 @@ def test_the_cli_names_the_flag_of_a_library_error(tmp_path):
 
 # Where the library builds a user-facing message: everything but the command line's own
 # modules is called from Python (and the server from HTTP) as well as from the command line.
-LIBRARY_FOLDERS = ("inference", "models", "data", "server", "train", "compare.py", "demo.py")
+LIBRARY_FOLDERS = ("inference", "models", "data", "server", "train", "compare.py", "demo.py", "run_dir.py")
 FLAG_IN_MESSAGE = re.compile(r"""(Error|problems\.append)\(\s*f?["']([^"']*\s)?--[a-z]""")
 
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from petseg.atomic import TEMPORARY_MARK
-from petseg.errors import PetsegError
+from petseg.errors import PetsegError, command_line_flag
 from petseg.train import fit, resolve_config
 from petseg.train.checkpoint import load_checkpoint
 
@@ -98,8 +98,10 @@ def test_training_reduces_the_training_loss(reference_run):
 
 
 def test_existing_run_needs_resume_or_force(reference_run, toy_data):
-    with pytest.raises(PetsegError, match="--resume .* or --force"):
+    with pytest.raises(PetsegError) as raised:
         fit(tiny_config(toy_data, reference_run))
+    assert str(raised.value).endswith("use resume to continue it or force to start over")
+    assert raised.value.worded(command_line_flag).endswith("use --resume to continue it or --force to start over")
 
 
 def test_resume_without_checkpoint_is_a_user_error(toy_data, tmp_path):
@@ -257,7 +259,7 @@ def test_train_split_all_trains_on_every_labelled_image(toy_data):
     held_out = load_splits(tiny_config(toy_data, "out", train_split="all", val_fraction=0.25))
     assert len(held_out.val) == 6 and len(held_out.train) == 18
     assert not {sample.name for sample in held_out.val} & {sample.name for sample in held_out.train}
-    with pytest.raises(PetsegError, match="--train-split"):
+    with pytest.raises(PetsegError, match="train_split must be trainval or all"):
         tiny_config(toy_data, "out", train_split="everything")
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from petseg.errors import PetsegError
+from petseg.errors import PetsegError, command_line_flag
 from petseg.train import resolve_config
 from petseg.train.checkpoint import load_checkpoint, save_checkpoint
 from petseg.train.early_stopping import EarlyStopping
@@ -46,16 +46,45 @@ def test_overrides_replace_recipe_values_and_none_keeps_them():
 @pytest.mark.parametrize("override, option", [
     ({"epochs": 0}, "--epochs"), ({"lr": -1.0}, "--lr"), ({"device": "tpu"}, "--device"),
     ({"val_fraction": 1.5}, "--val-fraction"), ({"loss": "focal"}, "--loss"),
-    ({"weight_decay": -1e-4}, "--weight-decay"),
+    ({"weight_decay": -1e-4}, "--weight-decay"), ({"decay_steps": 0}, "--decay-steps"), ({"seed": -1}, "--seed"),
+    ({"image_size": 100_000}, "--image-size"),
 ])
 def test_bad_values_name_their_option(override, option):
-    with pytest.raises(PetsegError, match=option):
+    with pytest.raises(PetsegError) as raised:
         resolve_config("unet_diy", "data", "out", **override)
+    assert raised.value.worded(command_line_flag).startswith(option + " must be")
+
+
+# What a config file can hold that its setting's type cannot: one line naming the setting.
+BAD_TYPES = [
+    ({"epochs": "ten"}, "epochs must be an integer, got 'ten'"),
+    ({"epochs": 1e308}, "epochs must be an integer, got 1e+308"),
+    ({"image_size": True}, "image_size must be an integer, got True"),
+    ({"lr": math.inf}, "lr must be a finite number, got inf"),
+    ({"hflip": "yes"}, "hflip must be true or false, got 'yes'"),
+    ({"model_options": "x"}, "model_options must be a mapping, got 'x'"),
+    ({"model_options": {1: 2}}, "model_options must be a mapping"),
+    ({"monitor": "val_loss"}, "monitor must be a list of texts, got 'val_loss'"),
+    ({"scale": [1.0]}, "scale must be a list of 2 finite numbers or null, got [1.0]"),
+    ({"mask_values": [1]}, "mask_values must be a text or null, got [1]"),
+    ({"breeds": "x" * 1000}, "breeds must be a list of texts or null, got 'xxx"),
+]
+
+
+@pytest.mark.parametrize("values, words", BAD_TYPES, ids=[next(iter(values)) for values, _ in BAD_TYPES])
+def test_settings_of_the_wrong_type_are_one_line(values, words):
+    from petseg.train.recipes import TrainConfig
+
+    with pytest.raises(PetsegError) as raised:
+        TrainConfig.from_dict({"model": "unet_diy", "data": "data", "out": "out", **values})
+    message = str(raised.value)
+    assert message.startswith(words) and len(message) < 150, message
 
 
 def test_unknown_recipe_is_a_user_error():
-    with pytest.raises(PetsegError, match="--recipe"):
+    with pytest.raises(PetsegError) as raised:
         resolve_config("unet_diy", "data", "out", "fancy")
+    assert raised.value.worded(command_line_flag).startswith("--recipe must be one of")
 
 
 def test_exponential_decay_is_a_staircase_like_keras():

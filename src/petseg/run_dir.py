@@ -36,7 +36,7 @@ TENSORBOARD_FOLDER = "tensorboard"
 RUN_FILES = (CONFIG_FILE, CHECKPOINT_FILE, BEST_MODEL_FILE, HISTORY_CSV_FILE, HISTORY_JSON_FILE, CURVES_FILE,
              SUMMARY_FILE)
 
-BROKEN_CHECKPOINT_ADVICE = "put a good copy back, or start the run again with --force"
+BROKEN_CHECKPOINT_ADVICE = "put a good copy back, or start the run again with {force}"
 
 # What may differ between a run and its resumption: how it is executed and how long it
 # may go on. Everything else (model, optimisation, data and its order, augmentation)
@@ -72,12 +72,12 @@ def prepare(run_dir: str | Path, *, resume: bool, force: bool, create: bool = Tr
         remove_stale_temporaries(run_dir)  # what a killed write left
     if resume:
         if not (run_dir / CHECKPOINT_FILE).is_file():
-            raise PetsegError(f"{run_dir}: nothing to resume (no {CHECKPOINT_FILE}); drop --resume to start a run")
+            raise PetsegError(f"{run_dir}: nothing to resume (no {CHECKPOINT_FILE})", advice="drop {resume} to start a run")
         return run_dir
     existing = [name for name in RUN_FILES if (run_dir / name).exists()]
     if existing and not force:
-        raise PetsegError(f"{run_dir}: already holds a run ({existing[0]}); use --resume to continue it "
-                          "or --force to start over")
+        raise PetsegError(f"{run_dir}: already holds a run ({existing[0]})",
+                          advice="use {resume} to continue it or {force} to start over")
     if create:
         run_dir.mkdir(parents=True, exist_ok=True)
         for name in existing:
@@ -97,8 +97,8 @@ def writing(path: str | Path) -> Iterator[None]:
     try:
         yield
     except OSError as error:
-        raise PetsegError(f"{path}: cannot write it ({error.strerror or error}); the run's earlier files are "
-                          "intact: fix this, then continue the run with --resume") from None
+        raise PetsegError(f"{path}: cannot write it ({error.strerror or error}); the run's earlier files are intact",
+                          advice="fix this, then continue the run with {resume}") from None
 
 
 def unusable_checkpoint(path: str | Path, error: BaseException) -> PetsegError:
@@ -109,7 +109,7 @@ def unusable_checkpoint(path: str | Path, error: BaseException) -> PetsegError:
         reason = "its weights do not fit this run's model"
     else:
         reason = str(error).splitlines()[0][:200]
-    return PetsegError(f"{path}: not a checkpoint this run can resume ({reason}); {BROKEN_CHECKPOINT_ADVICE}")
+    return PetsegError(f"{path}: not a checkpoint this run can resume ({reason})", advice=BROKEN_CHECKPOINT_ADVICE)
 
 
 def _same(name: str, old: Any, new: Any) -> bool:

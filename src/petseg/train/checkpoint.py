@@ -72,18 +72,18 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, An
         raise PetsegError(f"{path}: no checkpoint to resume from")
     try:
         if path.stat().st_size == 0:
-            raise PetsegError(f"{path}: empty (0 bytes), not a checkpoint; {BROKEN_CHECKPOINT_ADVICE}")
+            raise PetsegError(f"{path}: empty (0 bytes), not a checkpoint", advice=BROKEN_CHECKPOINT_ADVICE)
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError:
         # torch's own message suggests weights_only=False, i.e. running the file's code: never.
         raise PetsegError(f"{path}: not a petseg checkpoint (it holds objects other than tensors and plain "
-                          f"values, which petseg does not load); {BROKEN_CHECKPOINT_ADVICE}") from None
+                          "values, which petseg does not load)", advice=BROKEN_CHECKPOINT_ADVICE) from None
     except (RuntimeError, EOFError, ValueError, IndexError):
-        raise PetsegError(f"{path}: not a readable checkpoint (truncated, damaged or not a torch file); "
-                          f"{BROKEN_CHECKPOINT_ADVICE}") from None
+        raise PetsegError(f"{path}: not a readable checkpoint (truncated, damaged or not a torch file)",
+                          advice=BROKEN_CHECKPOINT_ADVICE) from None
     except OSError as error:
         raise PetsegError(f"{path}: cannot read it ({error.strerror or error})") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise PetsegError(f"{path}: not a petseg checkpoint (format {CHECKPOINT_FORMAT} expected); "
-                          f"{BROKEN_CHECKPOINT_ADVICE}")
+        raise PetsegError(f"{path}: not a petseg checkpoint (format {CHECKPOINT_FORMAT} expected)",
+                          advice=BROKEN_CHECKPOINT_ADVICE)
     return state

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from petseg.errors import PetsegError
+from petseg.train.setting_types import check_setting_types
 
 RECIPES = ("seed", "default", "generalize")
 
@@ -90,6 +91,7 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self):
+        check_setting_types(self)
         # JSON has no tuples: configs read back from files arrive with lists.
         self.monitor = tuple(self.monitor)
         for name in ("scale", "crop_scale", "breeds", "exclude_breeds"):
@@ -115,7 +117,7 @@ class TrainConfig:
             (self.recipe in RECIPES, "recipe", f"must be one of {', '.join(RECIPES)}, got {self.recipe!r}"),
             (self.epochs >= 1, "epochs", f"must be at least 1, got {self.epochs}"),
             (self.batch_size >= 1, "batch_size", f"must be at least 1, got {self.batch_size}"),
-            (self.image_size >= 16, "image_size", f"must be at least 16, got {self.image_size}"),
+            (16 <= self.image_size <= 2048, "image_size", f"must be in 16..2048, got {self.image_size}"),
             (self.lr > 0, "lr", f"must be positive, got {self.lr}"),
             (self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}"),
             (self.encoder_lr_factor >= 0, "encoder_lr_factor", f"must be >= 0, got {self.encoder_lr_factor}"),
@@ -123,6 +125,10 @@ class TrainConfig:
             (self.schedule in ("cosine", "exponential"), "schedule", f"must be cosine or exponential, got {self.schedule!r}"),
             (self.loss in ("ce", "dice_ce"), "loss", f"must be ce or dice_ce, got {self.loss!r}"),
             (self.patience >= 1, "patience", f"must be at least 1, got {self.patience}"),
+            (self.warmup_epochs >= 0, "warmup_epochs", f"must be >= 0, got {self.warmup_epochs}"),
+            (0 < self.decay_rate <= 1, "decay_rate", f"must be in (0, 1], got {self.decay_rate}"),
+            (self.decay_steps >= 1, "decay_steps", f"must be at least 1, got {self.decay_steps}"),
+            (self.seed >= 0, "seed", f"must be >= 0, got {self.seed}"),
             (self.workers >= 0, "workers", f"must be >= 0, got {self.workers}"),
             (self.threads is None or self.threads >= 1, "threads", f"must be at least 1, got {self.threads}"),
             (self.device in ("auto", "cpu", "cuda"), "device", f"must be auto, cpu or cuda, got {self.device!r}"),
