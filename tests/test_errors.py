@@ -66,3 +66,11 @@ def test_a_training_setting_is_named_as_each_front_end_spells_it():
         TrainConfig(model="unet_diy", data="pets", out="run", batch_size=0).validate()
     assert str(caught.value) == "batch_size must be at least 1, got 0"
     assert caught.value.worded(command_line_flag) == "--batch-size must be at least 1, got 0"
+
+
+def test_echoed_input_is_clipped():
+    from petseg.inference.compose import parse_color
+
+    with pytest.raises(PetsegError) as raised:
+        parse_color("a" * 1_000_000)
+    assert "'" + "a" * 100 + "…'" in str(raised.value) and len(str(raised.value)) < 200

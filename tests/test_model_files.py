@@ -69,7 +69,7 @@ def config_text(changes: dict) -> str:
 HOSTILE_TENSORS = [
     ("someone else's weights", {"weight": np.zeros(1, np.float32)}, "tensor 'weight' (F32) is not part of a petseg model"),
     ("integer weights", {"head.weight": np.zeros(4, np.int32)}, "tensor 'head.weight' (I32) is not part of"),
-    ("a name a megabyte long", {"x" * 1_000_000: np.zeros(1, np.float32)}, "xxx...' (F32) is not part of"),
+    ("a name a megabyte long", {"x" * 1_000_000: np.zeros(1, np.float32)}, "xxx…' (F32) is not part of"),
     ("no head", {"encoder.0.weight": np.zeros(4, np.float32)}, "has no head weights"),
 ]
 

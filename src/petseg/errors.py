@@ -37,6 +37,15 @@ class PetsegError(Exception):
         return f"{message}; {self.advice.format(**{option: name_option(option) for option in options})}"
 
 
+# User input echoed in a message is cut to this many characters: a megabyte of it does not come back whole.
+ECHO_CHARACTERS = 100
+
+
+def clipped(text: str, limit: int = ECHO_CHARACTERS) -> str:
+    """`text` as a message shows it: at most `limit` characters and an ellipsis."""
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 def command_line_flag(option: str) -> str:
     """max_pixels -> --max-pixels: how the CLI words an error's advice."""
     return "--" + option.replace("_", "-")

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image, ImageColor, ImageOps
 
 from petseg.data.labels import BACKGROUND, BORDER, CLASS_NAMES, PET, TRIMAP_OFFSET
-from petseg.errors import PetsegError
+from petseg.errors import PetsegError, clipped
 
 MODES = ("rgba", "mask", "labels", "color")
 # How the alpha is made: matted edges (inference/matting.py), the label mask, or P(pet) + P(border) / 2.
@@ -123,7 +123,7 @@ def parse_color(text: str) -> tuple[int, int, int]:
     try:
         return ImageColor.getrgb(text)[:3]
     except ValueError:
-        raise PetsegError(f"background colour {text!r} is not a colour (use #rrggbb or a name like white)") from None
+        raise PetsegError(f"background colour {clipped(text)!r} is not a colour (use #rrggbb or a name like white)") from None
 
 
 def fit_background(background: Image.Image, height: int, width: int) -> Image.Image:

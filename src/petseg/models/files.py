@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from petseg.atomic import atomic_path
-from petseg.errors import PetsegError
+from petseg.errors import PetsegError, clipped
 from petseg.run_dir import best_model_file
 from petseg.models.config import CONFIG_METADATA_KEY, ModelConfig
 
@@ -116,8 +116,7 @@ def check_tensor_names(path: Path, tensors: dict[str, str]) -> None:
     for name, dtype in tensors.items():
         counter = name.endswith(".num_batches_tracked") and dtype == "I64"
         if not name.startswith(MODEL_PARTS) or not (dtype in FLOAT_DTYPES or counter):
-            shown = name if len(name) <= 80 else name[:80] + "..."
-            raise PetsegError(f"model file {path}: tensor {shown!r} ({dtype}) is not part of a petseg model")
+            raise PetsegError(f"model file {path}: tensor {clipped(name)!r} ({dtype}) is not part of a petseg model")
     if not any(name.startswith("head.") for name in tensors):
         raise PetsegError(f"model file {path} has no head weights: not a petseg model")
 

@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException
 
 from petseg import __version__
 from petseg.data.decode import DEFAULT_MAX_PIXELS, source_name
-from petseg.errors import ImageError, NotAnImageError, PetsegError
+from petseg.errors import ECHO_CHARACTERS, ImageError, NotAnImageError, PetsegError, clipped
 from petseg.server.inference_queue import InferenceQueue
 from petseg.server.upload_limit import UploadLimitMiddleware
 
@@ -35,8 +35,6 @@ MEGABYTE = 1024 * 1024
 # photo of exactly --max-upload-mb is still accepted.
 MULTIPART_ENVELOPE_BYTES = 64 * 1024
 
-# Echoed input (a colour, a file name) is cut to this many characters in messages.
-ECHO_CHARS = 100
 # No message is longer than this, whatever a library error says.
 MESSAGE_CHARS = 300
 
@@ -121,7 +119,7 @@ def create_app(
             encoded = await queue.run(run_model)
         except ImageError as error:
             # The decoder names in-memory data with a stand-in; the user knows the upload by its name.
-            named = error.message.replace(source_name(b""), _clip(upload.filename or "the upload"), 1)
+            named = error.message.replace(source_name(b""), clipped(upload.filename or "the upload"), 1)
             raise type(error)(named, advice=error.advice) from None
         filename = _download_name(upload.filename, mode)
         headers = {"Content-Disposition": f'inline; filename="{filename}"', "Cache-Control": "no-store"}
@@ -230,15 +228,10 @@ def _normalize_color(text: str) -> str:
     from petseg.inference.compose import parse_color
 
     try:
-        red, green, blue = parse_color(text.strip()[:ECHO_CHARS + 1])
+        red, green, blue = parse_color(text.strip()[:ECHO_CHARACTERS + 1])
     except PetsegError:
-        raise OptionError(f"bg: {_clip(text)!r} is not a colour (use #rrggbb, rgb(r,g,b) or a name)") from None
+        raise OptionError(f"bg: {clipped(text)!r} is not a colour (use #rrggbb, rgb(r,g,b) or a name)") from None
     return f"#{red:02x}{green:02x}{blue:02x}"
-
-
-def _clip(text: str) -> str:
-    """Input echoed in a message, cut so that a megabyte of it does not come back whole."""
-    return text if len(text) <= ECHO_CHARS else text[:ECHO_CHARS] + "…"
 
 
 def _one_line(message: str) -> str:

@@ -9,7 +9,7 @@ import types
 import typing
 from typing import Any
 
-from petseg.errors import PetsegError
+from petseg.errors import PetsegError, clipped
 
 SHOWN_CHARACTERS = 60
 
@@ -61,6 +61,4 @@ def check_setting_types(config) -> None:
     for name, hint in typing.get_type_hints(type(config)).items():
         value = getattr(config, name)
         if not conforms(value, hint):
-            shown = repr(value)
-            shown = shown if len(shown) <= SHOWN_CHARACTERS else shown[:SHOWN_CHARACTERS] + "..."
-            raise PetsegError(f"must be {described(hint)}, got {shown}", option=name)
+            raise PetsegError(f"must be {described(hint)}, got {clipped(repr(value), SHOWN_CHARACTERS)}", option=name)
