@@ -16,7 +16,7 @@ from petseg.data.layouts import (
     parse_label_map,
     read_split_list,
 )
-from petseg.errors import ImageError, LabelError, PetsegError
+from petseg.errors import ImageError, LabelError, PetsegError, command_line_flag
 
 
 def _copy(toy_data, tmp_path):
@@ -110,15 +110,18 @@ def test_folder_layout_with_yaml_flags_and_split_lists(tmp_path):
 def test_folder_layout_errors_name_the_file_or_option(tmp_path):
     mask = np.array([[0, 7]], dtype=np.uint8)
     root = _folder_dataset(tmp_path / "mine", {"a": mask})
-    with pytest.raises(PetsegError, match="classes.json.*--mask-values"):
+    with pytest.raises(PetsegError) as raised:
         load_samples(root, "all")
+    assert raised.value.worded(command_line_flag).endswith(
+        'needs a class mapping; add classes.json (e.g. {"0": "background", "255": "pet"}) or give --mask-values 0=background,255=pet')
     (root / "classes.json").write_text("{not json")
     with pytest.raises(PetsegError, match="classes.json: not valid JSON"):
         load_samples(root, "all")
     (root / "classes.json").write_text('{"0": "background"}')
     with pytest.raises(LabelError, match=r"a\.png: mask values \[7\]"):
         load_mask(load_samples(root, "all")[0])
-    for text, message in [("0", "VALUE=CLASS"), ("x=pet", "not an integer"), ("0=cat", "class 'cat'")]:
+    for text, message in [("0", "VALUE=CLASS"), ("x=pet", "not an integer"), ("0=cat", "class 'cat'"),
+                          ("7=pet,7=background", "'7' is given twice")]:
         with pytest.raises(PetsegError, match=message):
             parse_label_map(text)
 

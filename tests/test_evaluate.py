@@ -203,3 +203,23 @@ def test_evaluate_command_scores_the_alphas_it_is_given(toy_data, toy_model_file
     assert list(json.loads(result.stdout)["alpha"]) == ["soft", "hard"]
     wrong = CliRunner().invoke(app, [*args, "--alpha", "blurry"])
     assert isinstance(wrong.exception, PetsegError) and "--alpha: 'blurry'" in str(wrong.exception)
+
+
+def test_evaluate_reads_a_masks_folder_with_mask_values(toy_data, toy_model_file, tmp_path):
+    """images/ + masks/ with no classes.json: --mask-values maps the values, as for train and data check."""
+    from petseg.cli import app
+
+    root = tmp_path / "mine"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for photo in sorted((toy_data / "images").glob("*.jpg"))[:3]:
+        shutil.copy(photo, root / "images" / photo.name)
+        trimap = np.asarray(Image.open(toy_data / "annotations" / "trimaps" / f"{photo.stem}.png"))
+        Image.fromarray(np.where(trimap == 1, 255, 0).astype(np.uint8)).save(root / "masks" / f"{photo.stem}.png")
+    runner = CliRunner()
+    refused = runner.invoke(app, ["evaluate", str(toy_model_file), "--data", str(root), "--split", "all"])
+    assert isinstance(refused.exception, PetsegError) and "needs a class mapping" in str(refused.exception)
+    result = runner.invoke(app, ["evaluate", str(toy_model_file), "--data", str(root), "--split", "all", "--json",
+                                 "--mask-values", "0=background,255=pet", "--alpha", "hard"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["num_images"] == 3

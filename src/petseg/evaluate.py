@@ -93,7 +93,8 @@ def evaluate(
                 kept.append(Example(photo, labels, predicted, shown))
         on_batch(len(samples[start : start + batch_size]))
     if not accumulators["original"].per_image_fg_iou:
-        raise PetsegError(f"no readable samples to evaluate ({len(skipped)} skipped)")
+        first = f"; the first: {skipped[0]}" if skipped else ""
+        raise PetsegError(f"no readable samples to evaluate ({len(skipped)} skipped{first})")
     return {
         "model": segmenter.config.architecture,
         "image_size": segmenter.config.image_size,

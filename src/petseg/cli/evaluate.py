@@ -29,12 +29,15 @@ def evaluate(
     alpha: Optional[list[str]] = typer.Option(
         None, "--alpha", help="Cutout alpha to score (matting, hard, soft; repeat for several; default all three)."
     ),
+    mask_values: Optional[str] = typer.Option(
+        None, "--mask-values", help="For images/ + masks/ without classes.json: VALUE=CLASS pairs, e.g. 0=background,255=pet."
+    ),
     force: bool = typer.Option(False, "--force", help="Overwrite existing files in --out."),
 ) -> None:
     """Pixel accuracy, per-class IoU and Dice, mIoU, foreground IoU and the confusion matrix."""
     from tqdm import tqdm
 
-    from petseg.data.layouts import load_samples
+    from petseg.data.layouts import load_samples, parse_label_map
     from petseg.errors import PetsegError, missing_train_extra
     from petseg.evaluate import evaluate as run_evaluation
     from petseg.evaluate import fit_check_warning, format_report, metrics_json, write_prediction_grid
@@ -53,7 +56,7 @@ def evaluate(
     for kind in alphas:
         if kind not in ALPHAS:
             raise PetsegError(f"--alpha: {kind!r} is not one of {', '.join(ALPHAS)}")
-    samples = load_samples(data, split)
+    samples = load_samples(data, split, label_map=parse_label_map(mask_values) if mask_values else None)
     if not samples:
         raise PetsegError(f"--data: {data} has no samples in split {split!r}")
     segmenter = Segmenter.load(model, backend, flip_tta=flip_tta)

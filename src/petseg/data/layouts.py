@@ -24,7 +24,7 @@ import numpy as np
 
 from petseg.data.decode import load_labels, load_rgb, open_image
 from petseg.data.labels import CLASS_NAMES, IGNORE_INDEX
-from petseg.errors import ImageError, LabelError, PetsegError
+from petseg.errors import ImageError, LabelError, PetsegError, clipped
 
 SPLITS = ("trainval", "test", "all")
 LAYOUTS = ("auto", "oxford", "folder")
@@ -121,9 +121,11 @@ def parse_label_map(text: str) -> LabelMap:
     for item in filter(None, (part.strip() for part in text.split(","))):
         value, separator, label = item.partition("=")
         if not separator:
-            raise PetsegError(f"mask values: {item!r} should look like VALUE=CLASS, e.g. 255=pet")
+            raise PetsegError(f"mask values: {clipped(item)!r} should look like VALUE=CLASS, e.g. 255=pet")
+        if value.strip() in mapping:
+            raise PetsegError(f"mask values: {clipped(value.strip())!r} is given twice")
         mapping[value.strip()] = label.strip()
-    return normalize_label_map(mapping, "--mask-values")
+    return normalize_label_map(mapping, "mask values")
 
 
 def read_label_map_file(path: str | Path) -> LabelMap:
@@ -207,8 +209,8 @@ def _folder_samples(root: Path, split: str, label_map: LabelMap | None) -> list[
         found = [root / name for name in LABEL_MAP_FILES if (root / name).is_file()]
         if not found:
             raise PetsegError(
-                f"{root}: masks/ needs a class mapping: add classes.json (e.g. "
-                '{"0": "background", "255": "pet"}) or pass --mask-values 0=background,255=pet'
+                f"{root}: masks/ needs a class mapping",
+                advice='add classes.json (e.g. {{"0": "background", "255": "pet"}}) or give {mask_values} 0=background,255=pet',
             )
         label_map = read_label_map_file(found[0])
     images = files_by_stem(root / "images")
