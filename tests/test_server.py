@@ -141,6 +141,9 @@ def test_color_background_is_a_jpeg_composite_over_bg(client):
     response = post(client, "/api/cutout", upload, mode="color", bg="#00ff00")
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "image/jpeg"
+    # A colour alone asks for the composite, as --bg does on the command line.
+    implied = post(client, "/api/cutout", upload, bg="#00ff00")
+    assert implied.status_code == 200 and implied.content == response.content
     composite = decode(response)
     assert composite.mode == "RGB" and composite.size == (PHOTO_WIDTH, PHOTO_HEIGHT)
     alpha = rgba[..., 3:] / 255.0
@@ -228,7 +231,7 @@ def test_pixel_limit_refuses_an_upload_before_decoding_it(segmenter, monkeypatch
     [
         ({"mode": "sepia"}, ["mode", "rgba"]),
         ({"mode": "color", "bg": "not-a-colour"}, ["bg", "not-a-colour"]),
-        ({"bg": "#000000"}, ["bg", "mode=color"]),
+        ({"mode": "rgba", "bg": "#000000"}, ["bg", "mode=color"]),
         ({"alpha": "fuzzy"}, ["alpha", "matting"]),
     ],
 )

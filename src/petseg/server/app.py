@@ -158,14 +158,17 @@ def create_app(
     async def cutout(
         file: UploadField,
         mode: Annotated[
-            Literal["rgba", "color"],
-            Form(description="rgba: transparent PNG; color: JPEG on the `bg` colour."),
-        ] = "rgba",
+            Literal["rgba", "color"] | None,
+            Form(description="rgba: transparent PNG; color: JPEG on the `bg` colour. Default: color with a `bg`, else rgba."),
+        ] = None,
         bg: Annotated[
             str | None, Form(description="Background colour for mode=color: #rrggbb, rgb(r,g,b) or a name.")
         ] = None,
         alpha: AlphaField = "matting",
     ) -> Response:
+        from petseg.inference.render import default_mode
+
+        mode = default_mode(mode, has_background=bg is not None)
         if bg is not None and mode != "color":
             raise OptionError(f"bg: a background colour needs mode=color, got mode={mode}")
         return await render(file, mode, _normalize_color(bg) if bg is not None else None, alpha)
