@@ -242,7 +242,7 @@ def test_bad_options_are_user_errors(segmenter, toy_photo):
             remove_background(photo, segmenter=segmenter, **options)
     with pytest.raises(PetsegError, match="not an image"):
         remove_background(b"hello", segmenter=segmenter)
-    with pytest.raises(PetsegError, match="megapixels"):
+    with pytest.raises(PetsegError, match="pixels, over the limit of"):
         remove_background(png_bytes(photo), segmenter=segmenter, max_pixels=100)
 
 
@@ -267,3 +267,23 @@ def test_pillow_upsampling_matches_torch_bilinear():
         torch.from_numpy(channel)[None, None], size=(101, 77), mode="bilinear", align_corners=False
     )[0, 0].numpy()
     np.testing.assert_allclose(upsample(channel, 101, 77), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("value, words", [
+    (np.zeros((0, 0, 3), np.uint8), "image array is empty: shape (0, 0, 3)"),
+    (np.zeros((5, 0), np.uint8), "image array is empty"),
+    (5, "cannot read an image from int (give a path"),
+])
+def test_inputs_that_hold_no_image_are_one_line(value, words):
+    from petseg.inference.segmenter import as_photo
+
+    with pytest.raises(PetsegError) as raised:
+        as_photo(value)
+    assert str(raised.value).startswith(words)
+
+
+def test_a_background_colour_that_is_not_text_is_one_line():
+    from petseg.inference.compose import parse_color
+
+    with pytest.raises(PetsegError, match="background colour must be a text such as #rrggbb or white, got 5"):
+        parse_color(5)

@@ -21,7 +21,7 @@ import pytest
 from PIL import Image, ImageFile
 
 from petseg.data.decode import load_rgb
-from petseg.errors import ImageError
+from petseg.errors import ImageError, PetsegError
 
 # A peak this high means the bomb was decoded (13000x13000 RGB alone is 507 MB).
 PEAK_MEMORY_LIMIT_MB = 500
@@ -84,7 +84,7 @@ SOURCES = {
 def test_an_image_over_the_limit_is_never_decoded(tmp_path, decodes, kind):
     source = SOURCES[kind](small_png(tmp_path))
     decodes.clear()  # writing the test photo decoded it
-    with pytest.raises(ImageError, match=r"50x40 is 0 megapixels, over the limit of 0; raise max_pixels$"):
+    with pytest.raises(ImageError, match=r"50x40 is 2000 pixels, over the limit of 1999; raise max_pixels$"):
         load_rgb(source, max_pixels=1999)
     assert decodes == [], f"{kind}: pixels were decoded before the limit was checked"
     assert load_rgb(SOURCES[kind](small_png(tmp_path)), max_pixels=2000).shape == (40, 50, 3)
@@ -209,5 +209,15 @@ def test_the_cli_says_it_once_where_pillow_would_also_warn(tmp_path, toy_model_f
     result = petseg_process("cutout", path, "--model", toy_model_file, "--out", tmp_path / "out", "--max-pixels", 1000)
     lines = result.stderr.decode().splitlines()
     assert result.returncode == 1 and len(lines) == 2, lines
-    assert "large.png: 9800x9800 is 96 megapixels, over the limit of 0; raise --max-pixels" in lines[0]
+    assert "large.png: 9800x9800 is 96040000 pixels, over the limit of 1000; raise --max-pixels" in lines[0]
     assert lines[1].startswith("wrote 0 file(s)")
+
+
+def test_the_limit_itself_must_be_a_positive_number_of_pixels(tmp_path):
+    from petseg.inference import remove_background
+
+    for limit in (0, -5, 1.5, True, "100"):
+        for source in (small_png(tmp_path), np.zeros((4, 4, 3), np.uint8)):
+            with pytest.raises(PetsegError) as raised:
+                remove_background(source, max_pixels=limit)
+            assert str(raised.value).startswith("max_pixels must be a number of pixels, at least 1, got ")

@@ -203,7 +203,7 @@ def test_corrupt_image_is_400(client):
 
 def test_too_many_pixels_is_400(segmenter):
     with TestClient(create_app(segmenter=segmenter, max_pixels=1000)) as small_client:
-        assert_json_error(post(small_client, "/api/cutout", encode(make_photo())), 400, "photo.jpg", "megapixels")
+        assert_json_error(post(small_client, "/api/cutout", encode(make_photo())), 400, "photo.jpg", "pixels, over the limit of")
 
 
 def test_pixel_limit_refuses_an_upload_before_decoding_it(segmenter, monkeypatch):
@@ -219,7 +219,7 @@ def test_pixel_limit_refuses_an_upload_before_decoding_it(segmenter, monkeypatch
     monkeypatch.setattr(ImageFile.ImageFile, "load", spy)
     bomb = encode(np.zeros((1500, 1500, 3), np.uint8), "PNG")  # 2.25 megapixels in a few KB
     with TestClient(create_app(segmenter=segmenter, max_pixels=2_000_000)) as small_client:
-        assert_json_error(post(small_client, "/api/cutout", bomb, filename="bomb.png"), 400, "bomb.png", "megapixels")
+        assert_json_error(post(small_client, "/api/cutout", bomb, filename="bomb.png"), 400, "bomb.png", "pixels, over the limit of")
         assert decoded == [], "the upload was decoded before its size was checked"
         # The spy does see decoding: a photo under the limit goes through it.
         assert post(small_client, "/api/cutout", encode(make_photo(), "PNG")).status_code == 200

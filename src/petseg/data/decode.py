@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from petseg.data.labels import TRIMAP_OFFSET
-from petseg.errors import ImageError, LabelError, NotAnImageError
+from petseg.errors import ImageError, LabelError, NotAnImageError, PetsegError, clipped
 from petseg.limits import DEFAULT_MAX_PIXELS  # noqa: F401  (re-exported: decoding is where it applies)
 
 # A PIL image handed in by a caller may still be undecoded (Image.open is lazy): it is
@@ -75,12 +75,18 @@ def not_a_regular_file(path: str | Path) -> str | None:
 
 def check_pixels(name: str, width: int, height: int, max_pixels: int | None) -> None:
     """Refuse an image over `max_pixels`, from its size alone (before any decoding)."""
-    if max_pixels is not None and width * height > max_pixels:
-        raise ImageError(
-            f"{name}: {width}x{height} is {width * height / 1e6:.0f} megapixels, "
-            f"over the limit of {max_pixels / 1e6:.0f}",
-            advice="raise {max_pixels}",
-        )
+    if max_pixels is None:
+        return
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
+        raise PetsegError(f"must be a number of pixels, at least 1, got {clipped(repr(max_pixels))}", option="max_pixels")
+    if width * height > max_pixels:
+        unit, scale = ("megapixels", 1e6) if max_pixels >= 1e6 else ("pixels", 1)
+
+        def amount(pixels: int) -> str:  # 169, 100.5
+            return f"{pixels / scale:.1f}".removesuffix(".0")
+
+        raise ImageError(f"{name}: {width}x{height} is {amount(width * height)} {unit}, "
+                         f"over the limit of {amount(max_pixels)}", advice="raise {max_pixels}")
 
 
 def _open_lazily(source: str | Path | bytes | BinaryIO, name: str) -> Image.Image:

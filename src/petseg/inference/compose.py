@@ -120,6 +120,8 @@ def labels_to_trimap(labels: np.ndarray) -> np.ndarray:
 
 
 def parse_color(text: str) -> tuple[int, int, int]:
+    if not isinstance(text, str):
+        raise PetsegError(f"background colour must be a text such as #rrggbb or white, got {clipped(repr(text))}")
     try:
         return ImageColor.getrgb(text)[:3]
     except ValueError:

@@ -39,6 +39,8 @@ def as_photo(image: PhotoLike, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -
     if isinstance(image, np.ndarray):
         if image.ndim >= 2:
             check_pixels("image array", image.shape[1], image.shape[0], max_pixels)
+            if 0 in image.shape[:2]:
+                raise ImageError(f"image array is empty: shape {image.shape}")
         if image.dtype != np.uint8:
             raise ImageError(f"image array must be uint8, got {image.dtype}")
         if image.ndim == 2:
@@ -46,7 +48,8 @@ def as_photo(image: PhotoLike, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -
         if image.ndim == 3 and image.shape[2] in (3, 4):
             return image[..., :3]
         raise ImageError(f"image array must be (H, W), (H, W, 3) or (H, W, 4), got shape {image.shape}")
-    raise ImageError(f"cannot read an image from a {type(image).__name__}")
+    raise ImageError(f"cannot read an image from {type(image).__name__} "
+                     "(give a path, bytes, a binary file, a PIL image or a uint8 array)")
 
 
 @dataclass
