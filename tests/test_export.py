@@ -229,6 +229,10 @@ def test_float16_weights_halve_the_file_and_onnx_runtime_computes_in_float32(toy
     stored = onnx.load(str(half))
     assert {prop.key: prop.value for prop in stored.metadata_props}[PRECISION_METADATA_KEY] == "float32, float16 weights"
     assert any(tensor.data_type == TensorProto.FLOAT16 for tensor in stored.graph.initializer)
+    again = tmp_path / "again.onnx"
+    assert runner.invoke(app, ["export", str(half), "--onnx", str(again), "--float16-weights"]).exit_code == 0
+    assert again.stat().st_size == pytest.approx(half.stat().st_size, rel=0.01)
+    assert {prop.key: prop.value for prop in onnx.load(str(again)).metadata_props}[PRECISION_METADATA_KEY] == "float32, float16 weights"
 
     # ONNX Runtime folds the casts when it loads the model: what runs holds float32 weights only.
     options = onnxruntime.SessionOptions()

@@ -19,6 +19,7 @@ from petseg.inference.quantize import PRECISION_METADATA_KEY
 MIN_ELEMENTS = 1024
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 CAST_SUFFIX = "_float16"
+PRECISION_NOTE = ", float16 weights"
 
 
 def store_weights_float16(model: bytes, *, min_elements: int = MIN_ELEMENTS) -> bytes:
@@ -46,5 +47,6 @@ def store_weights_float16(model: bytes, *, min_elements: int = MIN_ELEMENTS) -> 
     graph.node.extend(nodes)
     metadata = {prop.key: prop.value for prop in graph_model.metadata_props}
     precision = metadata.get(PRECISION_METADATA_KEY, "float32")
-    onnx.helper.set_model_props(graph_model, {**metadata, PRECISION_METADATA_KEY: f"{precision}, float16 weights"})
+    if not precision.endswith(PRECISION_NOTE):  # a second pass finds nothing left to store
+        onnx.helper.set_model_props(graph_model, {**metadata, PRECISION_METADATA_KEY: precision + PRECISION_NOTE})
     return graph_model.SerializeToString()
