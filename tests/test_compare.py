@@ -81,6 +81,23 @@ def test_a_folder_that_is_not_a_run_is_a_user_error(tmp_path):
         compare_runs([tmp_path / "empty"])
 
 
+@pytest.mark.parametrize("history, words", [
+    ("[1, 2]", "row 1 is not a mapping of names to numbers"),
+    ('[{"val_miou": "high"}]', "row 1 is not a mapping of names to numbers"),
+    ('[{"val_miou": 0.5}]', "no finished epoch"),  # a row without the figures the table shows
+])
+def test_a_damaged_history_is_one_line(two_runs, history, words):
+    (two_runs[0] / "history.json").write_text(history)
+    with pytest.raises(PetsegError, match=words):
+        compare_runs(two_runs[:1], image_size=64, repeats=1)
+
+
+def test_a_damaged_summary_falls_back_to_the_history_time(two_runs):
+    (two_runs[0] / "summary.json").write_text('{"train_seconds": "long"}')
+    [small] = compare_runs(two_runs[:1], image_size=64, repeats=1)
+    assert small.train_minutes == pytest.approx(0.5)  # 3 epochs of 10 s in history.json
+
+
 def test_cli_prints_the_table(two_runs, tmp_path, monkeypatch, capsys):
     from petseg.cli import main
 

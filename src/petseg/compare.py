@@ -113,7 +113,7 @@ def _init(run_config: dict) -> str:
 
 def _best_row(run_dir: Path) -> tuple[dict, int]:
     history = read_history(run_dir)
-    rows = [row for row in history if "val_miou" in row]
+    rows = [row for row in history if all(f"val_{name}" in row for name in ("miou", "pixel_accuracy", "fg_iou"))]
     if not rows:
         raise PetsegError(f"{run_dir}: no finished epoch in {HISTORY_JSON_FILE}")
     return max(rows, key=lambda row: row["val_miou"]), len(history)
@@ -130,7 +130,9 @@ def summarize_run(run_dir: str | Path, *, image_size: int = 224):
     best, epochs = _best_row(run_dir)
     model = load_model(best_model_file(run_dir))
     summary = _read_json(run_dir / SUMMARY_FILE)
-    train_seconds = summary.get("train_seconds") or sum(row.get("seconds", 0.0) for row in read_history(run_dir))
+    train_seconds = summary.get("train_seconds")
+    if not isinstance(train_seconds, (int, float)) or isinstance(train_seconds, bool) or train_seconds <= 0:
+        train_seconds = sum(row.get("seconds", 0.0) for row in read_history(run_dir))  # runs from before summary.json
     return RunSummary(
         name=run_dir.name, run_dir=str(run_dir), model=model.config.architecture,
         init=_init(_read_json(run_dir / CONFIG_FILE)), parameters_m=count_parameters(model)[0] / 1e6,

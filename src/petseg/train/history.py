@@ -42,4 +42,9 @@ def read_history(run_dir: str | Path) -> list[dict[str, float]]:
         raise PetsegError(f"{path}: unreadable history ({error})") from None
     if not isinstance(rows, list):
         raise PetsegError(f"{path}: expected a list of per-epoch rows")
+    for number, row in enumerate(rows, 1):
+        if not isinstance(row, dict) or not all(
+            isinstance(value, (int, float)) and not isinstance(value, bool) for value in row.values()
+        ):
+            raise PetsegError(f"{path}: row {number} is not a mapping of names to numbers")
     return rows
