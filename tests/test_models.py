@@ -213,6 +213,16 @@ def test_summary_of_an_unknown_name_is_one_error_line():
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
+def test_summary_refuses_an_input_no_petseg_model_takes():
+    from typer.testing import CliRunner
+
+    from petseg.cli import app
+
+    result = CliRunner().invoke(app, ["summary", "unet_diy", "--image-size", "100000"])
+    assert isinstance(result.exception, PetsegError)
+    assert str(result.exception) == "--image-size: at most 2048 (what petseg models take), got 100000"
+
+
 def test_float16_model_files_are_half_the_size_and_load_as_float32(tmp_path):
     model = small_model("unet_diy").eval()
     images = torch.randn(1, 3, 64, 64)

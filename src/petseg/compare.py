@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from petseg.errors import PetsegError
+from petseg.models.config import IMAGE_SIZE_RANGE
 from petseg.atomic import write_text_atomic
 from petseg.run_dir import CONFIG_FILE, HISTORY_JSON_FILE, SUMMARY_FILE, best_model_file
 from petseg.train.history import read_history
@@ -178,8 +179,8 @@ def compare_runs(run_dirs: list[str | Path], out_dir: str | Path | None = None, 
         raise PetsegError("compare: give at least one run directory")
     if repeats < 1:
         raise PetsegError(f"must be at least 1, got {repeats}", option="repeats")
-    if image_size < 16:
-        raise PetsegError(f"must be at least 16, got {image_size}", option="image_size")
+    if not 16 <= image_size <= IMAGE_SIZE_RANGE[1]:
+        raise PetsegError(f"must be in 16..{IMAGE_SIZE_RANGE[1]}, got {image_size}", option="image_size")
     if out_dir is not None and not force:
         existing = [name for name in OUTPUT_NAMES if (Path(out_dir) / name).exists()]
         if existing:

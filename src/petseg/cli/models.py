@@ -113,8 +113,11 @@ def summary_command(
     from petseg.errors import PetsegError
     from petseg.models.files import resolve_model_path
     from petseg.models import create_model, load_model
+    from petseg.models.config import IMAGE_SIZE_RANGE
     from petseg.models.summary import count_parameters, layer_table, measure_gflops
 
+    if image_size is not None and image_size > IMAGE_SIZE_RANGE[1]:
+        raise PetsegError(f"--image-size: at most {IMAGE_SIZE_RANGE[1]} (what petseg models take), got {image_size}")
     if Path(model).exists() or model.endswith(".safetensors"):
         path = resolve_model_path(model)  # a run folder -> its best model file; a missing file -> one error line
         if path.suffix.lower() != ".safetensors":
