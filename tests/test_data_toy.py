@@ -83,7 +83,9 @@ def test_refuses_to_overwrite_without_force(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["pets"]  # no leftover build folder
 
 
-@pytest.mark.parametrize("options, message", [({"n": 0}, "^n must"), ({"size": 4}, "^size must")])
+@pytest.mark.parametrize("options, message", [
+    ({"n": 0}, "^n must"), ({"size": 4}, "^size must"), ({"size": 100_000}, "^size must be 16..4096 pixels, got 100000"),
+])
 def test_bad_options_name_the_option(tmp_path, options, message):
     with pytest.raises(PetsegError, match=message):
         make_toy_dataset(tmp_path / "pets", **options)

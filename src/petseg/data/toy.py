@@ -31,6 +31,7 @@ _LIST_HEADER = (
 )
 
 MIN_SIZE = 16
+MAX_SIZE = 4096  # toy pets are for tests and demos; their drawing holds a few int64 arrays of the image's size
 
 
 def _shift_or(mask: np.ndarray) -> np.ndarray:
@@ -131,9 +132,9 @@ def make_toy_dataset(out_dir: str | Path, n: int = 24, size: int = 96, seed: int
     """
     out_dir = Path(out_dir)
     if n < 1:
-        raise PetsegError(f"n must be at least 1, got {n}")
-    if size < MIN_SIZE:
-        raise PetsegError(f"size must be at least {MIN_SIZE} pixels, got {size}")
+        raise PetsegError(f"must be at least 1, got {n}", option="n")
+    if not MIN_SIZE <= size <= MAX_SIZE:
+        raise PetsegError(f"must be {MIN_SIZE}..{MAX_SIZE} pixels, got {size}", option="size")
     if out_dir.exists():
         if not out_dir.is_dir():
             raise PetsegError(f"{out_dir}: exists and is not a folder")
