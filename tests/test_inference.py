@@ -287,3 +287,15 @@ def test_a_background_colour_that_is_not_text_is_one_line():
 
     with pytest.raises(PetsegError, match="background colour must be a text such as #rrggbb or white, got 5"):
         parse_color(5)
+
+
+@pytest.mark.parametrize("threads", [0, -1, 100_000, 2.5, "2", True])
+def test_thread_counts_outside_1_to_1024_are_one_line(threads):
+    """100000 ONNX Runtime threads exhausted memory before a traceback; every front end checks first."""
+    from petseg.inference import Segmenter
+    from petseg.server import create_app
+
+    for start in (lambda: Segmenter.load(threads=threads), lambda: create_app(threads=threads)):
+        with pytest.raises(PetsegError) as raised:
+            start()
+        assert str(raised.value).startswith("threads must be a whole number in 1..1024, got ")

@@ -47,7 +47,7 @@ def test_overrides_replace_recipe_values_and_none_keeps_them():
     ({"epochs": 0}, "--epochs"), ({"lr": -1.0}, "--lr"), ({"device": "tpu"}, "--device"),
     ({"val_fraction": 1.5}, "--val-fraction"), ({"loss": "focal"}, "--loss"),
     ({"weight_decay": -1e-4}, "--weight-decay"), ({"decay_steps": 0}, "--decay-steps"), ({"seed": -1}, "--seed"),
-    ({"image_size": 100_000}, "--image-size"),
+    ({"image_size": 100_000}, "--image-size"), ({"threads": 100_000}, "--threads"), ({"workers": 100_000}, "--workers"),
 ])
 def test_bad_values_name_their_option(override, option):
     with pytest.raises(PetsegError) as raised:

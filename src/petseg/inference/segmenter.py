@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from petseg.data.decode import DEFAULT_MAX_PIXELS, check_pixels, load_rgb
+from petseg.limits import check_threads
 from petseg.data.letterbox import Letterbox, mean_fill, normalize_array
 from petseg.errors import ImageError, PetsegError, missing_train_extra
 from petseg.inference.compose import THREE_CLASSES, PetClasses, soft_alpha, upsample, upsample_alpha, upsample_labels
@@ -131,6 +132,7 @@ class Segmenter:
         .safetensors file with backend="onnx" is exported in memory (PyTorch again).
         flip_tta: average each prediction with that of the mirrored photo (see the class).
         """
+        check_threads(threads)
         if backend is not None and backend not in BACKENDS:
             raise PetsegError(f"backend {backend!r} is not one of {', '.join(BACKENDS)}")
         if model is None:
@@ -157,6 +159,7 @@ class Segmenter:
     def from_model(cls, model, backend: str = "torch", *, threads: int | None = None,
                    flip_tta: bool = False) -> "Segmenter":
         """Wrap an in-memory petseg model (anything create_model/load_model returns)."""
+        check_threads(threads)
         from petseg.inference.backends import OnnxBackend, TorchBackend
 
         if backend == "torch":

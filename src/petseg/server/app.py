@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException
 from petseg import __version__
 from petseg.data.decode import DEFAULT_MAX_PIXELS, source_name
 from petseg.errors import ECHO_CHARACTERS, ImageError, NotAnImageError, PetsegError, clipped
+from petseg.limits import check_threads
 from petseg.server.inference_queue import InferenceQueue
 from petseg.server.upload_limit import UploadLimitMiddleware
 
@@ -70,7 +71,8 @@ def create_app(
     the bundled model). `threads` photos are processed at once and `queue_size` more may
     wait; beyond that a request gets 503. An upload must arrive within `read_timeout_s`.
     """
-    for name, value, least in (("threads", threads, 1), ("queue_size", queue_size, 0), ("max_pixels", max_pixels, 1)):
+    check_threads(threads)
+    for name, value, least in (("queue_size", queue_size, 0), ("max_pixels", max_pixels, 1)):
         if value < least:
             raise PetsegError(f"{name} must be at least {least}, got {value}")
     for name, value in (("max_upload_mb", max_upload_mb), ("read_timeout_s", read_timeout_s)):

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from petseg.errors import PetsegError
+from petseg.limits import MAX_THREADS
 from petseg.train.setting_types import check_setting_types
 
 RECIPES = ("seed", "default", "generalize")
@@ -129,8 +130,9 @@ class TrainConfig:
             (0 < self.decay_rate <= 1, "decay_rate", f"must be in (0, 1], got {self.decay_rate}"),
             (self.decay_steps >= 1, "decay_steps", f"must be at least 1, got {self.decay_steps}"),
             (self.seed >= 0, "seed", f"must be >= 0, got {self.seed}"),
-            (self.workers >= 0, "workers", f"must be >= 0, got {self.workers}"),
-            (self.threads is None or self.threads >= 1, "threads", f"must be at least 1, got {self.threads}"),
+            (0 <= self.workers <= MAX_THREADS, "workers", f"must be in 0..{MAX_THREADS}, got {self.workers}"),
+            (self.threads is None or 1 <= self.threads <= MAX_THREADS, "threads",
+             f"must be in 1..{MAX_THREADS}, got {self.threads}"),
             (self.device in ("auto", "cpu", "cuda"), "device", f"must be auto, cpu or cuda, got {self.device!r}"),
             (self.amp in ("auto", "bf16", "fp16", "off"), "amp", f"must be auto, bf16, fp16 or off, got {self.amp!r}"),
             (self.val_fraction is None or 0 < self.val_fraction < 1,
