@@ -393,7 +393,8 @@ def test_create_app_rejects_bad_settings(segmenter):
     from petseg.errors import PetsegError
 
     bad = (({"threads": 0}, "threads"), ({"queue_size": -1}, "queue_size"), ({"max_upload_mb": 0}, "max_upload_mb"),
-           ({"read_timeout_s": 0}, "read_timeout_s"))
+           ({"read_timeout_s": 0}, "read_timeout_s"), ({"max_upload_mb": float("inf")}, "max_upload_mb"),
+           ({"max_upload_mb": float("nan")}, "max_upload_mb"), ({"threads": 100_000}, "threads"))
     for settings, word in bad:
         with pytest.raises(PetsegError, match=word):
             create_app(segmenter=segmenter, **settings)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import re
 from contextlib import asynccontextmanager
@@ -76,8 +77,8 @@ def create_app(
         if value < least:
             raise PetsegError(f"{name} must be at least {least}, got {value}")
     for name, value in (("max_upload_mb", max_upload_mb), ("read_timeout_s", read_timeout_s)):
-        if not value > 0:
-            raise PetsegError(f"{name} must be positive, got {value}")
+        if not 0 < value < math.inf:
+            raise PetsegError(f"{name} must be a positive number, got {value}")
     if segmenter is None:
         from petseg.inference import Segmenter
 
