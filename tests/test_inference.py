@@ -299,3 +299,16 @@ def test_thread_counts_outside_1_to_1024_are_one_line(threads):
         with pytest.raises(PetsegError) as raised:
             start()
         assert str(raised.value).startswith("threads must be a whole number in 1..1024, got ")
+
+
+@pytest.mark.parametrize("batch_size", [0, -1, 2.5])
+def test_a_batch_size_that_is_not_a_positive_whole_number_is_one_line(toy_model_file, batch_size):
+    """-1 returned no predictions at all, 0 and 2.5 died in range()."""
+    from petseg.evaluate import evaluate
+    from petseg.inference import Segmenter
+
+    segmenter = Segmenter.load(toy_model_file)
+    for call in (lambda: segmenter.predict([np.zeros((8, 8, 3), np.uint8)], batch_size=batch_size),
+                 lambda: evaluate(segmenter, [], batch_size=batch_size)):
+        with pytest.raises(PetsegError, match="^batch_size must be a whole number at least 1, got "):
+            call()

@@ -26,6 +26,7 @@ from petseg.inference.compose import ALPHAS
 from petseg.inference.render import cutout_alpha
 from petseg.inference.segmenter import DEFAULT_BATCH_SIZE, Segmenter
 from petseg.metrics import ALPHA_KEYS, AlphaMetrics, SegmentationMetrics
+from petseg.limits import check_whole_number
 
 RESOLUTIONS = ("model", "original")
 SUMMARY_KEYS = ("pixel_accuracy", "miou", "fg_iou", "fg_iou_per_image")
@@ -65,6 +66,8 @@ def evaluate(
     """
     from petseg.data.layouts import load_sample
 
+    check_whole_number(batch_size, "batch_size", 1)
+    check_whole_number(examples, "examples", 0)
     segmenter = as_segmenter(model_or_segmenter)
     check_trimap_classes(segmenter.config.labels)
     accumulators = {resolution: SegmentationMetrics(num_classes=segmenter.config.num_classes) for resolution in RESOLUTIONS}

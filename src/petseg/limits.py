@@ -11,10 +11,16 @@ DEFAULT_MAX_PIXELS = 100_000_000
 MAX_THREADS = 1024
 
 
-def check_threads(threads: int | None, option: str = "threads") -> None:
-    """Refuse a thread count that is not a whole number in 1..MAX_THREADS (None: the library's choice)."""
+def check_whole_number(value, option: str, low: int, high: int | None = None) -> None:
+    """Refuse a count that is not a whole number in low..high (high None: no upper bound)."""
     from petseg.errors import PetsegError, clipped
 
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
-                                or not 1 <= threads <= MAX_THREADS):
-        raise PetsegError(f"must be a whole number in 1..{MAX_THREADS}, got {clipped(repr(threads))}", option=option)
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        bounds = f"in {low}..{high}" if high is not None else f"at least {low}"
+        raise PetsegError(f"must be a whole number {bounds}, got {clipped(repr(value))}", option=option)
+
+
+def check_threads(threads: int | None, option: str = "threads") -> None:
+    """Refuse a thread count outside 1..MAX_THREADS (None: the library's choice)."""
+    if threads is not None:
+        check_whole_number(threads, option, 1, MAX_THREADS)

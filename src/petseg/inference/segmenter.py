@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from petseg.data.decode import DEFAULT_MAX_PIXELS, check_pixels, load_rgb
-from petseg.limits import check_threads
+from petseg.limits import check_threads, check_whole_number
 from petseg.data.letterbox import Letterbox, mean_fill, normalize_array
 from petseg.errors import ImageError, PetsegError, missing_train_extra
 from petseg.inference.compose import THREE_CLASSES, PetClasses, soft_alpha, upsample, upsample_alpha, upsample_labels
@@ -194,6 +194,7 @@ class Segmenter:
         images: one image or a list (ndarray, PIL image, encoded bytes or a path);
         a list gives a list, one image gives one array.
         """
+        check_whole_number(batch_size, "batch_size", 1)
         single = not isinstance(images, (list, tuple))
         photos = [as_photo(image, max_pixels=max_pixels) for image in ([images] if single else images)]
         results = []
