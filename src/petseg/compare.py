@@ -134,7 +134,7 @@ def summarize_run(run_dir: str | Path, *, image_size: int = 224):
     summary = _read_json(run_dir / SUMMARY_FILE)
     train_seconds = summary.get("train_seconds")
     if not isinstance(train_seconds, (int, float)) or isinstance(train_seconds, bool) or train_seconds <= 0:
-        train_seconds = sum(row.get("seconds", 0.0) for row in read_history(run_dir))  # runs from before summary.json
+        train_seconds = sum(row.get("seconds", 0.0) for row in read_history(run_dir))  # runs older than their summary file
     return RunSummary(
         name=run_dir.name, run_dir=str(run_dir), model=model.config.architecture,
         init=_init(_read_json(run_dir / CONFIG_FILE)), parameters_m=count_parameters(model)[0] / 1e6,
