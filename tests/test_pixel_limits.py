@@ -220,4 +220,4 @@ def test_the_limit_itself_must_be_a_positive_number_of_pixels(tmp_path):
         for source in (small_png(tmp_path), np.zeros((4, 4, 3), np.uint8)):
             with pytest.raises(PetsegError) as raised:
                 remove_background(source, max_pixels=limit)
-            assert str(raised.value).startswith("max_pixels must be a number of pixels, at least 1, got ")
+            assert str(raised.value).startswith("max_pixels must be a whole number at least 1, got ")

@@ -19,8 +19,8 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from petseg.data.labels import TRIMAP_OFFSET
-from petseg.errors import ImageError, LabelError, NotAnImageError, PetsegError, clipped
-from petseg.limits import DEFAULT_MAX_PIXELS  # noqa: F401  (re-exported: decoding is where it applies)
+from petseg.errors import ImageError, LabelError, NotAnImageError
+from petseg.limits import DEFAULT_MAX_PIXELS, check_whole_number  # noqa: F401  (DEFAULT_MAX_PIXELS re-exported: decoding is where it applies)
 
 # A PIL image handed in by a caller may still be undecoded (Image.open is lazy): it is
 # size-checked like a file before anything reads its pixels.
@@ -77,8 +77,7 @@ def check_pixels(name: str, width: int, height: int, max_pixels: int | None) -> 
     """Refuse an image over `max_pixels`, from its size alone (before any decoding)."""
     if max_pixels is None:
         return
-    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
-        raise PetsegError(f"must be a number of pixels, at least 1, got {clipped(repr(max_pixels))}", option="max_pixels")
+    check_whole_number(max_pixels, "max_pixels", 1)
     if width * height > max_pixels:
         unit, scale = ("megapixels", 1e6) if max_pixels >= 1e6 else ("pixels", 1)
 
