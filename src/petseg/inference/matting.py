@@ -8,7 +8,7 @@ and Weiss's closed-form matting (2008): in every 3x3 window alpha is an affine f
 of the colour, which snaps the edge to the photo's edges and keeps fur strands.
 
 The matting Laplacian is built only for the windows that touch the band, in numpy, and
-the system is solved for the band's pixels alone with SciPy's sparse direct solver: an
+the system is solved for the band's pixels alone by SciPy's conjugate gradients: an
 Oxford-size photo has some thousands of unknowns, not its 190,000 pixels, and nothing
 needs a JIT compiler (pymatting's `cf_laplacian` builds the same matrix for the whole
 image; the tests check ours against it). A weak pull towards the network's soft alpha
@@ -18,8 +18,9 @@ Foreground colours in the band are estimated by blur fusion (foreground.py): edg
 get the pet's colour instead of a blend with the old background, so a cutout pasted on a
 new background has no halo.
 
-Big photos are matted at a capped working size; the alpha is upsampled once in uint8,
-and the colour correction is added to the full-size photo at its edge pixels only.
+Big photos are matted at a capped working size, and their edge colours estimated at a
+smaller one; the alpha is upsampled once in uint8, and the colours are computed for the
+full-size photo's edge pixels only.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from petseg.inference.foreground import box_mean, foreground_at
+from petseg.inference.foreground import box_mean, fuse_means, fusion_means_at
 
 # The pet/background decision: the network's soft alpha, P(pet) + P(border) / 2, at 0.5.
 THRESHOLD = 0.5
@@ -40,6 +41,9 @@ THRESHOLD = 0.5
 BAND_MODEL_PIXELS = 0.5
 # Matting runs at most at this many pixels (about 1400 x 1050).
 WORK_PIXELS = 1_500_000
+# Edge colours are estimated at most at this many pixels (about 820 x 610): they vary
+# smoothly, and blur fusion's cost grows faster than the photo (its windows widen with it).
+FOREGROUND_PIXELS = 500_000
 # Closed-form matting's colour-line regulariser (Levin et al. use 1e-7; a larger value
 # gives smoother alpha in noisy or flat windows).
 EPSILON = 1e-5
@@ -77,6 +81,21 @@ def edge_band(inside: np.ndarray, radius: int) -> np.ndarray:
     return (share > 1e-4) & (share < 1 - 1e-4)
 
 
+def inverse_symmetric_3x3(matrices: np.ndarray) -> np.ndarray:
+    """Inverses of (N, 3, 3) symmetric positive definite matrices, by their cofactors.
+
+    Several times faster than np.linalg.inv on many small matrices, and exact for these
+    (well conditioned: the covariances carry the epsilon / 9 regulariser).
+    """
+    a, b, c, d, e, f = (matrices[:, row, column] for row, column in ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2)))
+    # The adjugate's entries (it is symmetric too), named by their place in the matrix.
+    aa, ab, ac = d * f - e * e, c * e - b * f, b * e - c * d
+    bb, bc, cc = a * f - c * c, b * c - a * e, a * d - b * b
+    determinant = a * aa + b * ab + c * ac
+    adjugate = np.stack([aa, ab, ac, ab, bb, bc, ac, bc, cc], axis=-1).reshape(-1, 3, 3)
+    return adjugate / determinant[:, None, None]
+
+
 def closed_form_system(image: np.ndarray, unknown: np.ndarray, epsilon: float):
     """Levin et al.'s matting Laplacian, only the rows of unknown pixels.
 
@@ -93,12 +112,13 @@ def closed_form_system(image: np.ndarray, unknown: np.ndarray, epsilon: float):
     colors = image.reshape(-1, 3)[pixels]  # (N, 9, 3)
     centered = colors - colors.mean(axis=1, keepdims=True)
     covariance = centered.transpose(0, 2, 1) @ centered / 9 + (epsilon / 9) * np.eye(3)
-    affinity = (1 + centered @ np.linalg.inv(covariance) @ centered.transpose(0, 2, 1)) / 9  # (N, 9, 9)
-    values = np.eye(9) - affinity
-    rows = np.broadcast_to(pixels[:, :, None], values.shape)
-    columns = np.broadcast_to(pixels[:, None, :], values.shape)
-    keep = unknown.ravel()[rows]
-    return rows[keep], columns[keep], values[keep]
+    window, position = np.nonzero(unknown.ravel()[pixels])  # the windows' unknown pixels: their rows
+    # Each row's affinities to its window's 9 pixels, (1 + c_i^T S^-1 c_j) / 9, computed for
+    # these rows only (a quarter of the windows' 81 entries).
+    projected = centered[window, position][:, None, :] @ inverse_symmetric_3x3(covariance)[window]  # (rows, 1, 3)
+    affinity = (1 + (projected @ centered[window].transpose(0, 2, 1))[:, 0]) / 9  # (rows, 9)
+    values = (position[:, None] == np.arange(9)) - affinity
+    return np.repeat(pixels[window, position], 9), pixels[window].ravel(), values.ravel()
 
 
 def solve_band(image: np.ndarray, known_alpha: np.ndarray, unknown: np.ndarray, *, epsilon: float = EPSILON,
@@ -169,14 +189,20 @@ def matte(soft_alpha: np.ndarray, photo: np.ndarray, *, threshold: float = THRES
         alpha_bytes = np.asarray(Image.fromarray(alpha_bytes, mode="L").resize((width, height), Image.BILINEAR))
     if not foreground:
         return Matte(alpha_bytes, photo)
+    colour_height, colour_width, colour_scale = work_size(work_height, work_width, FOREGROUND_PIXELS)
+    if colour_scale < 1.0:
+        size = (colour_width, colour_height)
+        image = np.asarray(Image.fromarray(work_photo).resize(size, Image.BILINEAR)) / 255.0
+        alpha = np.clip(resize_float(alpha, colour_height, colour_width), 0.0, 1.0)
     return Matte(alpha_bytes, decontaminate(photo, image, alpha, alpha_bytes))
 
 
 def decontaminate(photo: np.ndarray, image: np.ndarray, alpha: np.ndarray, full_alpha: np.ndarray) -> np.ndarray:
     """The photo with its partly transparent pixels recoloured to the estimated foreground.
 
-    The correction (foreground - photo) is computed at the working size and added at
-    full size, nearest working pixel, so a big photo keeps its own detail.
+    Blur fusion's smooth means come from the working size (image, alpha), the nearest
+    working pixel for each; the last step uses the full-size pixel's own colour and
+    alpha, so a big photo keeps its own detail.
     """
     edge = (full_alpha > 0) & (full_alpha < 255)
     if not edge.any():
@@ -187,9 +213,12 @@ def decontaminate(photo: np.ndarray, image: np.ndarray, alpha: np.ndarray, full_
     work_columns = np.minimum((columns * work_width) // photo.shape[1], work_width - 1)
     wanted = np.zeros(alpha.shape, bool)
     wanted[work_rows, work_columns] = True
-    correction = np.zeros(image.shape)  # foreground - photo, at the wanted working pixels only
-    correction[wanted] = foreground_at(image, alpha, wanted) - image[wanted]
+    means = fusion_means_at(image, alpha, wanted)  # wanted pixels in row-major order
+    order = np.zeros(alpha.shape, np.intp)  # a wanted working pixel's row in `means`
+    order[wanted] = np.arange(len(means))
+    pixels = photo[rows, columns] / np.float32(255.0)
+    foreground = fuse_means(pixels, (full_alpha[rows, columns] / np.float32(255.0))[:, None],
+                            means[order[work_rows, work_columns]])[0]
     result = photo.copy()
-    corrected = photo[rows, columns] + 255.0 * correction[work_rows, work_columns]
-    result[rows, columns] = np.clip(corrected + 0.5, 0, 255).astype(np.uint8)
+    result[rows, columns] = (foreground * 255.0 + 0.5).astype(np.uint8)
     return result
