@@ -233,8 +233,13 @@ def test_modes_write_what_they_claim_and_matting_recolours_edges(photos, tmp_pat
     # Matting decontaminates: edge pixels change colour, solid ones keep the photo's.
     assert np.abs(rgba[..., :3][edge].astype(int) - photo[edge]).max() > 10
     np.testing.assert_array_equal(rgba[..., :3][mask == 255], photo[mask == 255])
+    # Invisible pixels are transparent black (small files); hard alpha leaves visible colours alone.
+    np.testing.assert_array_equal(rgba[mask == 0], 0)
     hard = np.asarray(Image.open(cut(source, tmp_path / "hard", toy_model_file, "--alpha", "hard")))
-    np.testing.assert_array_equal(hard[..., :3], photo)
+    visible = hard[..., 3] > 0
+    assert visible.any() and not visible.all()
+    np.testing.assert_array_equal(hard[..., :3][visible], photo[visible])
+    np.testing.assert_array_equal(hard[~visible], 0)
 
     color = Image.open(cut(source, tmp_path / "color", toy_model_file, "--mode", "color"))
     assert color.format == "JPEG" and color.mode == "RGB"
