@@ -170,10 +170,15 @@ def test_rgba_is_opaque_on_the_pet_and_transparent_elsewhere(segmenter, toy_phot
 
     photo, labels = toy_photo
     rgba = remove_background(photo, segmenter=segmenter)
-    solid = (rgba[..., 3] == 0) | (rgba[..., 3] == 255)
-    np.testing.assert_array_equal(rgba[..., :3][solid], photo[solid])  # matting recolours only partly transparent pixels
+    opaque, clear = rgba[..., 3] == 255, rgba[..., 3] == 0
+    assert opaque.any() and clear.any()
+    np.testing.assert_array_equal(rgba[..., :3][opaque], photo[opaque])  # matting recolours only partly transparent pixels
+    np.testing.assert_array_equal(rgba[clear], 0)  # invisible pixels are transparent black
     for kind in ("hard", "soft"):
-        np.testing.assert_array_equal(remove_background(photo, segmenter=segmenter, alpha=kind)[..., :3], photo)
+        cutout = remove_background(photo, segmenter=segmenter, alpha=kind)
+        visible = cutout[..., 3] > 0
+        np.testing.assert_array_equal(cutout[..., :3][visible], photo[visible])
+        np.testing.assert_array_equal(cutout[~visible], 0)
     alpha = rgba[..., 3].astype(np.float32)
     assert alpha[labels == PET].mean() > 220 and alpha[labels == BACKGROUND].mean() < 35
     assert foreground_iou(alpha >= 128, labels) > 0.8

@@ -151,11 +151,11 @@ def rgba_cutout(photo: np.ndarray, alpha: np.ndarray) -> Image.Image:
     Their colour is never seen, and as zeros it costs next to nothing in a PNG: a cutout
     file is less than half the size and encodes twice as fast (rembg does the same).
     """
-    rgba = np.empty(photo.shape[:2] + (4,), np.uint8)
-    rgba[..., :3] = photo
-    rgba[..., 3] = alpha
-    rgba[alpha == 0] = 0
-    return Image.fromarray(rgba, mode="RGBA")
+    mask = Image.fromarray(alpha, mode="L")
+    cutout = Image.new("RGBA", mask.size, 0)
+    cutout.paste(Image.fromarray(photo, mode="RGB"), mask=mask.point(lambda value: 255 if value else 0))
+    cutout.putalpha(mask)
+    return cutout
 
 
 def compose(
