@@ -151,11 +151,12 @@ def rgba_cutout(photo: np.ndarray, alpha: np.ndarray) -> Image.Image:
     Their colour is never seen, and as zeros it costs next to nothing in a PNG: a cutout
     file is less than half the size and encodes twice as fast (rembg does the same).
     """
-    mask = Image.fromarray(alpha, mode="L")
-    cutout = Image.new("RGBA", mask.size, 0)
-    cutout.paste(Image.fromarray(photo, mode="RGB"), mask=mask.point(lambda value: 255 if value else 0))
-    cutout.putalpha(mask)
-    return cutout
+    rgba = np.empty(photo.shape[:2] + (4,), np.uint8)
+    # One pass, no temporary copies of the photo (Pillow's paste under a mask needed two,
+    # 230 MB more at 50 megapixels).
+    np.multiply(photo, (alpha > 0)[..., None], out=rgba[..., :3], casting="unsafe")
+    rgba[..., 3] = alpha
+    return Image.fromarray(rgba, mode="RGBA")
 
 
 def compose(
