@@ -3,7 +3,7 @@
 Blur fusion (Forte and Pitie, "Approximate fast foreground colour estimation", ICIP 2021)
 estimates the pet's own colour under a partly transparent pixel from box-blurred
 foreground and background colours, in two passes: a large radius, then a small one.
-A cutout needs it only at its edge pixels, a few percent of the photo, so `foreground_at`
+A cutout needs it only at its edge pixels, a few percent of the photo, so `fusion_means_at`
 computes both passes there alone (and, for the first pass, at the pixels the second
 pass's windows reach), never over whole images:
 - the second pass's small windows are gathered pixel by pixel where that is less work
