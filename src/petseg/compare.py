@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from petseg.errors import PetsegError
-from petseg.limits import check_threads
+from petseg.limits import check_threads, check_whole_number
 from petseg.models.config import IMAGE_SIZE_RANGE
 from petseg.atomic import write_text_atomic
 from petseg.run_dir import CONFIG_FILE, HISTORY_JSON_FILE, SUMMARY_FILE, best_model_file
@@ -179,10 +179,8 @@ def compare_runs(run_dirs: list[str | Path], out_dir: str | Path | None = None, 
     if not run_dirs:
         raise PetsegError("compare: give at least one run directory")
     check_threads(threads)
-    if repeats < 1:
-        raise PetsegError(f"must be at least 1, got {repeats}", option="repeats")
-    if not 16 <= image_size <= IMAGE_SIZE_RANGE[1]:
-        raise PetsegError(f"must be in 16..{IMAGE_SIZE_RANGE[1]}, got {image_size}", option="image_size")
+    check_whole_number(repeats, "repeats", 1)
+    check_whole_number(image_size, "image_size", 16, IMAGE_SIZE_RANGE[1])
     if out_dir is not None and not force:
         existing = [name for name in OUTPUT_NAMES if (Path(out_dir) / name).exists()]
         if existing:

@@ -11,11 +11,16 @@ DEFAULT_MAX_PIXELS = 100_000_000
 MAX_THREADS = 1024
 
 
+def is_whole_number(value, low: int, high: int | None = None) -> bool:
+    """Whether `value` is an int (not a bool, not a float) in low..high (high None: no upper bound)."""
+    return not isinstance(value, bool) and isinstance(value, int) and low <= value and (high is None or value <= high)
+
+
 def check_whole_number(value, option: str, low: int, high: int | None = None) -> None:
     """Refuse a count that is not a whole number in low..high (high None: no upper bound)."""
     from petseg.errors import PetsegError, clipped
 
-    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+    if not is_whole_number(value, low, high):
         bounds = f"in {low}..{high}" if high is not None else f"at least {low}"
         raise PetsegError(f"must be a whole number {bounds}, got {clipped(repr(value))}", option=option)
 

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from petseg.errors import PetsegError
+from petseg.limits import is_whole_number
 
 from petseg import __version__
 from petseg.data.labels import CLASS_NAMES
@@ -85,7 +86,7 @@ def _shown(value: Any) -> str:
 
 def check_integer(name: str, value: Any, low: int, high: int) -> int:
     """`value` if it is an int (not a bool, not a float) within low..high, else an InvalidConfigError."""
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+    if not is_whole_number(value, low, high):
         raise InvalidConfigError(f"{name} must be an integer in {low}..{high}, got {_shown(value)}")
     return value
 

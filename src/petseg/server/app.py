@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException
 from petseg import __version__
 from petseg.data.decode import DEFAULT_MAX_PIXELS, source_name
 from petseg.errors import ECHO_CHARACTERS, ImageError, NotAnImageError, PetsegError, clipped
-from petseg.limits import check_threads
+from petseg.limits import check_threads, check_whole_number
 from petseg.server.inference_queue import InferenceQueue
 from petseg.server.upload_limit import UploadLimitMiddleware
 
@@ -73,9 +73,8 @@ def create_app(
     wait; beyond that a request gets 503. An upload must arrive within `read_timeout_s`.
     """
     check_threads(threads)
-    for name, value, least in (("queue_size", queue_size, 0), ("max_pixels", max_pixels, 1)):
-        if value < least:
-            raise PetsegError(f"{name} must be at least {least}, got {value}")
+    check_whole_number(queue_size, "queue_size", 0)
+    check_whole_number(max_pixels, "max_pixels", 1)
     for name, value in (("max_upload_mb", max_upload_mb), ("read_timeout_s", read_timeout_s)):
         if not 0 < value < math.inf:
             raise PetsegError(f"{name} must be a positive number, got {value}")

@@ -14,6 +14,7 @@ from typing import Any
 
 from petseg.errors import PetsegError
 from petseg.limits import MAX_THREADS
+from petseg.models.config import IMAGE_SIZE_RANGE
 from petseg.train.setting_types import check_setting_types
 
 RECIPES = ("seed", "default", "generalize")
@@ -118,7 +119,8 @@ class TrainConfig:
             (self.recipe in RECIPES, "recipe", f"must be one of {', '.join(RECIPES)}, got {self.recipe!r}"),
             (self.epochs >= 1, "epochs", f"must be at least 1, got {self.epochs}"),
             (self.batch_size >= 1, "batch_size", f"must be at least 1, got {self.batch_size}"),
-            (16 <= self.image_size <= 2048, "image_size", f"must be in 16..2048, got {self.image_size}"),
+            (16 <= self.image_size <= IMAGE_SIZE_RANGE[1], "image_size",
+             f"must be in 16..{IMAGE_SIZE_RANGE[1]}, got {self.image_size}"),
             (self.lr > 0, "lr", f"must be positive, got {self.lr}"),
             (self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}"),
             (self.encoder_lr_factor >= 0, "encoder_lr_factor", f"must be >= 0, got {self.encoder_lr_factor}"),
