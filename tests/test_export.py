@@ -174,7 +174,12 @@ def test_int8_export_is_calibrated_on_photos_and_still_cuts_out(toy_model_file, 
     assert float_convs and all("/encoder/" in name or "/head/" in name for name in float_convs), float_convs
     assert any("/head/" in name for name in float_convs), float_convs
     producers = {output: node for node in graph.node for output in node.output}
-    assert producers[graph.output[0].name].op_type == "Softmax"
+    softmax_end = producers[graph.output[0].name]  # the written-out softmax's last step
+    assert softmax_end.op_type == "Div"
+    softmax = [node for node in graph.node if node.name.count("/") == 1 and node.op_type != "Constant"]
+    assert [node.op_type for node in softmax] == ["ReduceMax", "Sub", "Exp", "ReduceSum", "Div"], softmax
+    assert not any(producers[name].op_type == "DequantizeLinear" for node in softmax for name in node.input
+                   if name in producers), "the softmax is computed in float"
 
     int8, float32 = Segmenter.load(target), Segmenter.load(toy_model_file)
     assert int8.config == float32.config

@@ -35,7 +35,12 @@ def _with_softmax(model):
             self.inner = inner
 
         def forward(self, images):
-            return torch.softmax(self.inner(images), dim=1)
+            # softmax written out: ONNX Runtime runs a Softmax node over the class axis
+            # (not the last) by transposing around it, 2.4 ms at 3 x 256 x 256 on one CPU
+            # core, where these reduce and element-wise nodes take 0.5 ms. Same numbers.
+            logits = self.inner(images)
+            exponentials = torch.exp(logits - logits.amax(dim=1, keepdim=True))
+            return exponentials / exponentials.sum(dim=1, keepdim=True)
 
     return WithSoftmax(model).eval()
 

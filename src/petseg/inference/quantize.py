@@ -26,8 +26,16 @@ INT8_SCOPES = {"decoder": "/encoder/", "all": None}
 # The head (a 1x1 convolution to the class logits) and the softmax after it stay float in
 # every scope: their outputs are the probabilities that soft alpha shows as they are, and
 # in uint8 (steps of 1/255 and coarser) they moved the bundled model's soft-alpha figures
-# by up to 0.006; in float the two cost next to nothing.
-FLOAT_OUTPUT_NODES = ("/head/", "/Softmax")
+# by up to 0.006; in float the two cost next to nothing. The softmax's nodes are the
+# graph's top level ("/Exp", "/Div", ...: no module in their names), and so is an older
+# export's single "/Softmax".
+FLOAT_OUTPUT_NODES = ("/head/",)
+
+
+def stays_float(node_name: str, float_part: str | None) -> bool:
+    """Whether `quantize_int8` leaves a node of the exported graph in float."""
+    top_level = node_name.count("/") == 1
+    return top_level or any(part in node_name for part in FLOAT_OUTPUT_NODES) or bool(float_part and float_part in node_name)
 
 
 def calibration_batches(folder: str | Path, config, limit: int = CALIBRATION_PHOTOS) -> list[np.ndarray]:
@@ -84,9 +92,7 @@ def quantize_int8(float_model: bytes, batches: list[np.ndarray], *, scope: str =
         # (the symbolic pass cannot follow the dynamic height and width through the decoder).
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
         float_part = INT8_SCOPES[scope]
-        keep_float = [node.name for node in onnx.load(str(prepared)).graph.node
-                      if any(part in node.name for part in FLOAT_OUTPUT_NODES)
-                      or (float_part and float_part in node.name)]
+        keep_float = [node.name for node in onnx.load(str(prepared)).graph.node if stays_float(node.name, float_part)]
         quantize_static(
             str(prepared), str(target), Photos(), quant_format=QuantFormat.QDQ, per_channel=True,
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=keep_float,
