@@ -53,6 +53,12 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for process {pid}")
 
 
+def cpu_s(pid: int) -> float:
+    """User plus system CPU seconds a process has used (its threads included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
@@ -185,7 +191,7 @@ def main() -> None:
 
                 with ThreadPoolExecutor(concurrency) as pool:
                     list(pool.map(cutout, range(min(concurrency, 8) * 2)))  # warm-up: first-call allocations
-                    rss_before = rss_mb(server.pid)
+                    rss_before, cpu_before = rss_mb(server.pid), cpu_s(server.pid)
                     under_load_ms: list[float] = []
                     burst_over = threading.Event()
 
@@ -203,7 +209,7 @@ def main() -> None:
                         elapsed = time.perf_counter() - burst_started
                         burst_over.set()
                         watcher.join()
-                rss_after = rss_mb(server.pid)
+                rss_after, server_cpu = rss_mb(server.pid), cpu_s(server.pid) - cpu_before
         except Exception:
             log.flush()
             sys.stderr.write((Path(scratch) / "server.log").read_text()[-2000:])
@@ -233,6 +239,8 @@ def main() -> None:
         "status_503": counts[503],
         "resets": counts[RESET],
         "other_statuses": {str(status): count for status, count in counts.items() if status not in (200, 503, RESET)},
+        # CPU time the server spent per request (all its threads), beside the wall-clock rate.
+        "server_cpu_ms_per_request": round(server_cpu / args.requests * 1000, 1),
         "p50_ms": round(percentile(ok_ms, 0.50), 1) if ok_ms else None,
         "p99_ms": round(percentile(ok_ms, 0.99), 1) if ok_ms else None,
         "p99_answered_ms": round(percentile(answered_ms, 0.99), 1) if answered_ms else None,

@@ -47,9 +47,11 @@ def test_band_laplacian_equals_pymatting_cf_laplacian():
     unknown[3:9, 4:12] = True
     unknown[0, 0] = unknown[12, 16] = True  # corners: covered only by their one inner window
     epsilon = 1e-5
-    rows, columns, values = matting.closed_form_system(image, unknown, epsilon)
+    pixels, neighbours, values = matting.band_laplacian(image, unknown, epsilon)
+    np.testing.assert_array_equal(pixels, np.flatnonzero(unknown))
+    assert neighbours.shape == values.shape == (len(pixels), 25)
     ours = np.zeros((image.shape[0] * image.shape[1],) * 2)
-    np.add.at(ours, (rows, columns), values)
+    np.add.at(ours, (np.repeat(pixels, 25), neighbours.ravel()), values.ravel())
     reference = cf_laplacian(image, epsilon=epsilon, radius=1).toarray()
     flat_unknown = unknown.ravel()
     np.testing.assert_allclose(ours[flat_unknown], reference[flat_unknown], atol=1e-9)
@@ -220,5 +222,21 @@ def test_the_cofactor_inverse_equals_numpy_on_covariances():
     rng = np.random.default_rng(0)
     centered = rng.normal(0, 0.01, (500, 9, 3))
     covariances = centered.transpose(0, 2, 1) @ centered / 9 + (matting.EPSILON / 9) * np.eye(3)
-    expected = np.linalg.inv(covariances)
-    np.testing.assert_allclose(matting.inverse_symmetric_3x3(covariances), expected, rtol=1e-9, atol=0)
+    expected = np.linalg.inv(covariances)[:, [0, 0, 0, 1, 1, 2], [0, 1, 2, 1, 2, 2]].T
+    entries = covariances[:, [0, 0, 0, 1, 1, 2], [0, 1, 2, 1, 2, 2]].T
+    np.testing.assert_allclose(matting.inverse_symmetric_3x3(*entries), expected, rtol=1e-9, atol=0)
+
+
+@pytest.mark.parametrize("radius", [0, 1, 3])
+def test_dilate_equals_scipy_binary_dilation_with_a_square(radius):
+    from scipy.ndimage import binary_dilation
+
+    from petseg.inference.masks import dilate, edge_band
+
+    mask = np.random.default_rng(radius).random((23, 31)) > 0.93
+    mask[0, 0] = mask[-1, 5] = True  # at the edges too
+    square = np.ones((2 * radius + 1,) * 2, bool)
+    expected = binary_dilation(mask, square) if radius else mask
+    np.testing.assert_array_equal(dilate(mask, radius), expected)
+    expected_band = (binary_dilation(mask, square) & binary_dilation(~mask, square)) if radius else np.zeros_like(mask)
+    np.testing.assert_array_equal(edge_band(mask, radius), expected_band)

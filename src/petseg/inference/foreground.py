@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from petseg.inference.masks import dilate
+
 # Blur-fusion radii, as fractions of the image's long side (90 and 6 px at 1000 px).
 RADII = (0.09, 0.006)
 # The large pass runs on a grid coarse enough that its radius there is about this many cells.
@@ -78,8 +80,8 @@ def window_means_at(values: np.ndarray, near: np.ndarray, wanted: np.ndarray, ra
     if rows.size * (2 * radius + 1) ** 2 <= height * width:
         compact = np.full(height * width, -1, np.intp)  # a near pixel's row in `values`
         compact[near] = np.arange(near.size)
-        windows = compact[window_pixels(rows, columns, radius, (height, width))].T  # sums run over rows
-        return values[windows].mean(axis=0)
+        windows = np.take(compact, window_pixels(rows, columns, radius, (height, width)).T)  # sums run over rows
+        return np.take(values, windows, axis=0).mean(axis=0)
     full = np.zeros((height * width, values.shape[1]), np.float32)  # pixels that are not near are never read
     full[near] = values
     return box_mean(full.reshape(height, width, -1), radius)[wanted]
@@ -101,9 +103,9 @@ def fusion_means_at(image: np.ndarray, alpha: np.ndarray, wanted: np.ndarray) ->
     """
     large, small = radii(alpha.shape)
     # The second pass reads every pixel within `small` of a wanted pixel: work on those alone.
-    near = np.flatnonzero(box_mean(wanted, small) > 1e-4)
-    near_image = image.reshape(-1, 3)[near].astype(np.float32)
-    near_alpha = alpha.ravel()[near].astype(np.float32)[:, None]
+    near = np.flatnonzero(dilate(wanted, small))
+    near_image = np.take(image.reshape(-1, 3), near, axis=0).astype(np.float32)
+    near_alpha = np.take(alpha, near).astype(np.float32)[:, None]
     # The first pass's foreground and background matter where alpha < 1 (where alpha is 1
     # its foreground is the photo itself, and its background is weighted by 0).
     weighted_foreground, weighted_background = near_image * near_alpha, np.zeros_like(near_image)
