@@ -110,6 +110,23 @@ def window_statistics(colors: np.ndarray, centers: np.ndarray, width: int, epsil
     return means, inverse_symmetric_3x3(*products)
 
 
+def neighbourhood_sums(terms: np.ndarray) -> np.ndarray:
+    """(..., 3, 3, R) values per window, by the window centre's offset from a pixel -> (..., 25, R)
+    sums per 5x5 neighbour over the windows that hold that neighbour too.
+
+    A neighbour at offset (dy, dx) shares the windows whose centre is within one of it
+    on both axes, so the sum is a separable 3-wide box sum of the 3x3 grid of windows.
+    """
+    *lead, _, _, count = terms.shape
+    by_rows = np.zeros((*lead, 5, 3, count))
+    for start in range(3):
+        by_rows[..., start : start + 3, :, :] += terms
+    shared = np.zeros((*lead, 5, 5, count))
+    for start in range(3):
+        shared[..., start : start + 3, :] += by_rows
+    return shared.reshape(*lead, 25, count)
+
+
 def band_laplacian(image: np.ndarray, unknown: np.ndarray, epsilon: float):
     """Levin et al.'s matting Laplacian, only the rows of unknown pixels.
 
@@ -147,15 +164,7 @@ def band_laplacian(image: np.ndarray, unknown: np.ndarray, epsilon: float):
     terms[3] = x0 * i02 + x1 * i12 + x2 * i22
     terms[0] = 1 - (terms[1] * mean[0] + terms[2] * mean[1] + terms[3] * mean[2])
     terms *= inside
-    # Neighbour j at offset (dy, dx) shares the windows whose centre offset is within one
-    # of it on both axes: summing the terms over those is a separable 3-wide box sum.
-    by_rows = np.zeros((4, 5, 3, len(pixels)))
-    for start in range(3):
-        by_rows[:, start : start + 3] += terms
-    shared = np.zeros((4, 5, 5, len(pixels)))
-    for start in range(3):
-        shared[:, :, start : start + 3] += by_rows
-    shared = shared.reshape(4, 25, -1)
+    shared = neighbourhood_sums(terms)
     neighbours = pixels + square_offsets(2, width)[:, None]  # (25, R)
     np.clip(neighbours, 0, unknown.size - 1, out=neighbours)
     neighbour_colors = np.take(colors, neighbours, axis=0)  # (25, R, 3)
