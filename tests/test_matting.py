@@ -228,10 +228,10 @@ def test_the_cofactor_inverse_equals_numpy_on_covariances():
 
 
 @pytest.mark.parametrize("radius", [0, 1, 3])
-def test_dilate_equals_scipy_binary_dilation_with_a_square(radius):
+def test_dilate_equals_scipy_binary_dilation(radius):
     from scipy.ndimage import binary_dilation
 
-    from petseg.inference.masks import dilate, edge_band
+    from petseg.data.masks import dilate, edge_band
 
     mask = np.random.default_rng(radius).random((23, 31)) > 0.93
     mask[0, 0] = mask[-1, 5] = True  # at the edges too
@@ -240,3 +240,6 @@ def test_dilate_equals_scipy_binary_dilation_with_a_square(radius):
     np.testing.assert_array_equal(dilate(mask, radius), expected)
     expected_band = (binary_dilation(mask, square) & binary_dilation(~mask, square)) if radius else np.zeros_like(mask)
     np.testing.assert_array_equal(edge_band(mask, radius), expected_band)
+    # Without corners: the diamond of r steps up, down, left or right.
+    expected = binary_dilation(mask, iterations=radius) if radius else mask
+    np.testing.assert_array_equal(dilate(mask, radius, corners=False), expected)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from petseg.data.masks import dilate, erode
 from petseg.errors import PetsegError
 
 # Official naming: cat breeds are capitalised, dog breeds are lower case.
@@ -32,26 +33,6 @@ _LIST_HEADER = (
 
 MIN_SIZE = 16
 MAX_SIZE = 4096  # toy pets are for tests and demos; their drawing holds a few int64 arrays of the image's size
-
-
-def _shift_or(mask: np.ndarray) -> np.ndarray:
-    """One step of 4-neighbour dilation."""
-    grown = mask.copy()
-    grown[1:] |= mask[:-1]
-    grown[:-1] |= mask[1:]
-    grown[:, 1:] |= mask[:, :-1]
-    grown[:, :-1] |= mask[:, 1:]
-    return grown
-
-
-def _dilate(mask: np.ndarray, steps: int) -> np.ndarray:
-    for _ in range(steps):
-        mask = _shift_or(mask)
-    return mask
-
-
-def _erode(mask: np.ndarray, steps: int) -> np.ndarray:
-    return ~_dilate(~mask, steps)
 
 
 def _blob_mask(rng: np.random.Generator, height: int, width: int, lobes: int) -> np.ndarray:
@@ -97,7 +78,7 @@ def make_toy_image(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.
     photo = np.where(pet[..., None], _fur(rng, height, width), _background(rng, height, width))
     # Like the real trimaps, the outline is "not classified": one pixel outside the
     # pet, and for some pets one more inside.
-    border = _dilate(pet, 1) & ~_erode(pet, int(rng.integers(0, 2)))
+    border = dilate(pet, 1, corners=False) & ~erode(pet, int(rng.integers(0, 2)), corners=False)
     trimap = np.full((height, width), 2, dtype=np.uint8)
     trimap[pet] = 1
     trimap[border] = 3

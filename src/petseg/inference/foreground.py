@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from petseg.inference.masks import dilate
+from petseg.data.masks import dilate
 
 # Blur-fusion radii, as fractions of the image's long side (90 and 6 px at 1000 px).
 RADII = (0.09, 0.006)
