@@ -55,6 +55,7 @@ def bomb(tmp_path_factory) -> Path:
 def decodes(monkeypatch) -> list[str]:
     """Every call of Pillow's pixel loading (Image.load / ImageFile.load), by image size."""
     calls: list[str] = []
+    Image.init()  # importing every plugin builds a 1x256 palette image (PalmImagePlugin): not a decode of ours
     for owner in (Image.Image, ImageFile.ImageFile):
         original = owner.load
 
@@ -221,3 +222,48 @@ def test_the_limit_itself_must_be_a_positive_number_of_pixels(tmp_path):
             with pytest.raises(PetsegError) as raised:
                 remove_background(source, max_pixels=limit)
             assert str(raised.value).startswith("max_pixels must be a whole number at least 1, got ")
+
+
+def icon_files(png: bytes) -> dict[str, bytes]:
+    """An ICO and an ICNS whose one entry, declared 16x16 / 512x512, holds `png` at its own size."""
+    ico = struct.pack("<HHH", 0, 1, 1) + struct.pack("<BBBBHHII", 16, 16, 0, 0, 1, 32, len(png), 22) + png
+    element = b"ic09" + struct.pack(">I", 8 + len(png)) + png
+    return {"ICO": ico, "ICNS": b"icns" + struct.pack(">I", 8 + len(element)) + element}
+
+
+ICON_CHILD = PEAK_MEMORY_CODE + """
+import json, sys
+from petseg.data.decode import load_rgb
+from petseg.errors import PetsegError
+
+try:
+    load_rgb(open(sys.argv[1], "rb").read())
+    error = None
+except PetsegError as refused:
+    error = str(refused)
+print(json.dumps({"error": error, "peak_mb": peak_mb()}))
+"""
+
+
+def test_icons_holding_a_bomb_are_refused_before_decoding(bomb, tmp_path):
+    """Pillow decodes an icon's inner PNG at its own size (ICO while opening, ICNS while
+    loading, whatever size the header declares): such formats are refused unread."""
+    from petseg.data.decode import readable_suffixes
+
+    for image_format, data in icon_files(bomb.read_bytes()).items():
+        path = tmp_path / f"icon.{image_format.lower()}"
+        path.write_bytes(data)
+        child = subprocess.run([sys.executable, "-c", ICON_CHILD, str(path)], capture_output=True, text=True, timeout=300)
+        result = json.loads(child.stdout)
+        assert result["error"] == f"<bytes>: {image_format} files are not supported (Pillow decodes the image inside them before its size can be checked)", child.stderr
+        assert result["peak_mb"] < PEAK_MEMORY_LIMIT_MB, result
+        assert path.suffix not in readable_suffixes()  # folder walks pass over them
+
+
+def test_a_small_icon_is_refused_without_decoding_either(tmp_path, decodes):
+    path = tmp_path / "icon.ico"
+    path.write_bytes(icon_files(small_png(tmp_path).read_bytes())["ICO"])
+    decodes.clear()
+    with pytest.raises(ImageError, match=r"icon\.ico: ICO files are not supported"):
+        load_rgb(path)
+    assert decodes == []

@@ -29,6 +29,14 @@ ImageSource = Union[str, Path, bytes, BinaryIO, Image.Image]
 # Pillow's own bomb check (PIL.Image.MAX_IMAGE_PIXELS) is process-wide and belongs to
 # the application: petseg never changes it, and checks its own `max_pixels` on top.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError)
+# Formats whose Pillow plugins decode an image stored inside them at that image's own
+# size, not the size their header declares, so no pixel limit can be checked first: ICO
+# while opening, ICNS and BLP (a JPEG inside) while loading. A 400 KB icon holding a
+# 12000 x 12000 PNG took a server from 230 MB to 1.3 GB. Icons and game textures are not
+# pet photos: these are refused, and folder walks pass over them.
+UNCHECKABLE_FORMATS = ("ICO", "ICNS", "BLP")
+# What Image.open reads to identify a file (its plugins' accept functions see this much).
+PREFIX_BYTES = 16
 
 
 def source_name(source: ImageSource) -> str:
@@ -49,7 +57,27 @@ def readable_suffixes() -> frozenset[str]:
         factory = Image.OPEN.get(image_format, (None,))[0]
         return factory is not None and not (isinstance(factory, type) and issubclass(factory, ImageFile.StubImageFile))
 
-    return frozenset(suffix for suffix, image_format in Image.registered_extensions().items() if decodable(image_format))
+    return frozenset(
+        suffix for suffix, image_format in Image.registered_extensions().items()
+        if decodable(image_format) and image_format not in UNCHECKABLE_FORMATS
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def checkable_formats() -> tuple[str, ...]:
+    """Every format Pillow identifies, less UNCHECKABLE_FORMATS."""
+    Image.init()
+    return tuple(image_format for image_format in Image.OPEN if image_format not in UNCHECKABLE_FORMATS)
+
+
+def refuse_uncheckable(prefix: bytes, name: str) -> None:
+    """An ImageError if a file's first bytes are those of an UNCHECKABLE_FORMATS file."""
+    Image.init()
+    for image_format in UNCHECKABLE_FORMATS:
+        accept = Image.OPEN.get(image_format, (None, None))[1]
+        if accept is not None and accept(prefix):
+            raise ImageError(f"{name}: {image_format} files are not supported (Pillow decodes the image "
+                             "inside them before its size can be checked)")
 
 
 def not_a_regular_file(path: str | Path) -> str | None:
@@ -88,7 +116,7 @@ def check_pixels(name: str, width: int, height: int, max_pixels: int | None) -> 
                          f"over the limit of {amount(max_pixels)}", advice="raise {max_pixels}")
 
 
-def _open_lazily(source: str | Path | bytes | BinaryIO, name: str) -> Image.Image:
+def open_lazily(source: str | Path | bytes | BinaryIO, name: str) -> Image.Image:
     """Image.open: reads the header only, so the size is known before any pixel is decoded."""
     if isinstance(source, (str, Path)):
         problem = not_a_regular_file(source)
@@ -97,8 +125,9 @@ def _open_lazily(source: str | Path | bytes | BinaryIO, name: str) -> Image.Imag
     if isinstance(source, bytes):
         source = io.BytesIO(source)
     try:
-        return Image.open(source)
+        return Image.open(source, formats=checkable_formats())
     except UnidentifiedImageError:
+        refuse_uncheckable(_prefix(source), name)
         raise NotAnImageError(f"{name}: not an image (unrecognised or empty file)") from None
     except Image.DecompressionBombError as error:
         # Pillow's process-wide limit is stricter than ours here; its message has the size.
@@ -107,13 +136,25 @@ def _open_lazily(source: str | Path | bytes | BinaryIO, name: str) -> Image.Imag
         raise ImageError(f"{name}: cannot read image ({error})") from None
 
 
+def _prefix(source: str | Path | BinaryIO) -> bytes:
+    """The first bytes of a file, for naming its format after Image.open gave up on it."""
+    try:
+        if isinstance(source, (str, Path)):
+            with open(source, "rb") as file:
+                return file.read(PREFIX_BYTES)
+        source.seek(0)
+        return source.read(PREFIX_BYTES)
+    except (OSError, ValueError):
+        return b""
+
+
 def open_image(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Open and fully decode an image, checking its pixel count before decoding.
 
     A PIL image is checked by its size and decoded in place (a no-op when it already is).
     """
     name = source_name(source)
-    image = source if isinstance(source, Image.Image) else _open_lazily(source, name)
+    image = source if isinstance(source, Image.Image) else open_lazily(source, name)
     width, height = image.size
     check_pixels(name, width, height, max_pixels)
     try:
@@ -170,7 +211,7 @@ def sniff_format(path: str | Path) -> str | None:
     if not_a_regular_file(path):
         return None
     try:
-        with Image.open(path) as image:
+        with Image.open(path, formats=checkable_formats()) as image:
             return image.format
     except (UnidentifiedImageError, Image.DecompressionBombError, *_DECODE_ERRORS):
         return None

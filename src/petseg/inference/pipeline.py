@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
-from PIL import Image
 
-from petseg.data.decode import DEFAULT_MAX_PIXELS, load_rgb, not_a_regular_file
+from petseg.data.decode import DEFAULT_MAX_PIXELS, load_rgb, not_a_regular_file, open_lazily
 from petseg.errors import PetsegError
 from petseg.atomic import write_atomic
 from petseg.inference.files import Job
@@ -41,7 +40,7 @@ def header_pixels(path: Path) -> int:
     if not_a_regular_file(path):
         return 0  # a FIFO would block here; the decoder reports it
     try:
-        with Image.open(path) as image:
+        with open_lazily(path, str(path)) as image:  # refuses formats that decode while opening
             return image.width * image.height
     except Exception:  # any unreadable file is reported by the decoder, with its reason
         return 0
