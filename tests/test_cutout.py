@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from petseg.errors import PetsegError
 from tests.test_inference_toy_model import foreground_iou, one_thread, toy_model_file, toy_photo  # noqa: F401
+from tests.test_decode import dds_without_pixel_format
 
 
 def cli(*args):
@@ -128,6 +129,7 @@ def test_folder_cutout_writes_rgba_pngs_and_skips_existing(photos, tmp_path, toy
 def test_bad_files_are_reported_and_the_others_written(photos, tmp_path, toy_model_file):
     (photos / "empty.jpg").write_bytes(b"")
     (photos / "text.png").write_text("hello")
+    (photos / "odd.dds").write_bytes(dds_without_pixel_format())  # Pillow raises NotImplementedError
     good = (photos / "cat.jpg").read_bytes()
     (photos / "truncated.jpg").write_bytes(good[: len(good) // 2])
     big = photos / "big.png"
@@ -136,7 +138,7 @@ def test_bad_files_are_reported_and_the_others_written(photos, tmp_path, toy_mod
     result = petseg_process("cutout", photos, "--out", out, "--model", toy_model_file, "--max-pixels", 100_000)
     errors = result.stderr.decode()
     assert result.returncode == 1, errors
-    for name, reason in (("empty.jpg", "not an image"), ("text.png", "not an image"),
+    for name, reason in (("empty.jpg", "not an image"), ("text.png", "not an image"), ("odd.dds", "cannot read image"),
                          ("truncated.jpg", "truncated"), ("big.png", "pixels, over the limit of")):
         assert any(name in line and reason in line for line in errors.splitlines()), (name, errors)
     assert "Traceback" not in errors

@@ -119,3 +119,33 @@ def test_trimap_with_foreign_values_names_file_and_values(tmp_path):
     Image.fromarray(np.array([[1, 7], [0, 2]], np.uint8)).save(path)
     with pytest.raises(LabelError, match=r"trimap.png: trimap values must be 1, 2 or 3, found \[0, 7\]"):
         load_labels(path)
+
+
+def test_float_and_32_bit_images_are_scaled_to_their_range():
+    ramp = np.linspace(0, 1, 11, dtype=np.float32).reshape(1, 11)
+    np.testing.assert_array_equal(load_rgb(Image.fromarray(ramp, "F"))[0, :, 0], np.floor(ramp[0] * 255 + 0.5))
+    wide = np.array([[0, 100_000, 200_000]], np.int32)  # beyond 16 bits: scaled by its brightest value
+    np.testing.assert_array_equal(load_rgb(Image.fromarray(wide, "I"))[0, :, 0], [0, 128, 255])
+    odd = np.array([[np.nan, np.inf, -np.inf, 0.5]], np.float32)  # no cast warnings, no garbage
+    np.testing.assert_array_equal(load_rgb(Image.fromarray(odd, "F"))[0, :, 0], [0, 255, 0, 128])
+
+
+def dds_without_pixel_format() -> bytes:
+    """A DDS header whose pixel format flags are 0: Pillow raises NotImplementedError on it."""
+    import struct
+
+    header = struct.pack("<4sIIIIIII", b"DDS ", 124, 0x1007, 4, 4, 0, 0, 0) + bytes(44)
+    return header + struct.pack("<II4sIIIII", 32, 0, bytes(4), 0, 0, 0, 0, 0) + bytes(84)
+
+
+@pytest.mark.parametrize("source, message", [
+    (dds_without_pixel_format(), "<bytes>: cannot read image"),
+    (Image.new("RGB", (0, 10)), "<image>: the image is empty (0x10)"),
+    (Image.new("La", (4, 4)), "<image>: cannot convert a La image to RGB"),
+    ("cat\0.jpg", "the name holds a NUL byte"),
+])
+def test_what_pillow_cannot_read_is_one_image_error(source, message):
+    with pytest.raises(ImageError) as raised:
+        load_rgb(source)
+    assert message in str(raised.value) and "\n" not in str(raised.value)
+

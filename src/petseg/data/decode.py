@@ -28,7 +28,10 @@ ImageSource = Union[str, Path, bytes, BinaryIO, Image.Image]
 
 # Pillow's own bomb check (PIL.Image.MAX_IMAGE_PIXELS) is process-wide and belongs to
 # the application: petseg never changes it, and checks its own `max_pixels` on top.
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError)
+# What Pillow's plugins raise on a malformed file goes well beyond these (a DDS with no
+# pixel format raises NotImplementedError, others struct.error or IndexError), so every
+# Exception from decoding is the file's fault: it is reported for that file alone.
+_DECODE_ERRORS = (Exception,)
 # Formats whose Pillow plugins decode an image stored inside them at that image's own
 # size, not the size their header declares, so no pixel limit can be checked first: ICO
 # while opening, ICNS and BLP (a JPEG inside) while loading. A 400 KB icon holding a
@@ -91,6 +94,8 @@ def not_a_regular_file(path: str | Path) -> str | None:
         return "no such file" if not os.path.islink(path) else "broken symbolic link"
     except OSError as error:  # ELOOP, EACCES, ENAMETOOLONG, ...
         return error.strerror or str(error)
+    except ValueError:  # a NUL byte in the name
+        return "the name holds a NUL byte"
     if stat.S_ISREG(mode):
         return None
     if stat.S_ISDIR(mode):
@@ -156,6 +161,8 @@ def open_image(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXE
     name = source_name(source)
     image = source if isinstance(source, Image.Image) else open_lazily(source, name)
     width, height = image.size
+    if width < 1 or height < 1:
+        raise ImageError(f"{name}: the image is empty ({width}x{height})")
     check_pixels(name, width, height, max_pixels)
     try:
         image.load()
@@ -164,15 +171,29 @@ def open_image(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXE
     return image
 
 
+def deep_peak(values: np.ndarray, mode: str) -> float:
+    """The white of a 16-bit, 32-bit or float grey image: 65535 for 16 bits; otherwise the
+    first of 1 (float images only: values in 0..1), 255 and 65535 that holds the brightest
+    finite value, or that value itself."""
+    if mode.startswith("I;16"):
+        return 65535.0
+    brightest = float(np.max(values, initial=0.0, where=np.isfinite(values)))
+    candidates = ((1.0,) if mode == "F" else ()) + (255.0, 65535.0)
+    return next((peak for peak in candidates if brightest <= peak), brightest)
+
+
 def to_rgb(image: Image.Image) -> Image.Image:
     """Any Pillow mode -> RGB. 16-bit and float images are scaled, not clipped."""
     if image.mode == "RGB":
         return image  # convert() would copy: 200 MB for a 50-megapixel photo
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        values = np.asarray(image, dtype=np.float64)
-        peak = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
-        gray = np.clip(values / peak * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        return Image.fromarray(gray, "L").convert("RGB")
+        # float32, scaled in place: float64 and its temporaries took 2.2 GB for an 81 MP 16-bit PNG.
+        values = np.array(image, dtype=np.float32)  # a copy: asarray of an F image is read-only
+        values *= 255.0 / deep_peak(values, image.mode)
+        values += 0.5
+        np.nan_to_num(values, copy=False)  # a NaN pixel is black, not a cast warning
+        np.clip(values, 0, 255, out=values)
+        return Image.fromarray(values.astype(np.uint8), "L").convert("RGB")
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     return image.convert("RGB")
@@ -191,7 +212,10 @@ def load_rgb(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXELS
             image = transposed or image
         except _DECODE_ERRORS:
             pass  # a broken EXIF block should not cost the user the photo
-    return np.asarray(to_rgb(image))
+    try:
+        return np.asarray(to_rgb(image))
+    except _DECODE_ERRORS as error:  # modes Pillow cannot convert ("La", ...)
+        raise ImageError(f"{source_name(source)}: cannot convert a {image.mode} image to RGB ({error})") from None
 
 
 def load_labels(path: str | Path) -> np.ndarray:

@@ -29,6 +29,7 @@ from petseg.data.decode import DEFAULT_MAX_PIXELS, source_name
 from petseg.errors import ECHO_CHARACTERS, ImageError, NotAnImageError, PetsegError, clipped
 from petseg.limits import check_threads, check_whole_number
 from petseg.server.inference_queue import InferenceQueue
+from petseg.server.memory import release_freed_memory
 from petseg.server.upload_limit import UploadLimitMiddleware
 
 STATIC_DIR = Path(__file__).with_name("static")
@@ -113,9 +114,12 @@ def create_app(
 
             # Read here, in the worker thread, so a request the queue refuses never loads its upload.
             data = upload.file.read()
-            return remove_background(
-                data, segmenter=segmenter, mode=mode, bg=bg, alpha=alpha, max_pixels=max_pixels
-            )
+            try:
+                return remove_background(
+                    data, segmenter=segmenter, mode=mode, bg=bg, alpha=alpha, max_pixels=max_pixels
+                )
+            finally:
+                release_freed_memory()  # after a big photo; a no-op within the budget
 
         try:
             encoded = await queue.run(run_model)
