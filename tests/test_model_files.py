@@ -48,6 +48,7 @@ HOSTILE_CONFIGS = [
     ("nested option", {"options": {"mystery": {"a": [1] * 1000}}}, "options.mystery"),
     ("labels too few", {"labels": ["pet"]}, "labels must be a list of num_classes (3)"),
     ("labels not text", {"labels": [1, 2, 3]}, "labels"),
+    ("a label twice", {"labels": ["pet", "pet", "pet"]}, "labels must name each class once"),
     ("architecture not text", {"architecture": 5}, "architecture"),
     ("no architecture", {"architecture": None}, "architecture"),
 ]
@@ -223,10 +224,14 @@ def foreign_graphs():
         ("a hostile config",
          dict(nodes=[helper.make_node("Softmax", ["images"], ["probabilities"], axis=1)], inputs=[image], outputs=[same]),
          {"num_classes": 10**9}, "num_classes must be an integer"),
+        ("a fixed batch of one photo",
+         dict(nodes=[helper.make_node("Softmax", ["images"], ["probabilities"], axis=1)],
+              inputs=[tensor("images", [1, 3, "height", "width"])], outputs=[tensor("probabilities", [1, 3, "height", "width"])]),
+         {}, "fails on a batch of two"),
     ]  # fmt: skip
 
 
-@pytest.mark.parametrize("index", range(5))
+@pytest.mark.parametrize("index", range(6))
 def test_foreign_onnx_graphs_are_refused_before_first_use(tmp_path, index):
     from petseg.inference import Segmenter
 
@@ -305,3 +310,29 @@ def test_a_two_class_model_cuts_out_but_is_refused_by_trimap_scores(two_class_mo
     assert cutout.shape == (30, 40, 4)
     with pytest.raises(PetsegError, match=r"classes \(class_0, class_1\) are not pet, background, border"):
         evaluate(segmenter, load_samples(toy_data, "all")[:2])
+
+
+def test_named_classes_without_pet_and_background_are_refused(tmp_path):
+    from petseg.inference import Segmenter
+    from petseg.models import create_model, save_model
+
+    model = create_model("unet_diy", width=4, depth=2, image_size=32)
+    model.config.labels = ("x", "y", "z")  # named, but none of them is the pet
+    path = save_model(model, tmp_path / "xyz.safetensors")
+    with pytest.raises(PetsegError, match=r"classes \(x, y, z\) name no 'pet' and 'background'"):
+        Segmenter.load(path)
+
+
+def test_nan_weights_are_a_one_line_error_not_wrong_cutouts(tmp_path):
+    import torch
+
+    from petseg.inference import Segmenter, remove_background
+    from petseg.models import create_model, save_model
+
+    model = create_model("unet_diy", width=4, depth=2, image_size=32)
+    with torch.no_grad():
+        for weight in model.head.parameters():
+            weight.fill_(float("nan"))
+    path = save_model(model, tmp_path / "nan.safetensors")
+    with pytest.raises(PetsegError, match=r"nan\.safetensors: the model's probabilities are NaN or infinite"):
+        remove_background(np.zeros((30, 40, 3), np.uint8), segmenter=Segmenter.load(path))

@@ -90,8 +90,9 @@ def check_onnx_model(session, config: ModelConfig, label: str) -> None:
 
     The metadata can be copied onto any graph: the graph must take one float (N, 3, H, W)
     input named "images" and give one (N, num_classes, H, W) output named
-    "probabilities", and on a blank image of the model's size it must answer with
-    probabilities (finite, in [0, 1], summing to 1 over the classes).
+    "probabilities", and on a batch of two blank images of the model's size it must answer
+    each with probabilities (finite, in [0, 1], summing to 1 over the classes): cutouts
+    send batches, and a graph with a fixed batch of one failed on the second photo.
     """
     inputs, outputs = session.get_inputs(), session.get_outputs()
     if [node.name for node in inputs] != [INPUT_NAME] or [node.name for node in outputs] != [OUTPUT_NAME]:
@@ -108,15 +109,17 @@ def check_onnx_model(session, config: ModelConfig, label: str) -> None:
                 + (f" for the {config.num_classes} classes its config names" if name == OUTPUT_NAME else "")
             )
     size = config.image_size
-    blank = np.zeros((1, 3, size, size), np.float32)
+    blank = np.zeros((2, 3, size, size), np.float32)
     try:
         [probabilities] = session.run([OUTPUT_NAME], {INPUT_NAME: blank})
     except Exception as error:  # onnxruntime's errors are untyped
-        raise PetsegError(f"{label}: ONNX model fails on a {size}x{size} image ({str(error).splitlines()[0][:200]})") from None
-    if probabilities.shape != (1, config.num_classes, size, size):
         raise PetsegError(
-            f"{label}: ONNX model answers a {size}x{size} image with shape {probabilities.shape}, "
-            f"expected {(1, config.num_classes, size, size)}"
+            f"{label}: ONNX model fails on a batch of two {size}x{size} images ({str(error).splitlines()[0][:200]})"
+        ) from None
+    if probabilities.shape != (2, config.num_classes, size, size):
+        raise PetsegError(
+            f"{label}: ONNX model answers a batch of two {size}x{size} images with shape {probabilities.shape}, "
+            f"expected {(2, config.num_classes, size, size)}"
         )
     sums = probabilities.sum(axis=1)
     if not (np.isfinite(probabilities).all() and probabilities.min() >= -PROBABILITY_TOLERANCE

@@ -8,6 +8,7 @@ upsampled once; bilinear upsampling commutes with that linear map.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -45,8 +46,10 @@ def check_trimap_classes(labels) -> None:
 class PetClasses:
     """Which of a model's output channels are the pet, the background and the border band.
 
-    Read from the labels stored with the model; unnamed classes ("class_0", ...) follow
-    petseg's label order (METRICS.md), so a two-class model is pet and background.
+    Read from the labels stored with the model: those named "pet" and "background" (and
+    "border" if there is one), or, for unnamed classes ("class_0", ... as create_model
+    names them), petseg's label order (METRICS.md), so a two-class model is pet and
+    background. Named classes without a pet and a background are refused.
     """
 
     pet: int = PET
@@ -60,7 +63,10 @@ class PetClasses:
         index = {name: position for position, name in enumerate(labels)}
         if "pet" in index and "background" in index:
             return cls(index["pet"], index["background"], index.get("border"))
-        return cls(PET, BACKGROUND, BORDER if len(labels) > BORDER else None)
+        if all(re.fullmatch(r"class_\d+", str(name)) for name in labels):
+            return cls(PET, BACKGROUND, BORDER if len(labels) > BORDER else None)
+        shown = ", ".join(str(label)[:30] for label in list(labels)[:8]) + (", ..." if len(labels) > 8 else "")
+        raise PetsegError(f"the model's classes ({shown}) name no 'pet' and 'background': a cutout needs both")
 
     @property
     def foreground(self) -> tuple[int, ...]:
@@ -123,9 +129,13 @@ def parse_color(text: str) -> tuple[int, int, int]:
     if not isinstance(text, str):
         raise PetsegError(f"background colour must be a text such as #rrggbb or white, got {clipped(repr(text))}")
     try:
-        return ImageColor.getrgb(text)[:3]
+        channels = ImageColor.getrgb(text)[:3]
     except ValueError:
-        raise PetsegError(f"background colour {clipped(text)!r} is not a colour (use #rrggbb or a name like white)") from None
+        channels = None
+    # Pillow passes numbers through unclamped: "rgb(256,0,0)" would be (256, 0, 0).
+    if channels is None or not all(0 <= channel <= 255 for channel in channels):
+        raise PetsegError(f"background colour {clipped(text)!r} is not a colour (use #rrggbb or a name like white)")
+    return channels
 
 
 def fit_background(background: Image.Image, height: int, width: int) -> Image.Image:

@@ -113,9 +113,10 @@ class Segmenter:
     back): twice the model time for steadier edges and fewer one-sided mistakes.
     """
 
-    def __init__(self, backend, *, flip_tta: bool = False):
+    def __init__(self, backend, *, flip_tta: bool = False, name: str = "the model"):
         self.backend = backend
         self.flip_tta = flip_tta
+        self.name = name  # how messages name the model: its file, when it came from one
         self.classes = PetClasses.from_labels(backend.config.labels)  # refuses a model that has no background
 
     @property
@@ -144,11 +145,13 @@ class Segmenter:
                 raise PetsegError(f"{path}: an .onnx model runs on the onnx backend, not torch")
             from petseg.inference.backends import OnnxBackend
 
-            return cls(OnnxBackend(path, threads=threads), flip_tta=flip_tta)
+            return cls(OnnxBackend(path, threads=threads), flip_tta=flip_tta, name=str(path))
         try:
             from petseg.models import load_model
 
-            return cls.from_model(load_model(path), backend or "torch", threads=threads, flip_tta=flip_tta)
+            segmenter = cls.from_model(load_model(path), backend or "torch", threads=threads, flip_tta=flip_tta)
+            segmenter.name = str(path)
+            return segmenter
         except ModuleNotFoundError as error:
             problem = missing_train_extra(error, f"{path}: a .safetensors model")
             if problem is None:
@@ -186,6 +189,8 @@ class Segmenter:
             probabilities = (both[: len(batch)] + both[len(batch) :, ..., ::-1]) / 2
         else:
             probabilities = self.backend(batch)
+        if not np.isfinite(probabilities).all():  # NaN or infinite weights: every cutout would be wrong
+            raise PetsegError(f"{self.name}: the model's probabilities are NaN or infinite (are its weights broken?)")
         return [Prediction(probabilities[index], box, self.classes) for index, box in enumerate(boxes)]
 
     def predict(self, images, *, batch_size: int = DEFAULT_BATCH_SIZE, max_pixels: int | None = DEFAULT_MAX_PIXELS):

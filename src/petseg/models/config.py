@@ -148,6 +148,8 @@ def check_config_values(config: ModelConfig) -> None:
         raise InvalidConfigError(f"labels must be a list of num_classes ({config.num_classes}) names, got {_shown(labels)}")
     for label in labels:
         _check_text("labels: each name", label)
+    if len(set(labels)) != len(labels):
+        raise InvalidConfigError(f"labels must name each class once, got {_shown(labels)}")
     check_options(config.options)
     if not isinstance(config.petseg_version, str) or len(config.petseg_version) > MAX_TEXT:
         raise InvalidConfigError(f"petseg_version must be a short text, got {_shown(config.petseg_version)}")
