@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from petseg.atomic import atomic_path, remove_stale_temporaries, write_atomic, write_text_atomic
+from petseg.atomic import atomic_path, remove_stale_temporaries, write_atomic, write_bytes_atomic, write_text_atomic
 
 
 def test_failed_write_keeps_the_old_file_and_no_temporaries(tmp_path):
@@ -92,3 +92,12 @@ def test_stale_temporary_folders_are_removed_and_live_ones_kept(tmp_path):
     assert remove_stale_temporaries(tmp_path) == [stale]
     assert not stale.exists() and mine.exists()
     assert remove_stale_temporaries(tmp_path / "absent") == []
+
+
+def test_a_name_near_the_file_system_limit_is_written(tmp_path):
+    """The temporary name adds a tag; for a long name it shortens the name, not the file's."""
+    for name in ("x" * 251 + ".png", "é" * 125 + ".png"):  # 255 bytes each, the most a name can hold
+        target = tmp_path / name
+        write_bytes_atomic(target, b"data")
+        assert target.read_bytes() == b"data"
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(["x" * 251 + ".png", "é" * 125 + ".png"])

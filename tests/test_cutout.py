@@ -160,6 +160,27 @@ def test_stdin_to_stdout_and_user_errors(toy_model_file, toy_photo, tmp_path):
     assert bad.returncode != 0 and bad.stdout == b""
     assert bad.stderr.decode().strip().splitlines() == ["error: <stdin>: not an image (unrecognised or empty file)"]
 
+    command = [sys.executable, "-m", "petseg", "cutout", "-", "--model", str(toy_model_file)]
+    with open(source, "rb") as stdin, open("/dev/full", "wb") as full:  # a full disk under stdout
+        result = subprocess.run(command, stdin=stdin, stdout=full, stderr=subprocess.PIPE, timeout=180)
+    assert (result.returncode, result.stderr.decode().splitlines()) == (
+        1, ["error: stdout: cannot write the cutout (No space left on device)"])
+    with open(source, "rb") as stdin:  # stdout closed
+        result = subprocess.run(command, stdin=stdin, stderr=subprocess.PIPE, timeout=180, close_fds=True,
+                                preexec_fn=lambda: __import__("os").close(1))
+    assert result.stderr.decode().splitlines() == ["error: stdout is closed; redirect it to a file (petseg cutout - > out.png)"]
+
+
+def test_control_characters_in_file_names_stay_on_one_line(tmp_path, toy_model_file):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "a\nerror: fake\x1b]0;title\x07.jpg").write_bytes(b"not a photo")
+    result = petseg_process("cutout", folder / "a\nerror: fake\x1b]0;title\x07.jpg", "--model", toy_model_file,
+                            "--out", tmp_path / "out")
+    lines = result.stderr.decode().splitlines()
+    assert result.returncode != 0 and lines[0].startswith("error: ") and len(lines) == 2, lines  # the error, the summary
+    assert "a\\nerror: fake\\x1b]0;title\\x07.jpg: not an image" in lines[0] and "\x1b" not in lines[0]
+
 
 def test_color_mode_writes_jpegs_and_checks_its_options(photos, tmp_path, toy_model_file):
     out = tmp_path / "out"

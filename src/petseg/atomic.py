@@ -24,10 +24,20 @@ TEMPORARY_MARK = ".petseg-tmp-"
 _TEMPORARY_NAME = re.compile(r"^\..+" + re.escape(TEMPORARY_MARK) + r"(?P<pid>\d+)-[0-9a-f]{8}$")
 
 
+# The longest file name most file systems take, in bytes.
+NAME_MAX = 255
+
+
 def temporary_path(path: str | Path) -> Path:
-    """A fresh temporary name beside `path`: hidden, recognisable, tagged with this process."""
+    """A fresh temporary name beside `path`: hidden, recognisable, tagged with this process.
+
+    A target name close to NAME_MAX is shortened in the temporary name (a 244-character
+    name could not be written, though it fits): the rename gives the file its full name.
+    """
     path = Path(path)
-    return path.with_name(f".{path.name}{TEMPORARY_MARK}{os.getpid()}-{secrets.token_hex(4)}")
+    tag = f"{TEMPORARY_MARK}{os.getpid()}-{secrets.token_hex(4)}"
+    name = os.fsdecode(os.fsencode(path.name)[: NAME_MAX - 1 - len(tag)])
+    return path.with_name(f".{name}{tag}")
 
 
 def _process_is_running(pid: int) -> bool:

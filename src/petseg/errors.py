@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import string
 from typing import Callable
 
@@ -44,6 +45,16 @@ ECHO_CHARACTERS = 100
 def clipped(text: str, limit: int = ECHO_CHARACTERS) -> str:
     """`text` as a message shows it: at most `limit` characters and an ellipsis."""
     return text if len(text) <= limit else text[:limit] + "…"
+
+
+# Control characters (C0 and C1: newlines, ESC, ...) in a file name would split a one-line
+# message or drive the terminal; messages show them escaped, as Python writes them.
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def one_line(text: str) -> str:
+    """`text` with its control characters escaped: "a\nb" -> "a\\nb", ESC -> "\\x1b"."""
+    return _CONTROL_CHARACTERS.sub(lambda match: repr(match.group())[1:-1], text)
 
 
 def command_line_flag(option: str) -> str:

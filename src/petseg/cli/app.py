@@ -7,7 +7,7 @@ import warnings
 
 import typer
 
-from petseg.errors import PetsegError, command_line_flag, missing_train_extra
+from petseg.errors import PetsegError, command_line_flag, missing_train_extra, one_line
 
 app = typer.Typer(
     name="petseg",
@@ -18,9 +18,14 @@ app = typer.Typer(
 )
 
 
+def say(kind: str, message: str) -> None:
+    """One line to stderr, "error: ..." or "warning: ...", file names' control characters escaped."""
+    typer.echo(f"{kind}: {one_line(message)}", err=True)
+
+
 def fail(message: str, exit_code: int = 2) -> None:
     """Print one error line to stderr and exit: the CLI's answer to a user mistake."""
-    typer.echo(f"error: {message}", err=True)
+    say("error", message)
     raise typer.Exit(exit_code)
 
 
@@ -31,13 +36,13 @@ def main() -> None:
     try:
         app()
     except PetsegError as error:
-        typer.echo(f"error: {error.worded(command_line_flag)}", err=True)
+        say("error", error.worded(command_line_flag))
         sys.exit(error.exit_code)
     except ModuleNotFoundError as error:  # a command of the training install, run without it
         problem = missing_train_extra(error, f"petseg {_command_name()}")
         if problem is None:
             raise
-        typer.echo(f"error: {problem}", err=True)
+        say("error", str(problem))
         sys.exit(problem.exit_code)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)

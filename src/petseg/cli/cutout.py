@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from petseg.cli.app import app, fail
+from petseg.cli.app import app, fail, say
 
 MODEL_HELP = "A run folder (its best model), a .safetensors or an .onnx file; default: the bundled model."
 BACKEND_HELP = "torch or onnx (default: onnx for the bundled model and .onnx files, torch for .safetensors)."
@@ -50,7 +51,7 @@ def cutout(
     from PIL import Image
 
     from petseg.data.decode import DEFAULT_MAX_PIXELS, load_rgb
-    from petseg.errors import PetsegError, command_line_flag
+    from petseg.errors import PetsegError, command_line_flag, one_line
     from petseg.inference import CutoutOptions, Segmenter
     from petseg.inference.files import STDIN, check_output_folder, plan_cutouts, remove_stale_outputs
     from petseg.inference.provenance import made_differently, record_outputs
@@ -83,7 +84,7 @@ def cutout(
         fail(f"{out}: {len(different)} existing output(s) (e.g. {different[0].name}) were made with other options "
              "or by something else; use --force to overwrite them, or another --out")
     for problem in plan.problems:
-        typer.echo(f"error: {problem}", err=True)
+        say("error", problem)
     if plan.skipped:
         typer.echo(f"skipped {len(plan.skipped)} output(s) in {out} already made with these options "
                    "(use --force to redo them)", err=True)
@@ -98,7 +99,7 @@ def cutout(
         with tqdm(total=len(plan.jobs), unit="photo", disable=not sys.stderr.isatty(), file=sys.stderr) as bar:
             summary = run_cutouts(
                 segmenter, plan.jobs, options, batch_size=batch_size, max_pixels=max_pixels,
-                on_error=lambda message: bar.write(f"error: {message}", file=sys.stderr),
+                on_error=lambda message: bar.write(f"error: {one_line(message)}", file=sys.stderr),
                 on_done=lambda job: bar.update(),
                 describe=lambda error: error.worded(command_line_flag),
             )
@@ -107,7 +108,7 @@ def cutout(
         try:
             record_outputs(out, summary.written, settings)
         except OSError as error:  # the cutouts are written; only a later re-run loses its check
-            typer.echo(f"warning: {out}: cannot record the options used ({error.strerror or error})", err=True)
+            say("warning", f"{out}: cannot record the options used ({error.strerror or error})")
     typer.echo(f"wrote {written} file(s) to {out}" + (f", {len(failures)} failed" if failures else ""), err=True)
     if failures:
         raise typer.Exit(SOME_FILES_FAILED)
@@ -118,14 +119,21 @@ def _cutout_stdin(segmenter, options, max_pixels: int) -> None:
     from petseg.inference import remove_background
     from petseg.inference.render import save_image
 
+    if sys.stdout is None:  # started with stdout closed
+        fail("stdout is closed; redirect it to a file (petseg cutout - > out.png)")
     if sys.stdout.isatty():
         fail("refusing to write image data to a terminal; redirect stdout (petseg cutout - > out.png)")
     result = remove_background(
         sys.stdin.buffer, segmenter=segmenter, mode=options.mode, bg=options.bg,
         bg_image=options.background, alpha=options.alpha, max_pixels=max_pixels,
     )
-    save_image(result, sys.stdout.buffer, options.image_format)
-    sys.stdout.buffer.flush()
+    try:
+        save_image(result, sys.stdout.buffer, options.image_format)
+        sys.stdout.buffer.flush()
+    except OSError as error:  # a full disk (/dev/full), a closed pipe
+        # Nothing more can reach stdout: point it at nothing, so the exit's own flush stays quiet.
+        sys.stdout = open(os.devnull, "w")
+        fail(f"stdout: cannot write the cutout ({error.strerror or error})", exit_code=1)
 
 
 @app.command()

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from petseg.cli.app import app
+from petseg.cli.app import app, say
 from petseg.cli.cutout import BACKEND_HELP, MODEL_HELP
 
 METRICS_FILE = "metrics.json"
@@ -66,9 +66,9 @@ def evaluate(
     result["data"], result["split"] = str(data), split
     warning = fit_check_warning(model, [sample.name for sample in samples])
     if warning:
-        typer.echo(f"warning: {warning}", err=True)
+        say("warning", warning)
     for reason in result["skipped"]:
-        typer.echo(f"skipped: {reason}", err=True)
+        say("skipped", reason)
     written = []
     if out:
         try:
