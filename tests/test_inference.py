@@ -242,6 +242,7 @@ def test_bad_options_are_user_errors(segmenter, toy_photo):
         ({"mode": "sepia"}, "cutout mode 'sepia'"),
         ({"mode": "rgba", "bg": "#000000"}, "mode 'color'"),
         ({"mode": "color", "bg": "not-a-colour"}, "not a colour"),
+        ({"mode": "color", "bg": "rgb(256,0,0)"}, "not a colour"),  # Pillow would pass 256 through
     ):
         with pytest.raises(PetsegError, match=message):
             remove_background(photo, segmenter=segmenter, **options)
@@ -249,6 +250,8 @@ def test_bad_options_are_user_errors(segmenter, toy_photo):
         remove_background(b"hello", segmenter=segmenter)
     with pytest.raises(PetsegError, match="pixels, over the limit of"):
         remove_background(png_bytes(photo), segmenter=segmenter, max_pixels=100)
+    with pytest.raises(PetsegError, match="segmenter must be a petseg Segmenter .*, got str"):
+        remove_background(photo, segmenter="bundled")
 
 
 # --- alpha and compositing -----------------------------------------------------

@@ -336,3 +336,12 @@ def test_nan_weights_are_a_one_line_error_not_wrong_cutouts(tmp_path):
     path = save_model(model, tmp_path / "nan.safetensors")
     with pytest.raises(PetsegError, match=r"nan\.safetensors: the model's probabilities are NaN or infinite"):
         remove_background(np.zeros((30, 40, 3), np.uint8), segmenter=Segmenter.load(path))
+
+
+def test_an_unknown_architecture_names_the_model_file(tmp_path):
+    from petseg.models import load_model
+
+    path = write_model_file(tmp_path / "odd.safetensors", config_text({"architecture": "unet_nonexistent"}),
+                            {"head.weight": np.zeros(1, np.float32)})
+    with pytest.raises(PetsegError, match=r"^model file .*odd\.safetensors: unknown model 'unet_nonexistent'"):
+        load_model(path)

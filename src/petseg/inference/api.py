@@ -8,6 +8,7 @@ import numpy as np
 from PIL import Image
 
 from petseg.data.decode import DEFAULT_MAX_PIXELS
+from petseg.errors import PetsegError
 from petseg.inference.render import CutoutOptions, default_mode, encode, render_cutout
 from petseg.inference.segmenter import PhotoLike, Segmenter, as_photo
 
@@ -44,6 +45,8 @@ def remove_background(
     mode = default_mode(mode, bg is not None or background is not None)
     options = CutoutOptions(mode=mode, bg=bg, background=background, alpha=alpha)
     photo = as_photo(image, max_pixels=max_pixels)
+    if segmenter is not None and not isinstance(segmenter, Segmenter):
+        raise PetsegError(f"segmenter must be a petseg Segmenter (Segmenter.load(...)), got {type(segmenter).__name__}")
     segmenter = segmenter or default_segmenter()
     [prediction] = segmenter.predict_batch([photo])
     result = render_cutout(photo, prediction, options)

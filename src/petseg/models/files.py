@@ -130,9 +130,12 @@ def load_model(path: str | Path, map_location: str = "cpu"):
     from petseg.models.pretrained import load_state_dict_exactly
     from petseg.models.registry import create_model
 
-    model = create_model(
-        config.architecture, num_classes=config.num_classes, image_size=config.image_size, **config.options
-    )
+    try:
+        model = create_model(
+            config.architecture, num_classes=config.num_classes, image_size=config.image_size, **config.options
+        )
+    except PetsegError as error:  # an unknown architecture or option: say which file asked for it
+        raise PetsegError(f"model file {path}: {error}") from None
     load_state_dict_exactly(model, load_file(str(path), device="cpu"), path, "model")
     model.config = config  # the file's own mean/std/labels/version, exactly as saved
     return model.to(map_location).eval()
