@@ -85,6 +85,23 @@ def assert_json_error(response, status: int, *words: str) -> None:
 def test_healthz(client):
     response = client.get("/healthz")
     assert response.status_code == 200 and response.json() == {"status": "ok"}
+    for path in ("/healthz", "/"):  # uptime monitors and load balancers probe with HEAD
+        assert client.head(path).status_code == 200, path
+
+
+def test_retry_after_counts_the_photos_being_cut_out():
+    import anyio
+
+    from petseg.server.inference_queue import InferenceQueue
+
+    async def check() -> None:
+        queue = InferenceQueue(threads=1, queue_size=0)
+        queue.mean_seconds = 4.0
+        queue.slots = anyio.CapacityLimiter(1)
+        queue.slots.acquire_on_behalf_of_nowait("a photo being cut out")
+        assert queue.running == 1 and queue.retry_after_s() == 4  # not 1: the running photo takes 4 s
+
+    anyio.run(check)
 
 
 def test_page_and_its_static_files(client):

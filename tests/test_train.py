@@ -381,10 +381,21 @@ def _crafted_checkpoints(good: dict) -> dict[str, object]:
     """File name -> what to write there instead of a good checkpoint."""
     from argparse import Namespace  # any pickled object: the safe loader refuses it
 
+    import copy
+
     broken_model = {**good, "model": {"not.a.layer": torch.zeros(1)}}
+    wrong_moment = copy.deepcopy(good)
+    first = next(iter(wrong_moment["optimizer"]["state"].values()))
+    first["exp_avg"] = torch.zeros(1)  # Adam's moment for another parameter's shape
     return {"empty": b"", "garbage": b"PK\x03\x04 not a torch file at all", "pickled-object": Namespace(format=1),
             "not-a-dict": [1, 2, 3], "missing-keys": {"format": 1, "config": good["config"]},
-            "foreign-weights": broken_model, "bad-config": {**good, "config": {"model": 5}}}
+            "foreign-weights": broken_model, "bad-config": {**good, "config": {"model": 5}},
+            # Each of these loaded and then failed (or trained on) after an epoch's work.
+            "history-of-numbers": {**good, "history": [1, 2, 3]}, "history-text": {**good, "history": "abc"},
+            "epoch-huge": {**good, "epoch": 10**9}, "epoch-fraction": {**good, "epoch": 1.5},
+            "best-miou-nan": {**good, "best_miou": float("nan")},
+            "unfinished-epoch": {**good, "partial_epoch": {"stats": 5, "seconds": 1.0}},
+            "optimizer-moment-shape": wrong_moment, "rng-states": {**good, "rng": {"torch": torch.zeros(3)}}}
 
 
 def test_broken_checkpoints_are_one_line_and_the_run_resumes_once_fixed(reference_run, tmp_path, monkeypatch,

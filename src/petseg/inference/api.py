@@ -45,7 +45,7 @@ def remove_background(
     mode = default_mode(mode, bg is not None or background is not None)
     options = CutoutOptions(mode=mode, bg=bg, background=background, alpha=alpha)
     photo = as_photo(image, max_pixels=max_pixels)
-    if segmenter is not None and not isinstance(segmenter, Segmenter):
+    if segmenter is not None and not callable(getattr(segmenter, "predict_batch", None)):  # duck-typed: wrappers welcome
         raise PetsegError(f"segmenter must be a petseg Segmenter (Segmenter.load(...)), got {type(segmenter).__name__}")
     segmenter = segmenter or default_segmenter()
     [prediction] = segmenter.predict_batch([photo])

@@ -131,7 +131,7 @@ def create_app(
         headers = {"Content-Disposition": f'inline; filename="{filename}"', "Cache-Control": "no-store"}
         return Response(encoded, media_type=MEDIA_TYPES[mode], headers=headers)
 
-    @app.get("/", include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)  # HEAD: uptime probes
     async def index() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
@@ -139,7 +139,7 @@ def create_app(
     async def favicon() -> FileResponse:
         return FileResponse(STATIC_DIR / "favicon.svg", media_type="image/svg+xml")
 
-    @app.get("/healthz", summary="Liveness check")
+    @app.api_route("/healthz", methods=["GET", "HEAD"], summary="Liveness check")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 

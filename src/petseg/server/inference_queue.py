@@ -22,10 +22,11 @@ SMOOTHING = 0.2
 
 
 class ServerBusy(HTTPException):
-    def __init__(self, waiting: int, retry_after_s: int) -> None:
+    def __init__(self, running: int, waiting: int, retry_after_s: int) -> None:
         super().__init__(
             status_code=503,
-            detail=f"the server is busy ({waiting} photos waiting); try again in {retry_after_s} s",
+            detail=f"the server is busy ({running} photos being cut out, {waiting} waiting); "
+                   f"try again in {retry_after_s} s",
             headers={"Retry-After": str(retry_after_s)},
         )
 
@@ -47,7 +48,7 @@ class InferenceQueue:
         if self.slots is None:  # no await since the check: one event loop cannot race here
             self.slots = anyio.CapacityLimiter(self.threads)
         if self.slots.available_tokens < 1 and self.waiting >= self.queue_size:
-            raise ServerBusy(self.waiting, self.retry_after_s())
+            raise ServerBusy(self.running, self.waiting, self.retry_after_s())
         self.waiting += 1
         try:
             await self.slots.acquire()
@@ -61,6 +62,10 @@ class InferenceQueue:
         finally:
             self.slots.release()
 
+    @property
+    def running(self) -> int:
+        return 0 if self.slots is None else self.slots.borrowed_tokens
+
     def retry_after_s(self) -> int:
-        """Seconds until the queue has likely moved on by one full round of waiting photos."""
-        return max(1, math.ceil(self.waiting * self.mean_seconds / self.threads))
+        """Seconds until the photos being cut out and those waiting are likely done (a slot free then)."""
+        return max(1, math.ceil((self.running + self.waiting) * self.mean_seconds / self.threads))

@@ -48,6 +48,7 @@ class Training:
 
         self.model.load_state_dict(checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
+        check_optimizer_state(self.optimizer)
         # --epochs may have changed: keep the new schedule's length (load_state_dict
         # updates the factor objects in place, hence the copies).
         fresh_factors = [copy.copy(factor) for factor in self.scheduler.lr_lambdas]
@@ -58,7 +59,10 @@ class Training:
             group["lr"] = group["initial_lr"] * factor(self.scheduler.last_epoch)
         self.scaler.load_state_dict(checkpoint["scaler"])
         self.state.load_state_dict(checkpoint)
-        restore_rng_states(checkpoint["rng"])  # last: building the run drew from the RNGs
+        try:
+            restore_rng_states(checkpoint["rng"])  # last: building the run drew from the RNGs
+        except (KeyError, TypeError, ValueError, AttributeError, RuntimeError, IndexError) as error:
+            raise ValueError(f"its random-number states are unreadable ({str(error)[:100]})") from None
 
     def save_checkpoint(self) -> None:
         from petseg.run_dir import writing
@@ -120,3 +124,14 @@ def setup(config: TrainConfig, context: DistributedContext, log: Callable[[str],
     return Training(config, context, Path(config.out), model, engine, optimizer, scheduler,
                     make_grad_scaler(device, amp_dtype), train_set, val_loader, batch_size, steps_per_epoch,
                     LoopState(EarlyStopping(config.monitor, config.patience)), description, log)
+
+
+def check_optimizer_state(optimizer) -> None:
+    """ValueError if a loaded optimizer's moments do not fit its parameters: the first step
+    would fail on them only after a whole epoch's data loading."""
+    for group in optimizer.param_groups:
+        for parameter in group["params"]:
+            for name, value in optimizer.state.get(parameter, {}).items():
+                if hasattr(value, "shape") and value.dim() > 0 and value.shape != parameter.shape:
+                    raise ValueError(f"its optimizer's {name} has shape {tuple(value.shape)} "
+                                     f"for a parameter of shape {tuple(parameter.shape)}")

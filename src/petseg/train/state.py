@@ -6,10 +6,13 @@ load_state_dict), so saving and restoring cannot drift apart.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from petseg.errors import clipped
+from petseg.limits import is_whole_number
 from petseg.run_dir import BEST_MODEL_FILE
 from petseg.train.early_stopping import EarlyStopping
 
@@ -48,10 +51,42 @@ class LoopState:
                 "partial_epoch": self.partial_epoch, "early_stopping": self.early_stopping.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        check_loop_state(state)
         self.epoch, self.history = int(state["epoch"]), list(state["history"])
         self.best_epoch, self.best_miou = int(state["best_epoch"]), float(state["best_miou"])
         self.train_seconds, self.partial_epoch = float(state["train_seconds"]), state["partial_epoch"]
         self.early_stopping.load_state_dict(state["early_stopping"])
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_loop_state(state: dict[str, Any]) -> None:
+    """ValueError naming what does not add up in a checkpoint's loop state (crafted or damaged),
+    before an epoch is spent training on it."""
+    epoch, history = state["epoch"], state["history"]
+    if not (is_whole_number(epoch, 0) and isinstance(history, list) and epoch == len(history)):
+        shown = f"{len(history)} rows" if isinstance(history, list) else type(history).__name__
+        raise ValueError(f"its epoch {clipped(repr(epoch))} and its history ({shown}) do not agree")
+    for row in history:
+        if not (isinstance(row, dict) and {"epoch", "val_miou"} <= row.keys()
+                and all(isinstance(key, str) and _finite(value) for key, value in row.items())):
+            raise ValueError(f"a history row is not an epoch's figures: {clipped(repr(row))}")
+    best_epoch = state["best_epoch"]
+    if not (is_whole_number(best_epoch, 0, epoch) and _finite(state["best_miou"])):
+        raise ValueError(f"its best epoch {clipped(repr(best_epoch))} or best mIoU {clipped(repr(state['best_miou']))} is not valid")
+    if not (_finite(state["train_seconds"]) and state["train_seconds"] >= 0):
+        raise ValueError(f"its training time {clipped(repr(state['train_seconds']))} is not valid")
+    partial = state["partial_epoch"]
+    if partial is not None:
+        from petseg.train.epoch_stats import EpochStats
+
+        if not (isinstance(partial, dict) and isinstance(partial.get("stats"), dict) and _finite(partial.get("seconds"))):
+            raise ValueError(f"its unfinished epoch is not one: {clipped(repr(partial))}")
+        stats = EpochStats.from_state_dict(partial["stats"])  # KeyError or TypeError if it is not
+        if not (is_whole_number(stats.steps, 0) and is_whole_number(stats.images, 0)):
+            raise ValueError(f"its unfinished epoch counts {clipped(repr(stats.steps))} steps")
 
 
 @dataclass
