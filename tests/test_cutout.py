@@ -77,8 +77,12 @@ def test_missing_inputs_collisions_and_self_overwrites_are_problems(photos, tmp_
     plan = plan_cutouts(map(str, inputs), tmp_path / "out", ".png")
     assert [job.source.name for job in plan.jobs] == ["cat.jpg"]
     assert len(plan.problems) == 3
-    assert "cat.png: its output" in plan.problems[0] and "already written from" in plan.problems[0]
+    assert "cat.png: its output" in plan.problems[0] and "cat.jpg's; rename one of them" in plan.problems[0]
     assert "nope.jpg: no such file" in plan.problems[1] and "no file matches" in plan.problems[2]
+
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "cat.png").symlink_to(tmp_path / "gone.png")  # dangling: still not ours to replace
+    assert plan_cutouts([str(photos / "cat.jpg")], tmp_path / "out", ".png").jobs == []
 
     in_place = plan_cutouts([str(photos / "cat.png")], photos, ".png", force=True)
     assert in_place.jobs == [] and "would overwrite the input" in in_place.problems[0]

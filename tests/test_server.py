@@ -307,6 +307,10 @@ def test_alpha_field_reaches_the_library(client):
 
 def test_missing_file_is_422(client):
     assert_json_error(client.post("/api/cutout", data={"mode": "rgba"}), 422, "file")
+    # A text value where the file belongs: the form's words, not pydantic's ("Expected UploadFile").
+    response = client.post("/api/cutout", data={"file": "a text, not a file"})
+    assert_json_error(response, 422, "file: must be a file part of a multipart/form-data upload")
+    assert "UploadFile" not in response.text
 
 
 def test_upload_over_the_limit_is_413_before_reading_it(segmenter):

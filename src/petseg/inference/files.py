@@ -111,10 +111,11 @@ def plan_cutouts(inputs: Iterable[str], out_dir: Path, suffix: str, *, recursive
                 plan.problems.append(f"{source}: its output {output} is an input file; choose another output folder")
             elif key in claimed:
                 if claimed[key] != source.resolve():
-                    plan.problems.append(f"{source}: its output {output} is already written from {claimed[key]}")
+                    plan.problems.append(f"{source}: its output {output} is also {claimed[key]}'s; rename one of them")
             else:
                 claimed[key] = source.resolve()
-                (plan.jobs if force or not output.exists() else plan.skipped).append(Job(source, output))
+                # lexists: a dangling symbolic link there is something not to overwrite without --force too.
+                (plan.jobs if force or not os.path.lexists(output) else plan.skipped).append(Job(source, output))
     return plan
 
 
