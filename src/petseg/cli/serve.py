@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from petseg.cli.app import app
-from petseg.limits import DEFAULT_MAX_PIXELS
+from petseg.limits import SERVE_MAX_PIXELS
 
 
 @app.command()
@@ -24,7 +24,7 @@ def serve(
         16, min=0, help="Photos that may wait for a free thread in each process; more get 503 + Retry-After."
     ),
     max_upload_mb: float = typer.Option(20.0, min=0.001, help="Largest accepted upload, in megabytes."),
-    max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, min=1, help="Largest accepted image, in pixels (width x height)."),
+    max_pixels: int = typer.Option(SERVE_MAX_PIXELS, min=1, help="Largest accepted image, in pixels (width x height)."),
     read_timeout: float = typer.Option(
         60.0, min=0.1, help="Seconds an upload may take to arrive; slower ones get 408."
     ),

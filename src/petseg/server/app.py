@@ -25,9 +25,9 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
 from petseg import __version__
-from petseg.data.decode import DEFAULT_MAX_PIXELS, source_name
+from petseg.data.decode import source_name
 from petseg.errors import ECHO_CHARACTERS, ImageError, NotAnImageError, PetsegError, clipped
-from petseg.limits import check_threads, check_whole_number
+from petseg.limits import SERVE_MAX_PIXELS, check_threads, check_whole_number
 from petseg.server.inference_queue import InferenceQueue
 from petseg.server.memory import release_freed_memory
 from petseg.server.upload_limit import UploadLimitMiddleware
@@ -64,7 +64,7 @@ def create_app(
     threads: int = 1,
     queue_size: int = 16,
     max_upload_mb: float = 20.0,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_pixels: int = SERVE_MAX_PIXELS,
     read_timeout_s: float = 60.0,
 ) -> FastAPI:
     """Build the service. The model loads here, once, unless a `segmenter` is given.
@@ -139,7 +139,8 @@ def create_app(
     async def favicon() -> FileResponse:
         return FileResponse(STATIC_DIR / "favicon.svg", media_type="image/svg+xml")
 
-    @app.api_route("/healthz", methods=["GET", "HEAD"], summary="Liveness check")
+    @app.get("/healthz", summary="Liveness check")
+    @app.head("/healthz", include_in_schema=False)  # uptime probes; one documented operation
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
