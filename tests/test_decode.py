@@ -149,3 +149,12 @@ def test_what_pillow_cannot_read_is_one_image_error(source, message):
         load_rgb(source)
     assert message in str(raised.value) and "\n" not in str(raised.value)
 
+
+
+def test_a_photo_whose_header_is_damaged_is_named_so():
+    """Starts like a PNG, but its header's checksum is wrong: damaged (400), not "not an image" (415)."""
+    data = bytearray(_encode(Image.fromarray(_gradient()), "PNG"))
+    data[29] ^= 0xFF  # inside the IHDR chunk's CRC
+    with pytest.raises(ImageError, match=r"^<bytes>: a damaged PNG file \(its header cannot be read\)$") as raised:
+        load_rgb(bytes(data))
+    assert not isinstance(raised.value, NotAnImageError)

@@ -73,14 +73,30 @@ def checkable_formats() -> tuple[str, ...]:
     return tuple(image_format for image_format in Image.OPEN if image_format not in UNCHECKABLE_FORMATS)
 
 
-def refuse_uncheckable(prefix: bytes, name: str) -> None:
-    """An ImageError if a file's first bytes are those of an UNCHECKABLE_FORMATS file."""
+# Formats whose first bytes are a signature: a file that starts with one but that Pillow
+# cannot open is a damaged photo (400), not something other than an image (415).
+SIGNED_FORMATS = ("PNG", "JPEG", "GIF", "WEBP", "TIFF", "BMP")
+
+
+def _starts_like(image_format: str, prefix: bytes) -> bool:
+    accept = Image.OPEN.get(image_format, (None, None))[1]
+    try:
+        return accept is not None and bool(accept(prefix))
+    except Exception:  # some plugins' checks fail on short prefixes
+        return False
+
+
+def refuse_unidentified(prefix: bytes, name: str) -> None:
+    """After Image.open gave up on a file: an ImageError if its first bytes are those of an
+    UNCHECKABLE_FORMATS file (refused) or of a SIGNED_FORMATS one (damaged)."""
     Image.init()
     for image_format in UNCHECKABLE_FORMATS:
-        accept = Image.OPEN.get(image_format, (None, None))[1]
-        if accept is not None and accept(prefix):
+        if _starts_like(image_format, prefix):
             raise ImageError(f"{name}: {image_format} files are not supported (Pillow decodes the image "
                              "inside them before its size can be checked)")
+    for image_format in SIGNED_FORMATS:
+        if _starts_like(image_format, prefix):
+            raise ImageError(f"{name}: a damaged {image_format} file (its header cannot be read)")
 
 
 def not_a_regular_file(path: str | Path) -> str | None:
@@ -132,7 +148,7 @@ def open_lazily(source: str | Path | bytes | BinaryIO, name: str) -> Image.Image
     try:
         return Image.open(source, formats=checkable_formats())
     except UnidentifiedImageError:
-        refuse_uncheckable(_prefix(source), name)
+        refuse_unidentified(_prefix(source), name)
         raise NotAnImageError(f"{name}: not an image (unrecognised or empty file)") from None
     except Image.DecompressionBombError as error:
         # Pillow's process-wide limit is stricter than ours here; its message has the size.
