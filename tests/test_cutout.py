@@ -172,7 +172,8 @@ def test_stdin_to_stdout_and_user_errors(toy_model_file, toy_photo, tmp_path):
     with open(source, "rb") as stdin:  # stdout closed
         result = subprocess.run(command, stdin=stdin, stderr=subprocess.PIPE, timeout=180, close_fds=True,
                                 preexec_fn=lambda: __import__("os").close(1))
-    assert result.stderr.decode().splitlines() == ["error: stdout is closed; redirect it to a file (petseg cutout - > out.png)"]
+    assert result.stderr.decode().splitlines() == [
+        "error: stdout is closed; redirect it to a file (petseg cutout - > out.png)"]
 
 
 def test_control_characters_in_file_names_stay_on_one_line(tmp_path, toy_model_file):

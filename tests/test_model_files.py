@@ -226,7 +226,8 @@ def foreign_graphs():
          {"num_classes": 10**9}, "num_classes must be an integer"),
         ("a fixed batch of one photo",
          dict(nodes=[helper.make_node("Softmax", ["images"], ["probabilities"], axis=1)],
-              inputs=[tensor("images", [1, 3, "height", "width"])], outputs=[tensor("probabilities", [1, 3, "height", "width"])]),
+              inputs=[tensor("images", [1, 3, "height", "width"])],
+              outputs=[tensor("probabilities", [1, 3, "height", "width"])]),
          {}, "fails on a batch of two"),
     ]  # fmt: skip
 

@@ -253,9 +253,11 @@ def test_icons_holding_a_bomb_are_refused_before_decoding(bomb, tmp_path):
     for image_format, data in icon_files(bomb.read_bytes()).items():
         path = tmp_path / f"icon.{image_format.lower()}"
         path.write_bytes(data)
-        child = subprocess.run([sys.executable, "-c", ICON_CHILD, str(path)], capture_output=True, text=True, timeout=300)
+        child = subprocess.run([sys.executable, "-c", ICON_CHILD, str(path)], capture_output=True, text=True,
+                               timeout=300)
         result = json.loads(child.stdout)
-        assert result["error"] == f"<bytes>: {image_format} files are not supported (Pillow decodes the image inside them before its size can be checked)", child.stderr
+        assert result["error"] == (f"<bytes>: {image_format} files are not supported "
+                                   "(Pillow decodes the image inside them before its size can be checked)"), child.stderr
         assert result["peak_mb"] < PEAK_MEMORY_LIMIT_MB, result
         assert path.suffix not in readable_suffixes()  # folder walks pass over them
 

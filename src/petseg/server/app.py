@@ -219,7 +219,8 @@ def _install_error_handlers(app: FastAPI) -> None:
         for problem in error.errors():
             field = ".".join(str(part) for part in problem["loc"] if part not in ("body", "query"))
             message = problem["msg"]
-            if field == "file" and problem.get("type") != "missing":  # pydantic's words: "Expected UploadFile, received: <class 'str'>"
+            if field == "file" and problem.get("type") != "missing":
+                # pydantic's words would be "Value error, Expected UploadFile, received: <class 'str'>".
                 message = "must be a file part of a multipart/form-data upload, not a text value"
             problems.append(f"{field}: {message}")
         return JSONResponse({"detail": _one_line("; ".join(problems))}, status_code=422)

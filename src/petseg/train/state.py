@@ -75,16 +75,18 @@ def check_loop_state(state: dict[str, Any]) -> None:
             raise ValueError(f"a history row is not an epoch's figures: {clipped(repr(row))}")
     best_epoch = state["best_epoch"]
     if not (is_whole_number(best_epoch, 0, epoch) and _finite(state["best_miou"])):
-        raise ValueError(f"its best epoch {clipped(repr(best_epoch))} or best mIoU {clipped(repr(state['best_miou']))} is not valid")
+        shown = f"{clipped(repr(best_epoch))} with mIoU {clipped(repr(state['best_miou']))}"
+        raise ValueError(f"its best epoch ({shown}) is not valid")
     if not (_finite(state["train_seconds"]) and state["train_seconds"] >= 0):
         raise ValueError(f"its training time {clipped(repr(state['train_seconds']))} is not valid")
     partial = state["partial_epoch"]
     if partial is not None:
         from petseg.train.epoch_stats import EpochStats
 
-        if not (isinstance(partial, dict) and isinstance(partial.get("stats"), dict) and _finite(partial.get("seconds"))):
+        saved, seconds = (partial.get("stats"), partial.get("seconds")) if isinstance(partial, dict) else (None, None)
+        if not (isinstance(saved, dict) and _finite(seconds)):
             raise ValueError(f"its unfinished epoch is not one: {clipped(repr(partial))}")
-        stats = EpochStats.from_state_dict(partial["stats"])  # KeyError or TypeError if it is not
+        stats = EpochStats.from_state_dict(saved)  # KeyError or TypeError if it is not
         if not (is_whole_number(stats.steps, 0) and is_whole_number(stats.images, 0)):
             raise ValueError(f"its unfinished epoch counts {clipped(repr(stats.steps))} steps")
 
