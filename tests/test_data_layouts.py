@@ -1,6 +1,8 @@
 """Finding samples: the Oxford layout with its split lists, and images/ + masks/ folders."""
 
 import json
+import os
+import re
 import shutil
 
 import numpy as np
@@ -124,6 +126,42 @@ def test_folder_layout_errors_name_the_file_or_option(tmp_path):
                           ("7=pet,7=background", "'7' is given twice")]:
         with pytest.raises(PetsegError, match=message):
             parse_label_map(text)
+
+
+@pytest.mark.parametrize("text, message", [
+    ('{"0": 1e400, "255": "pet"}', "class inf must be one of"),  # int() would raise OverflowError
+    ('{"0": 0.5, "255": "pet"}', "class 0.5 must be one of"),  # int() would make it pet
+    ('{"0": true, "255": "pet"}', "class True must be one of"),
+    ('{"0": "background", "255": "pet", "0255": "border"}', "mask value 255 is given twice"),
+    ('{"255.7": "pet"}', "mask value '255.7' is not an integer"),
+    ("[" * 100_000 + "]" * 100_000, "not valid JSON (nested too deeply)"),
+])
+def test_hostile_class_mappings_are_one_line(tmp_path, text, message):
+    root = _folder_dataset(tmp_path / "mine", {"a": np.zeros((2, 2), np.uint8)})
+    (root / "classes.json").write_text(text)
+    with pytest.raises(PetsegError, match=r"classes\.json: " + re.escape(message)):
+        load_samples(root, "all")
+
+
+def test_list_and_mapping_files_that_cannot_be_text_are_one_line(tmp_path):
+    root = _folder_dataset(tmp_path / "mine", {"a": np.zeros((2, 2), np.uint8)})
+    (root / "classes.json").write_bytes(b'\xff\xfe{"0": "pet"}')
+    with pytest.raises(PetsegError, match=r"classes\.json: the class mapping is not UTF-8 text \(byte 0\)"):
+        load_samples(root, "all")
+    os.mkfifo(tmp_path / "list.txt")  # reading it would wait for a writer forever
+    with pytest.raises(PetsegError, match=r"list\.txt: cannot read the list file \(is a FIFO"):
+        read_split_list(tmp_path / "list.txt")
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # Pillow's, before ours refuses
+def test_a_mask_bomb_is_refused_before_decoding(tmp_path):
+    from tests.test_pixel_limits import png_bomb
+
+    root = _folder_dataset(tmp_path / "mine", {"a": np.zeros((2, 2), np.uint8)})
+    (root / "classes.json").write_text('{"0": "background"}')
+    png_bomb(root / "masks" / "a.png")  # 13000 x 13000 in a few hundred KB: 2.9 GB to check decoded
+    with pytest.raises(ImageError, match=r"a\.png: 13000x13000 is 169 megapixels, over the limit of 100"):
+        load_mask(load_samples(root, "all")[0])
 
 
 def test_load_sample_uses_stored_orientation_when_exif_turns_photo_off_its_mask(tmp_path):

@@ -100,6 +100,12 @@ def test_export_command_writes_a_self_describing_model_once(toy_model_file, tmp_
     onnx_segmenter = Segmenter.load(target)
     assert onnx_segmenter.backend.name == "onnx"
     assert onnx_segmenter.config == Segmenter.load(toy_model_file).config
+    (tmp_path / "a file").write_text("in the way")
+    (tmp_path / "folder.onnx").mkdir()
+    for where, words in ((tmp_path / "a file" / "m.onnx", "cannot write the model"),
+                         (tmp_path / "folder.onnx", "is a folder; name the .onnx file to write")):
+        failed = runner.invoke(app, ["export", str(toy_model_file), "--onnx", str(where), "--force"])
+        assert isinstance(failed.exception, PetsegError) and f"{where}: {words}" in str(failed.exception)
 
 
 def test_onnx_backend_gives_the_torch_cutout(toy_model_file, toy_photo, tmp_path):

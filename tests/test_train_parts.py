@@ -268,3 +268,11 @@ def test_a_restored_schedule_keeps_its_step_and_takes_the_new_length(toy_data, t
     assert [group["lr"] for group in longer.optimizer.param_groups] == pytest.approx(
         [group["initial_lr"] * factor(4) for group in longer.optimizer.param_groups], rel=1e-12)
     assert factor(4) != first.scheduler.lr_lambdas[0](4)  # the longer schedule is not the old one
+
+
+def test_a_run_folder_that_cannot_be_made_is_one_line(tmp_path):
+    from petseg import run_dir
+
+    (tmp_path / "a file").write_text("in the way")
+    with pytest.raises(PetsegError, match=r"a file/run: cannot create the run folder \(Not a directory\)"):
+        run_dir.prepare(tmp_path / "a file" / "run", resume=False, force=False)

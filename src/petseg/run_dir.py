@@ -79,7 +79,10 @@ def prepare(run_dir: str | Path, *, resume: bool, force: bool, create: bool = Tr
         raise PetsegError(f"{run_dir}: already holds a run ({existing[0]})",
                           advice="use {resume} to continue it or {force} to start over")
     if create:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:  # a file in the way, /proc, a read-only place
+            raise PetsegError(f"{run_dir}: cannot create the run folder ({error.strerror or error})") from None
         for name in existing:
             (run_dir / name).unlink()
         if force:  # the old run's curves must not mix with the new one's

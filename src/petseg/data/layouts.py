@@ -13,7 +13,7 @@ Two layouts:
 
 from __future__ import annotations
 
-import json
+import re
 import warnings
 import zlib
 from dataclasses import dataclass
@@ -25,6 +25,7 @@ import numpy as np
 from petseg.data.decode import load_labels, load_rgb, open_image
 from petseg.data.labels import CLASS_NAMES, IGNORE_INDEX
 from petseg.errors import ImageError, LabelError, PetsegError, clipped
+from petseg.text_files import parse_json, read_text_file
 
 SPLITS = ("trainval", "test", "all")
 LAYOUTS = ("auto", "oxford", "folder")
@@ -50,12 +51,12 @@ def load_mask(sample: Sample) -> np.ndarray:
     """A sample's mask as class indices (H, W) uint8: 0 pet, 1 background, 2 border, 255 ignored."""
     if sample.label_map is None:
         return load_labels(sample.mask_path)
-    image = open_image(sample.mask_path, max_pixels=None)
+    image = open_image(sample.mask_path)  # the photos' pixel limit: a 164 KB PNG can be 13000 x 13000
     if image.mode not in ("L", "P", "I", "I;16"):
         # Masks saved as RGB gray-scale are common; 1-bit masks read as 0/1 booleans
         # otherwise, while their mapping (like the pixels they were drawn with) says 0/255.
         image = image.convert("L")
-    values = np.asarray(image).astype(np.int64)
+    values = np.asarray(image)  # its own 8, 16 or 32 bits: int64 would be 8 bytes a pixel
     lookup = dict(sample.label_map)
     unknown = np.setdiff1d(np.unique(values), list(lookup))
     if unknown.size:
@@ -85,15 +86,26 @@ def load_sample(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
     return image, mask
 
 
+def _whole(value) -> int | None:
+    """An int, a float with no fraction or a text of digits as an int; None for anything else
+    (0.5, True, infinity, "255.7": int() would turn them into other numbers or fail)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None
+    if isinstance(value, str) and re.fullmatch(r"\s*-?\d{1,9}\s*", value):
+        return int(value)
+    return None
+
+
 def _class_index(label, source: str) -> int:
     if isinstance(label, str) and label.strip().lower() in CLASS_NAMES:
         return CLASS_NAMES.index(label.strip().lower())
     if isinstance(label, str) and label.strip().lower() in IGNORE_NAMES:
         return IGNORE_INDEX
-    try:
-        index = int(label)
-    except (TypeError, ValueError):
-        index = -1
+    index = _whole(label)
     if index not in (*range(len(CLASS_NAMES)), IGNORE_INDEX):
         raise PetsegError(f"{source}: class {label!r} must be one of {', '.join((*CLASS_NAMES, *IGNORE_NAMES))} or 0-2")
     return index
@@ -104,13 +116,14 @@ def normalize_label_map(mapping: Mapping, source: str = "label map") -> LabelMap
     if not isinstance(mapping, Mapping) or not mapping:
         raise PetsegError(f"{source}: expected a non-empty mapping of mask value -> class")
     pairs = {}
-    for value, label in mapping.items():
-        try:
-            value = int(value)
-        except (TypeError, ValueError):
-            raise PetsegError(f"{source}: mask value {value!r} is not an integer") from None
+    for given, label in mapping.items():
+        value = _whole(given)
+        if value is None:
+            raise PetsegError(f"{source}: mask value {clipped(repr(given))} is not an integer")
         if not 0 <= value <= 65535:
             raise PetsegError(f"{source}: mask value {value} is outside 0..65535")
+        if value in pairs:  # "255" and "0255", or 255 and "255 ": one value, two classes
+            raise PetsegError(f"{source}: mask value {value} is given twice")
         pairs[value] = _class_index(label, source)
     return tuple(sorted(pairs.items()))
 
@@ -131,20 +144,16 @@ def parse_label_map(text: str) -> LabelMap:
 def read_label_map_file(path: str | Path) -> LabelMap:
     """A JSON or YAML file holding {mask value: class}."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as error:
-        raise PetsegError(f"{path}: cannot read class mapping ({error.strerror})") from None
+    text = read_text_file(path, "class mapping")
     if path.suffix.lower() == ".json":
-        try:
-            mapping = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise PetsegError(f"{path}: not valid JSON ({error})") from None
+        mapping = parse_json(text, path)
     else:
         import yaml
 
         try:
             mapping = yaml.safe_load(text)
+        except RecursionError:
+            raise PetsegError(f"{path}: not valid YAML (nested too deeply)") from None
         except yaml.YAMLError as error:
             raise PetsegError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
     return normalize_label_map(mapping, str(path))
@@ -164,7 +173,7 @@ def detect_layout(root: Path) -> str:
 def read_split_list(path: Path) -> list[str]:
     """Names from an Oxford list file: the first word of each line, '#' lines skipped."""
     names = []
-    for line in path.read_text().splitlines():
+    for line in read_text_file(path, "list file").splitlines():
         line = line.strip()
         if line and not line.startswith("#"):
             names.append(line.split()[0])

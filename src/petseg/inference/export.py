@@ -129,6 +129,8 @@ def export_and_verify(
     (float16_weights.py): half the size of a float file.
     """
     path = Path(path)
+    if path.is_dir():
+        raise PetsegError(f"{path}: is a folder; name the .onnx file to write")
     if path.exists() and not force:
         raise PetsegError(f"{path}: already exists", advice="{force} overwrites it")
     if isinstance(source, bytes):
@@ -151,5 +153,8 @@ def export_and_verify(
         batches = batches or parity_inputs(before.config.image_size)
         change = max(float(np.abs(before(batch) - after(batch)).max()) for batch in batches)
         report = replace(report, float16_change=change)
-    write_bytes_atomic(path, data)
+    try:
+        write_bytes_atomic(path, data)
+    except OSError as error:  # a file where a folder should be, /proc, a full disk
+        raise PetsegError(f"{path}: cannot write the model ({error.strerror or error})") from None
     return report

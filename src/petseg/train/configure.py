@@ -8,13 +8,13 @@ Whether a resumed run may take the overrides is the run folder's rule
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Mapping
 
 from petseg import run_dir
 from petseg.errors import PetsegError
+from petseg.text_files import parse_json, read_text_file
 from petseg.train.recipes import TrainConfig, recipe_settings, setting_names
 
 
@@ -23,14 +23,7 @@ def read_config_file(path: str | Path) -> TrainConfig:
     path = Path(path)
     if path.is_dir():
         raise PetsegError(f"{path}: is a folder; pass the config file, e.g. {path / run_dir.CONFIG_FILE}")
-    try:
-        values = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PetsegError(f"{path}: no such config file") from None
-    except OSError as error:
-        raise PetsegError(f"{path}: cannot read the config file ({error.strerror or error})") from None
-    except ValueError as error:
-        raise PetsegError(f"{path}: not valid JSON ({error})") from None
+    values = parse_json(read_text_file(path, "config file"), path)
     if not isinstance(values, dict):
         raise PetsegError(f"{path}: expected a JSON object of settings, got {type(values).__name__}")
     try:

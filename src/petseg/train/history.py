@@ -38,8 +38,8 @@ def read_history(run_dir: str | Path) -> list[dict[str, float]]:
         rows = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise PetsegError(f"{path}: missing; is {run_dir} a petseg run directory?") from None
-    except (OSError, ValueError) as error:
-        raise PetsegError(f"{path}: unreadable history ({error})") from None
+    except (OSError, ValueError, RecursionError) as error:
+        raise PetsegError(f"{path}: unreadable history ({str(error)[:200]})") from None
     if not isinstance(rows, list):
         raise PetsegError(f"{path}: expected a list of per-epoch rows")
     for number, row in enumerate(rows, 1):
