@@ -212,3 +212,24 @@ def test_cli_download(server, archives, tmp_path):
     done = petseg("--base-url", server.url, "--no-verify")
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "pets" / "images" / "Cat_1.jpg").read_bytes() == PHOTO
+
+
+def test_a_download_or_an_archive_larger_than_any_dataset_is_stopped(server, archives, tmp_path, monkeypatch):
+    import petseg.data.download as download
+
+    monkeypatch.setattr(download, "MAX_DOWNLOAD_BYTES", 100_000)  # the test archive is ~300 KB
+    with pytest.raises(DownloadError, match=r"images\.tar\.gz: the server sent over .* the download was stopped"):
+        _download(server, tmp_path / "pets", {"images.tar.gz": None})
+    assert list((tmp_path / "pets").iterdir()) == [] and len(server.requests) == 1  # deleted, not retried
+    monkeypatch.setattr(download, "MAX_DOWNLOAD_BYTES", 10**9)
+    monkeypatch.setattr(download, "MAX_UNPACKED_BYTES", 100_000)  # it unpacks to 300 KB: a bomb, to this limit
+    with pytest.raises(DownloadError, match=r"images\.tar\.gz: refusing to extract 0\.0 GB, more than"):
+        _download(server, tmp_path / "pets", {"images.tar.gz": None})
+    assert list((tmp_path / "pets").iterdir()) == []
+
+
+def test_an_archive_cannot_mark_another_as_unpacked(server, archives, tmp_path):
+    """A top-level `.annotations.tar.gz.done` would have skipped the annotations download."""
+    server.files["images.tar.gz"] = _tar_gz({"images/Cat_1.jpg": b"fine", ".annotations.tar.gz.done": b""})
+    with pytest.raises(DownloadError, match=r"refusing to extract '\.annotations\.tar\.gz\.done': a name of petseg's"):
+        _download(server, tmp_path / "pets", {"images.tar.gz": None, "annotations.tar.gz": None})

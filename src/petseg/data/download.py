@@ -24,7 +24,7 @@ from pathlib import Path, PurePosixPath
 from typing import Mapping
 
 from petseg import __version__
-from petseg.atomic import make_temporary_folder, remove_stale_temporaries
+from petseg.atomic import TEMPORARY_MARK, make_temporary_folder, remove_stale_temporaries
 from petseg.errors import PetsegError
 
 OFFICIAL_BASE_URL = "https://www.robots.ox.ac.uk/~vgg/data/pets/data/"
@@ -33,6 +33,11 @@ OFFICIAL_CHECKSUMS = {
     "annotations.tar.gz": "95a8c909bbe2e81eed6a22bccdf3f68f",
 }
 _CHUNK = 1 << 16
+# The official archives are 755 MB and 19 MB, and unpack to about as much (JPEGs and PNGs
+# do not compress). Far above that, a server or an archive is hostile: a 2 MB .tar.gz
+# held a 2 GB member of zeros, and a server without Content-Length streams forever.
+MAX_DOWNLOAD_BYTES = 4 * 2**30
+MAX_UNPACKED_BYTES = 8 * 2**30
 # Client errors other than these will not go away by asking again.
 _RETRYABLE_HTTP = {408, 425, 429}
 
@@ -43,6 +48,10 @@ class DownloadError(PetsegError):
 
 class BadArchiveError(DownloadError):
     """The archive itself is at fault (corrupt, truncated, unsafe members): fetching it again may help."""
+
+
+class TooLargeError(DownloadError):
+    """More bytes than any archive petseg downloads: not retried."""
 
 
 def download_pets(
@@ -147,6 +156,12 @@ def _fetch_once(url: str, partial: Path, *, progress: bool, timeout: float) -> N
             while chunk := response.read(_CHUNK):
                 out.write(chunk)
                 bar.update(len(chunk))
+                if out.tell() > MAX_DOWNLOAD_BYTES:
+                    break
+    if partial.stat().st_size > MAX_DOWNLOAD_BYTES:
+        partial.unlink()
+        raise TooLargeError(f"{url}: the server sent over {MAX_DOWNLOAD_BYTES // 2**30} GB, more than any "
+                            "dataset archive; the download was stopped and deleted")
     received = partial.stat().st_size
     if total is not None and received < total:
         raise http.client.IncompleteRead(b"", total - received)
@@ -159,6 +174,10 @@ def _refusal(member: tarfile.TarInfo) -> str | None:
         return "absolute path"
     if ".." in path.parts:
         return "path leaves the folder ('..')"
+    top = path.parts[0] if path.parts else ""
+    if top.endswith((".done", ".tar.gz", ".part")) or TEMPORARY_MARK in top:
+        # `.annotations.tar.gz.done` at the top would mark that archive as unpacked.
+        return "a name of petseg's own download files"
     if member.issym() or member.islnk():
         return "links are not allowed"
     if not (member.isfile() or member.isdir()):
@@ -175,6 +194,10 @@ def extract_safely(archive: Path, root: Path, *, force: bool = False) -> None:
                 reason = _refusal(member)
                 if reason:
                     raise BadArchiveError(f"{archive}: refusing to extract {member.name!r}: {reason}")
+            unpacked = sum(member.size for member in members)
+            if unpacked > MAX_UNPACKED_BYTES:
+                raise BadArchiveError(f"{archive}: refusing to extract {unpacked / 2**30:.1f} GB, more than "
+                                      f"any dataset archive ({MAX_UNPACKED_BYTES // 2**30} GB)")
             staging = make_temporary_folder(root / archive.name)
             try:
                 tar.extractall(staging, members=members, filter="data")
