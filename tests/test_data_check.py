@@ -102,3 +102,23 @@ def test_toy_cli_writes_once_and_refuses_overwrite(tmp_path):
     again = _petseg("data", "toy", tmp_path / "toy", "--n", 5)
     assert again.returncode == 2 and again.stderr.startswith("error: ") and "--force" in again.stderr
     assert len(again.stderr.strip().splitlines()) == 1
+
+
+def test_a_photo_listed_twice_or_in_both_splits_is_found(toy_data, tmp_path):
+    root = shutil.copytree(toy_data, tmp_path / "pets")
+    trainval, test = root / "annotations" / "trainval.txt", root / "annotations" / "test.txt"
+    leaked = read_split_list(trainval)[0]
+    test.write_text(test.read_text() + f"{leaked} 1 1 1\n{leaked} 1 1 1\n")  # twice, and also in trainval
+    assert read_split_list(test).count(leaked) == 1  # scored once, not twice
+    report = check_dataset(root)
+    assert report["in_both_splits"] == [leaked] and not report["ok"]
+    assert f"in both trainval and test (1): {leaked}" in format_report(report).splitlines()
+
+
+def test_the_report_shows_names_on_one_line_and_cut(toy_data, tmp_path):
+    root = shutil.copytree(toy_data, tmp_path / "pets")
+    (root / "annotations" / "test.txt").write_text("x" * 100_000 + "\nbad\x1b]0;title\x07name\n")
+    lines = format_report(check_dataset(root)).splitlines()
+    missing = [line for line in lines if line.startswith("missing: ")]
+    assert len(missing) == 2 and all(len(line) < 200 for line in missing), missing
+    assert any("bad\\x1b]0;title\\x07name" in line for line in missing) and not any("\x1b" in line for line in lines)

@@ -28,7 +28,7 @@ from petseg.data.layouts import (
     load_samples,
     read_split_list,
 )
-from petseg.errors import LabelError, PetsegError
+from petseg.errors import LabelError, PetsegError, clipped, one_line
 
 _FORMAT_OF_SUFFIX = {
     ".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".gif": "GIF", ".bmp": "BMP",
@@ -36,7 +36,7 @@ _FORMAT_OF_SUFFIX = {
 }  # fmt: skip
 
 # Findings that make a dataset unfit to train on as it is (the check exits non-zero).
-PROBLEMS = ("unreadable", "mislabelled", "missing", "size_mismatches")
+PROBLEMS = ("unreadable", "mislabelled", "missing", "size_mismatches", "in_both_splits")
 
 
 def _disguise(path: Path) -> dict | None:
@@ -167,6 +167,8 @@ def check_dataset(
         "images": len(samples),
         "splits": {**{split: len(names) for split, names in split_names.items()}, "all": len(samples)},
         "unlisted": sorted(s.name for s in samples if split_names and s.name not in listed),
+        # Trained on and scored on: every validation figure of such a dataset is inflated.
+        "in_both_splits": sorted(set.intersection(*split_names.values())) if len(split_names) == 2 else [],
         "readable": sum(1 for f in findings if not f["unreadable"] and not f["mislabelled"]),
         "unreadable": [item for f in findings for item in f["unreadable"]],
         "mislabelled": [item for f in findings for item in f["mislabelled"]],
@@ -197,6 +199,8 @@ def format_report(report: dict[str, Any]) -> str:
     ]
     if report["unlisted"]:
         lines.append(f"in no split list ({len(report['unlisted'])}): {', '.join(report['unlisted'])}")
+    if report["in_both_splits"]:
+        lines.append(f"in both trainval and test ({len(report['in_both_splits'])}): {', '.join(report['in_both_splits'])}")
     for item in report["disguised"]:
         lines.append(f"disguised: {item['file']} is {item['content']}, not {item['extension']}")
     for item in report["unreadable"]:
@@ -204,11 +208,11 @@ def format_report(report: dict[str, Any]) -> str:
     for item in report["mislabelled"]:
         lines.append(f"mislabelled: {item['reason']}")
     for item in report["missing"]:
-        lines.append(f"missing: {item['name']} has no {item['missing']}")
+        lines.append(f"missing: {clipped(item['name'])} has no {item['missing']}")  # a list file's line may be megabytes
     for item in report["size_mismatches"]:
         lines.append(f"size mismatch: {item['name']} image {item['image'][0]}x{item['image'][1]}, "
                      f"mask {item['mask'][0]}x{item['mask'][1]}")  # fmt: skip
     if report["no_pet_pixels"]:
         lines.append(f"masks with no pet pixels ({len(report['no_pet_pixels'])}): {', '.join(report['no_pet_pixels'])}")
     lines.append("ok" if report["ok"] else "problems found")
-    return "\n".join(lines)
+    return "\n".join(one_line(line) for line in lines)

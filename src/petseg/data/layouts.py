@@ -171,13 +171,14 @@ def detect_layout(root: Path) -> str:
 
 
 def read_split_list(path: Path) -> list[str]:
-    """Names from an Oxford list file: the first word of each line, '#' lines skipped."""
+    """Names from an Oxford list file: the first word of each line, '#' lines skipped, each
+    name once (listed twice, a photo would count twice in a score)."""
     names = []
     for line in read_text_file(path, "list file").splitlines():
         line = line.strip()
         if line and not line.startswith("#"):
             names.append(line.split()[0])
-    return names
+    return list(dict.fromkeys(names))
 
 
 def files_by_stem(folder: Path) -> dict[str, Path]:
