@@ -33,6 +33,8 @@ def main() -> None:
     # This program applies its own --max-pixels before decoding; Pillow's warning between
     # PIL.Image.MAX_IMAGE_PIXELS and twice that would only repeat it in two lines.
     warnings.filterwarnings("ignore", message=r"Image size \(\d+ pixels\) exceeds limit", module="PIL")
+    # A warning is one line for the user ("warning: ..."), not Python's file, line and source.
+    warnings.showwarning = lambda message, *_, **__: say("warning", str(message))
     try:
         app()
     except PetsegError as error:
