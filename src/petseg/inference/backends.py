@@ -79,6 +79,8 @@ class OnnxBackend:
         return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
 
 
+# The blank images' size for graphs whose height and width are free (petseg exports them so).
+CHECK_SIZE = 64
 # Softmax outputs lie in [0, 1] and sum to 1 over the classes. An int8 model quantizes its
 # probabilities to steps of 1/255, so its sums are off by a step or two (0.008 seen on the
 # bundled model); anything that is not a softmax misses by far more than this.
@@ -108,7 +110,10 @@ def check_onnx_model(session, config: ModelConfig, label: str) -> None:
                 f"{label}: ONNX {name} is {node.type} of shape {shape}, expected float (batch, {channels}, height, width)"
                 + (f" for the {config.num_classes} classes its config names" if name == OUTPUT_NAME else "")
             )
-    size = config.image_size
+    # The graph's own size where it fixes one; else a small one: the check itself must not
+    # allocate what a hostile graph's intermediate maps would take at 2048 px.
+    height, width = inputs[0].shape[2:]
+    size = height if isinstance(height, int) and height == width else min(config.image_size, CHECK_SIZE)
     blank = np.zeros((2, 3, size, size), np.float32)
     try:
         [probabilities] = session.run([OUTPUT_NAME], {INPUT_NAME: blank})

@@ -68,6 +68,9 @@ class InvalidConfigError(PetsegError, ValueError):
 
 # Far beyond any model petseg trains, far below what would exhaust memory when built.
 MAX_CLASSES = 256
+# Probabilities of one photo at the model's size: 3 classes at 2048 px are 12.6 M; 256
+# classes at 2048 px would be 4.3 GB a photo.
+MAX_OUTPUT_VALUES = 2**26
 IMAGE_SIZE_RANGE = (32, 2048)
 MAX_DECODER_WIDTH = 1024  # the pix2pix decoder's own default starts at 1024
 MAX_DECODER_BLOCKS = 6
@@ -141,6 +144,11 @@ def check_config_values(config: ModelConfig) -> None:
     _check_text("architecture", config.architecture)
     check_integer("num_classes", config.num_classes, 1, MAX_CLASSES)
     check_integer("image_size", config.image_size, *IMAGE_SIZE_RANGE)
+    if config.num_classes * config.image_size**2 > MAX_OUTPUT_VALUES:
+        raise InvalidConfigError(
+            f"num_classes x image_size^2 must be at most {MAX_OUTPUT_VALUES:,} (the probabilities of one photo, "
+            f"{MAX_OUTPUT_VALUES * 4 // 2**20} MB), got {config.num_classes} x {config.image_size}^2"
+        )
     _check_numbers("mean", config.mean, 0.0, 1.0)
     _check_numbers("std", config.std, *STD_RANGE)
     labels = config.labels
