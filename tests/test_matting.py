@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from petseg.data.masks import dilate
 from petseg.errors import PetsegError
 from petseg.inference import matting
 
@@ -69,7 +70,7 @@ def test_matting_snaps_a_coarse_prediction_to_the_photo_edges_without_haze():
     # No haze (METRICS.md: alpha between 0.1 and 0.9) 4 px away from the true edge, and
     # beyond the matted band (4 px each side of the network's edge at 1/8 size) exactly 0 or 255.
     for distance, low, high in ((4, 25, 230), (12, 0, 255)):
-        inner, outer = ~matting.dilate(~shape, distance), ~matting.dilate(shape, distance)
+        inner, outer = ~dilate(~shape, distance), ~dilate(shape, distance)
         assert (result.alpha[inner] >= high).all() and (result.alpha[outer] <= low).all(), distance
 
 
@@ -231,7 +232,7 @@ def test_the_cofactor_inverse_equals_numpy_on_covariances():
 def test_dilate_equals_scipy_binary_dilation(radius):
     from scipy.ndimage import binary_dilation
 
-    from petseg.data.masks import dilate, edge_band
+    from petseg.data.masks import edge_band
 
     mask = np.random.default_rng(radius).random((23, 31)) > 0.93
     mask[0, 0] = mask[-1, 5] = True  # at the edges too

@@ -6,7 +6,8 @@ Kept free of heavy imports: the CLI reads them to show option defaults.
 # About 100 megapixels: far above any photo, far below a decompression bomb.
 DEFAULT_MAX_PIXELS = 100_000_000
 # The server's default: it takes photos from anyone, and a cutout's peak memory grows
-# with the photo (about 1 GB at 50 megapixels, 2 GB at 100). Phones' largest modes fit.
+# with the photo (944 MB at 50 megapixels in `petseg cutout`; a 99-megapixel upload took
+# a server to 2.8 GB). Phones' largest modes fit.
 SERVE_MAX_PIXELS = 50_000_000
 
 # Threads (or worker processes) petseg starts for one purpose: more than any machine has

@@ -18,9 +18,14 @@ app = typer.Typer(
 )
 
 
+def problem_line(kind: str, message: str) -> str:
+    """"error: ...", "warning: ...": one line, file names' control characters escaped."""
+    return f"{kind}: {one_line(message)}"
+
+
 def say(kind: str, message: str) -> None:
-    """One line to stderr, "error: ..." or "warning: ...", file names' control characters escaped."""
-    typer.echo(f"{kind}: {one_line(message)}", err=True)
+    """A problem_line to stderr."""
+    typer.echo(problem_line(kind, message), err=True)
 
 
 def fail(message: str, exit_code: int = 2) -> None:

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from petseg.cli.app import app, fail, say
+from petseg.cli.app import app, fail, problem_line, say
 
 MODEL_HELP = "A run folder (its best model), a .safetensors or an .onnx file; default: the bundled model."
 BACKEND_HELP = "torch or onnx (default: onnx for the bundled model and .onnx files, torch for .safetensors)."
@@ -51,7 +51,7 @@ def cutout(
     from PIL import Image
 
     from petseg.data.decode import DEFAULT_MAX_PIXELS, load_rgb
-    from petseg.errors import PetsegError, command_line_flag, one_line
+    from petseg.errors import PetsegError, command_line_flag
     from petseg.inference import CutoutOptions, Segmenter
     from petseg.inference.files import STDIN, check_output_folder, plan_cutouts, remove_stale_outputs
     from petseg.inference.provenance import made_differently, record_outputs
@@ -99,7 +99,7 @@ def cutout(
         with tqdm(total=len(plan.jobs), unit="photo", disable=not sys.stderr.isatty(), file=sys.stderr) as bar:
             summary = run_cutouts(
                 segmenter, plan.jobs, options, batch_size=batch_size, max_pixels=max_pixels,
-                on_error=lambda message: bar.write(f"error: {one_line(message)}", file=sys.stderr),
+                on_error=lambda message: bar.write(problem_line("error", message), file=sys.stderr),
                 on_done=lambda job: bar.update(),
                 describe=lambda error: error.worded(command_line_flag),
             )

@@ -28,10 +28,9 @@ ImageSource = Union[str, Path, bytes, BinaryIO, Image.Image]
 
 # Pillow's own bomb check (PIL.Image.MAX_IMAGE_PIXELS) is process-wide and belongs to
 # the application: petseg never changes it, and checks its own `max_pixels` on top.
-# What Pillow's plugins raise on a malformed file goes well beyond these (a DDS with no
-# pixel format raises NotImplementedError, others struct.error or IndexError), so every
-# Exception from decoding is the file's fault: it is reported for that file alone.
-_DECODE_ERRORS = (Exception,)
+# What Pillow's plugins raise on a malformed file is not one type (OSError, SyntaxError,
+# a DDS with no pixel format NotImplementedError, others struct.error or IndexError), so
+# below every Exception from decoding is the file's fault: reported for that file alone.
 # Formats whose Pillow plugins decode an image stored inside them at that image's own
 # size, not the size their header declares, so no pixel limit can be checked first: ICO
 # while opening, ICNS and BLP (a JPEG inside) while loading. A 400 KB icon holding a
@@ -153,7 +152,7 @@ def open_lazily(source: str | Path | bytes | BinaryIO, name: str) -> Image.Image
     except Image.DecompressionBombError as error:
         # Pillow's process-wide limit is stricter than ours here; its message has the size.
         raise ImageError(f"{name}: refused by Pillow's decompression-bomb limit ({error})") from None
-    except _DECODE_ERRORS as error:
+    except Exception as error:
         raise ImageError(f"{name}: cannot read image ({error})") from None
 
 
@@ -182,7 +181,7 @@ def open_image(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXE
     check_pixels(name, width, height, max_pixels)
     try:
         image.load()
-    except (*_DECODE_ERRORS, Image.DecompressionBombError) as error:  # Pillow checks some frames and tiles again
+    except Exception as error:  # Pillow's bomb check too: it checks some frames and tiles again
         raise ImageError(f"{name}: corrupt or truncated {image.format or 'image'} ({error})") from None
     return image
 
@@ -226,11 +225,11 @@ def load_rgb(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXELS
             # In place for our own images: a copy would cost one more full image.
             transposed = ImageOps.exif_transpose(image, in_place=image is not source)
             image = transposed or image
-        except _DECODE_ERRORS:
+        except Exception:
             pass  # a broken EXIF block should not cost the user the photo
     try:
         return np.asarray(to_rgb(image))
-    except _DECODE_ERRORS as error:  # modes Pillow cannot convert ("La", ...)
+    except Exception as error:  # modes Pillow cannot convert ("La", ...)
         raise ImageError(f"{source_name(source)}: cannot convert a {image.mode} image to RGB ({error})") from None
 
 
@@ -253,5 +252,5 @@ def sniff_format(path: str | Path) -> str | None:
     try:
         with Image.open(path, formats=checkable_formats()) as image:
             return image.format
-    except (UnidentifiedImageError, Image.DecompressionBombError, *_DECODE_ERRORS):
+    except Exception:  # unidentified, a bomb, or malformed: no format to name
         return None

@@ -32,8 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from petseg.data.masks import edge_band, grow_by_one
 from petseg.inference.foreground import fuse_means, fusion_means_at
-from petseg.data.masks import dilate, edge_band, grow_by_one
 
 # The pet/background decision: the network's soft alpha, P(pet) + P(border) / 2, at 0.5.
 THRESHOLD = 0.5

@@ -149,9 +149,8 @@ class Segmenter:
         try:
             from petseg.models import load_model
 
-            segmenter = cls.from_model(load_model(path), backend or "torch", threads=threads, flip_tta=flip_tta)
-            segmenter.name = str(path)
-            return segmenter
+            return cls.from_model(load_model(path), backend or "torch", threads=threads, flip_tta=flip_tta,
+                                  name=str(path))
         except ModuleNotFoundError as error:
             problem = missing_train_extra(error, f"{path}: a .safetensors model")
             if problem is None:
@@ -160,17 +159,18 @@ class Segmenter:
 
     @classmethod
     def from_model(cls, model, backend: str = "torch", *, threads: int | None = None,
-                   flip_tta: bool = False) -> "Segmenter":
-        """Wrap an in-memory petseg model (anything create_model/load_model returns)."""
+                   flip_tta: bool = False, name: str = "the model") -> "Segmenter":
+        """Wrap an in-memory petseg model (anything create_model/load_model returns); `name`
+        names it in messages."""
         check_threads(threads)
         from petseg.inference.backends import OnnxBackend, TorchBackend
 
         if backend == "torch":
-            return cls(TorchBackend(model), flip_tta=flip_tta)
+            return cls(TorchBackend(model), flip_tta=flip_tta, name=name)
         if backend == "onnx":
             from petseg.inference.export import export_onnx
 
-            return cls(OnnxBackend(export_onnx(model), threads=threads), flip_tta=flip_tta)
+            return cls(OnnxBackend(export_onnx(model), threads=threads), flip_tta=flip_tta, name=name)
         raise PetsegError(f"backend {backend!r} is not one of {', '.join(BACKENDS)}")
 
     def preprocess(self, photos: Sequence[np.ndarray]) -> tuple[np.ndarray, list[Letterbox]]:

@@ -10,6 +10,7 @@ from pathlib import Path
 from petseg.errors import PetsegError
 from petseg.atomic import write_text_atomic
 from petseg.run_dir import HISTORY_CSV_FILE, HISTORY_JSON_FILE
+from petseg.text_files import parse_json, read_text_file
 
 # Columns that lead the CSV; any further keys follow in sorted order.
 LEADING_COLUMNS = ("epoch", "lr", "seconds", "train_loss", "val_loss")
@@ -34,12 +35,9 @@ def write_history(run_dir: str | Path, rows: list[dict[str, float]]) -> None:
 
 def read_history(run_dir: str | Path) -> list[dict[str, float]]:
     path = Path(run_dir) / HISTORY_JSON_FILE
-    try:
-        rows = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PetsegError(f"{path}: missing; is {run_dir} a petseg run directory?") from None
-    except (OSError, ValueError, RecursionError) as error:
-        raise PetsegError(f"{path}: unreadable history ({str(error)[:200]})") from None
+    if not path.exists():
+        raise PetsegError(f"{path}: missing; is {run_dir} a petseg run directory?")
+    rows = parse_json(read_text_file(path, "history"), path)
     if not isinstance(rows, list):
         raise PetsegError(f"{path}: expected a list of per-epoch rows")
     for number, row in enumerate(rows, 1):
