@@ -33,8 +33,10 @@ from petseg.train.checkpoint import load_checkpoint
 
 
 def load_final_weights(model, checkpoint_path: Path) -> None:
-    """Replace `model`'s weights with those of the run's last checkpoint (same architecture)."""
-    state = load_checkpoint(checkpoint_path)["model"]
+    """Replace `model`'s weights with those of the run's last checkpoint (same architecture):
+    their moving average when the run kept one (what it validated and saved as best)."""
+    checkpoint = load_checkpoint(checkpoint_path)
+    state = checkpoint["ema"] if "ema" in checkpoint else checkpoint["model"]
     try:
         model.load_state_dict(state)
     except RuntimeError as error:

@@ -324,6 +324,12 @@ def test_bundle_script_takes_the_final_weights_with_last(tmp_path, toy_data, mon
     for name, tensor in final.state_dict().items():
         torch.testing.assert_close(bundled.state_dict()[name].float(), tensor.float(), atol=1e-2, rtol=1e-3)
     assert '"weights": "last"' in capsys.readouterr().out
+    # A run that kept a moving average validated and saved that: --last bundles it, not the raw weights.
+    save_checkpoint(run / "last.pt", {"model": best.state_dict(), "ema": final.state_dict()})
+    script.main([str(run), "--last", "--force"])
+    bundled = load_model(tmp_path / "weights" / script.BUNDLED_MODEL_NAME)
+    for name, tensor in final.state_dict().items():
+        torch.testing.assert_close(bundled.state_dict()[name].float(), tensor.float(), atol=1e-2, rtol=1e-3)
     save_checkpoint(run / "last.pt", {"model": small_model("unet_mobilenetv2").state_dict()})
     with pytest.raises(SystemExit, match="do not fit"):
         script.main([str(run), "--last", "--force"])

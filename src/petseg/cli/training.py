@@ -64,6 +64,7 @@ def train(
     warmup_epochs: Optional[float] = typer.Option(None, help="Warm-up length for the cosine schedule."),
     loss: Optional[str] = typer.Option(None, help="ce (cross-entropy) or dice_ce (Dice + cross-entropy)."),
     patience: Optional[int] = typer.Option(None, help="Early-stopping patience in epochs."),
+    ema_decay: Optional[float] = typer.Option(None, help="Keep an exponential moving average of the weights (decay per step, e.g. 0.999, warmed up): it is validated, saved and bundled."),
     pretrained: Optional[bool] = typer.Option(None, "--pretrained/--no-pretrained", help="Start the encoder from ImageNet weights (needs them cached)."),
     weights: Optional[Path] = typer.Option(None, help="Encoder weights file to start from."),
     freeze_encoder: Optional[bool] = typer.Option(None, "--freeze-encoder/--no-freeze-encoder", help="Train the decoder only."),

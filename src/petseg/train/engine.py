@@ -53,6 +53,12 @@ class Engine:
     amp_dtype: object
     memory_format: object
     context: DistributedContext
+    ema: object = None  # timm ModelEmaV3 over the bare model, or None
+
+    @property
+    def evaluated(self):
+        """The weights validation scores: the moving average when there is one."""
+        return self.model if self.ema is None else self.ema.module
 
 
 def _to_device(engine: Engine, images, masks):
@@ -69,6 +75,13 @@ def any_rank(context: DistributedContext, flag: bool) -> bool:
     from petseg.train.distributed import all_reduce_sum
 
     return bool(all_reduce_sum(context, torch.tensor([int(flag)])).item())
+
+
+def bare_model(model):
+    """The model inside a DDP wrapper (the moving average follows the bare module's weights)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    return model.module if isinstance(model, DistributedDataParallel) else model
 
 
 def train_one_epoch(engine: Engine, loader, optimizer, scheduler, scaler, stats: EpochStats, *,
@@ -98,6 +111,8 @@ def train_one_epoch(engine: Engine, loader, optimizer, scheduler, scaler, stats:
         scaler.step(optimizer)
         scaler.update()
         scheduler.step()
+        if engine.ema is not None:
+            engine.ema.update(bare_model(model), step=scheduler.last_epoch)
         stats.add(loss.item(), masks, logits.detach())
         stats.steps += 1
         if progress is not None:
@@ -114,13 +129,14 @@ def validate(engine: Engine, loader) -> tuple[float, dict[str, float]]:
 
     from petseg.train.runtime import autocast
 
-    engine.model.eval()
+    model = engine.evaluated
+    model.eval()
     stats = EpochStats()
     with torch.inference_mode():
         for images, masks in loader:
             images, masks = _to_device(engine, images, masks)
             with autocast(engine.device, engine.amp_dtype):
-                logits = engine.model(images)
+                logits = model(images)
             # An unreadable validation image arrives with an all-ignored mask: it counts
             # in neither loss nor metrics (an all-ignored batch has no defined loss).
             labelled = int((masks != IGNORE_INDEX).flatten(1).any(dim=1).sum())

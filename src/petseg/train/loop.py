@@ -171,7 +171,7 @@ def end_epoch(training: Training, epoch: int, stats: EpochStats, seconds: float,
     if context.is_main:
         try:
             if improved:
-                reporting.save_best(training.model, training.run_dir)
+                reporting.save_best(training.delivered_model, training.run_dir)
             training.save_checkpoint()
             reporting.write_reports(training.run_dir, state.history)
         except PetsegError as error:  # a full disk: every rank stops now rather than wait for rank 0

@@ -50,6 +50,9 @@ class TrainConfig:
     decay_rate: float = 0.95
     decay_steps: int = 10_000
     loss: str = "dice_ce"  # ce | dice_ce
+    # Validate, save and bundle an exponential moving average of the weights (timm's
+    # ModelEmaV3, warmed up) instead of the weights as trained; None: no average.
+    ema_decay: float | None = None
     epochs: int = 30
     batch_size: int = 16
     # Early stopping: stop when any monitored quantity has not improved for `patience` epochs.
@@ -130,6 +133,8 @@ class TrainConfig:
             (self.patience >= 1, "patience", f"must be at least 1, got {self.patience}"),
             (self.warmup_epochs >= 0, "warmup_epochs", f"must be >= 0, got {self.warmup_epochs}"),
             (0 < self.decay_rate <= 1, "decay_rate", f"must be in (0, 1], got {self.decay_rate}"),
+            (self.ema_decay is None or 0 < self.ema_decay < 1, "ema_decay",
+             f"must be between 0 and 1 (exclusive), got {self.ema_decay}"),
             (self.decay_steps >= 1, "decay_steps", f"must be at least 1, got {self.decay_steps}"),
             (self.seed >= 0, "seed", f"must be >= 0, got {self.seed}"),
             (0 <= self.workers <= MAX_THREADS, "workers", f"must be in 0..{MAX_THREADS}, got {self.workers}"),

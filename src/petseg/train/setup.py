@@ -38,8 +38,15 @@ class Training:
     description: str  # the run's first log line
     log: Callable[[str], None]
 
+    @property
+    def delivered_model(self):
+        """What the run validates, saves as its best model and bundles: the moving average
+        of the weights when the config keeps one, else the model as trained."""
+        return self.engine.evaluated
+
     def state_dict(self) -> dict[str, Any]:
-        return {"config": asdict(self.config), "model": self.model.state_dict(),
+        ema = {} if self.engine.ema is None else {"ema": self.engine.ema.module.state_dict()}
+        return {"config": asdict(self.config), "model": self.model.state_dict(), **ema,
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict(), "world_size": self.context.world_size, **self.state.state_dict()}
 
@@ -47,6 +54,8 @@ class Training:
         from petseg.train.checkpoint import restore_rng_states
 
         self.model.load_state_dict(checkpoint["model"])
+        if self.engine.ema is not None:
+            self.engine.ema.module.load_state_dict(checkpoint["ema"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         check_optimizer_state(self.optimizer)
         # --epochs may have changed: keep the new schedule's length (load_state_dict
@@ -112,7 +121,8 @@ def setup(config: TrainConfig, context: DistributedContext, log: Callable[[str],
         from torch.nn.parallel import DistributedDataParallel
 
         trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    engine = Engine(trained, make_loss(config.loss).to(device), device, amp_dtype, memory_format(device), context)
+    engine = Engine(trained, make_loss(config.loss).to(device), device, amp_dtype, memory_format(device), context,
+                    ema=make_ema(model, config.ema_decay))
     from petseg.models.pretrained import describe_encoder_start
 
     encoder_start = describe_encoder_start(config.model, config.pretrained, config.weights)
@@ -124,6 +134,17 @@ def setup(config: TrainConfig, context: DistributedContext, log: Callable[[str],
     return Training(config, context, Path(config.out), model, engine, optimizer, scheduler,
                     make_grad_scaler(device, amp_dtype), train_set, val_loader, batch_size, steps_per_epoch,
                     LoopState(EarlyStopping(config.monitor, config.patience)), description, log)
+
+
+def make_ema(model, decay: float | None):
+    """timm's moving average of `model`'s weights and buffers, or None. Warmed up (decay
+    1 - (1 + step)^(-2/3), capped at `decay`), so the first steps' average is not
+    dominated by the starting weights however short the run."""
+    if decay is None:
+        return None
+    from timm.utils.model_ema import ModelEmaV3
+
+    return ModelEmaV3(model, decay=decay, use_warmup=True)
 
 
 def check_optimizer_state(optimizer) -> None:
