@@ -148,6 +148,10 @@ def test_list_and_mapping_files_that_cannot_be_text_are_one_line(tmp_path):
     (root / "classes.json").write_bytes(b'\xff\xfe{"0": "pet"}')
     with pytest.raises(PetsegError, match=r"classes\.json: the class mapping is not UTF-8 text \(byte 0\)"):
         load_samples(root, "all")
+    with open(tmp_path / "huge.txt", "wb") as huge:  # sparse: 17 MB on paper, nothing on disk
+        huge.truncate(17 * 2**20)
+    with pytest.raises(PetsegError, match=r"huge\.txt: the list file is over 16 MB$"):
+        read_split_list(tmp_path / "huge.txt")
     os.mkfifo(tmp_path / "list.txt")  # reading it would wait for a writer forever
     with pytest.raises(PetsegError, match=r"list\.txt: cannot read the list file \(is a FIFO"):
         read_split_list(tmp_path / "list.txt")

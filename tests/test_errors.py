@@ -74,3 +74,30 @@ def test_echoed_input_is_clipped():
     with pytest.raises(PetsegError) as raised:
         parse_color("a" * 1_000_000)
     assert "'" + "a" * 100 + "…'" in str(raised.value) and len(str(raised.value)) < 200
+
+
+def test_a_warning_is_one_line_on_the_command_line(monkeypatch, capsys):
+    """A library's warning reaches the user as "warning: ..." on one line, not as Python's
+    file, line number and source line."""
+    import sys
+    import warnings
+
+    import petseg.models
+    from petseg.cli import main
+
+    real_list = petseg.models.list_models
+
+    def list_models_that_warns():
+        warnings.warn("a library's advice\nover two lines", UserWarning)
+        return real_list()
+
+    monkeypatch.setattr(petseg.models, "list_models", list_models_that_warns)
+    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)  # main() replaces it for the process
+    monkeypatch.setattr(sys, "argv", ["petseg", "models", "--json"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        with pytest.raises(SystemExit) as exit_info:
+            main()
+    assert exit_info.value.code in (0, None)
+    error_lines = capsys.readouterr().err.splitlines()
+    assert error_lines == ["warning: a library's advice\\nover two lines"]  # the line break shown, escaped

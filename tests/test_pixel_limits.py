@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import struct
 import subprocess
 import sys
@@ -122,6 +123,26 @@ def test_an_upload_over_the_limit_is_never_decoded(tmp_path, decodes, toy_model_
         response = client.post("/api/cutout", files={"file": ("photo.png", upload, "application/octet-stream")})
     assert response.status_code == 400 and "over the limit" in response.text
     assert "50x40" not in decodes
+
+
+def test_the_server_and_serve_default_to_50_megapixels(tmp_path, decodes, toy_model_file):
+    """Unconfigured, a server refuses a photo just over 50 MP unread (one at 50 MP peaks
+    near 1 GB in a cutout: the limit is what keeps a server's memory bounded)."""
+    from fastapi.testclient import TestClient
+    from typer.testing import CliRunner
+
+    from petseg.cli import app
+    from petseg.server import create_app
+
+    side = 7072  # 50,013,184 pixels; only the header is ever read
+    with TestClient(create_app(toy_model_file)) as client:
+        response = client.post("/api/cutout", files={"file": ("big.png", png_bytes(side, b""), "image/png")})
+    assert response.status_code == 400, response.text
+    # Both round to 50 megapixels, so the message counts pixels instead.
+    assert f"big.png: {side}x{side} is 50013184 pixels, over the limit of 50000000" in response.text
+    assert decodes == []
+    help_text = CliRunner().invoke(app, ["serve", "--help"], env={"COLUMNS": "200"}).output
+    assert re.search(r"--max-pixels\b.*\[default: 50000000\]", help_text), help_text
 
 
 def test_importing_petseg_leaves_pillows_own_limit_alone():
@@ -262,10 +283,15 @@ def test_icons_holding_a_bomb_are_refused_before_decoding(bomb, tmp_path):
         assert path.suffix not in readable_suffixes()  # folder walks pass over them
 
 
-def test_a_small_icon_is_refused_without_decoding_either(tmp_path, decodes):
-    path = tmp_path / "icon.ico"
-    path.write_bytes(icon_files(small_png(tmp_path).read_bytes())["ICO"])
+@pytest.mark.parametrize("image_format", ["ICO", "BLP"])
+def test_a_small_icon_or_texture_is_refused_without_decoding_either(tmp_path, decodes, image_format):
+    """BLP (game textures) holds JPEG or palette data that Pillow decodes at sizes of its own."""
+    path = tmp_path / f"small.{image_format.lower()}"
+    if image_format == "ICO":
+        path.write_bytes(icon_files(small_png(tmp_path).read_bytes())["ICO"])
+    else:
+        Image.new("P", (8, 8)).save(path, image_format)
     decodes.clear()
-    with pytest.raises(ImageError, match=r"icon\.ico: ICO files are not supported"):
+    with pytest.raises(ImageError, match=rf"{path.name}: {image_format} files are not supported"):
         load_rgb(path)
     assert decodes == []

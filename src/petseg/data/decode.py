@@ -127,13 +127,14 @@ def check_pixels(name: str, width: int, height: int, max_pixels: int | None) -> 
         return
     check_whole_number(max_pixels, "max_pixels", 1)
     if width * height > max_pixels:
-        unit, scale = ("megapixels", 1e6) if max_pixels >= 1e6 else ("pixels", 1)
-
-        def amount(pixels: int) -> str:  # 169, 100.5
+        def amount(pixels: int, scale: float) -> str:  # 169, 100.5
             return f"{pixels / scale:.1f}".removesuffix(".0")
 
-        raise ImageError(f"{name}: {width}x{height} is {amount(width * height)} {unit}, "
-                         f"over the limit of {amount(max_pixels)}", advice="raise {max_pixels}")
+        unit, scale = ("megapixels", 1e6) if max_pixels >= 1e6 else ("pixels", 1)
+        if amount(width * height, scale) == amount(max_pixels, scale):  # not "50 megapixels, over the limit of 50"
+            unit, scale = "pixels", 1
+        raise ImageError(f"{name}: {width}x{height} is {amount(width * height, scale)} {unit}, "
+                         f"over the limit of {amount(max_pixels, scale)}", advice="raise {max_pixels}")
 
 
 def open_lazily(source: str | Path | bytes | BinaryIO, name: str) -> Image.Image:
