@@ -29,18 +29,7 @@ from petseg.evaluate import BUNDLED_TRAINING_LIST
 from petseg.models import load_model, save_model
 from petseg.models.files import BUNDLED_MODEL_NAME, WEIGHTS_FOLDER, resolve_model_path
 from petseg.run_dir import CHECKPOINT_FILE, CONFIG_FILE
-from petseg.train.checkpoint import load_checkpoint
-
-
-def load_final_weights(model, checkpoint_path: Path) -> None:
-    """Replace `model`'s weights with those of the run's last checkpoint (same architecture):
-    their moving average when the run kept one (what it validated and saved as best)."""
-    checkpoint = load_checkpoint(checkpoint_path)
-    state = checkpoint["ema"] if "ema" in checkpoint else checkpoint["model"]
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as error:
-        raise PetsegError(f"{checkpoint_path}: weights do not fit the run's model ({str(error).splitlines()[0]})") from None
+from petseg.train.checkpoint import load_final_weights
 
 
 def training_photos(config_path: Path) -> tuple[list[str], str]:

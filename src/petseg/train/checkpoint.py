@@ -92,3 +92,14 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, An
         raise PetsegError(f"{path}: not a petseg checkpoint (format {CHECKPOINT_FORMAT} expected)",
                           advice=BROKEN_CHECKPOINT_ADVICE)
     return state
+
+
+def load_final_weights(model, checkpoint_path: str | Path) -> None:
+    """Replace `model`'s weights with those of a run's last checkpoint (same architecture):
+    their moving average when the run kept one (what it validated and saved as best)."""
+    checkpoint = load_checkpoint(checkpoint_path)
+    state = checkpoint["ema"] if "ema" in checkpoint else checkpoint["model"]
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        raise PetsegError(f"{checkpoint_path}: weights do not fit the run's model ({str(error).splitlines()[0]})") from None
