@@ -103,3 +103,19 @@ def test_ctrl_c_mid_epoch_resumes_to_the_same_average(ema_run, toy_data, tmp_pat
     assert fit(tiny_config(toy_data, out, ema_decay=DECAY), on_step=press_ctrl_c_in_epoch_two).interrupted
     assert not fit(tiny_config(toy_data, out, ema_decay=DECAY), resume=True).interrupted
     assert_same_weights(load_checkpoint(out / "last.pt")["ema"], load_checkpoint(reference / "last.pt")["ema"])
+
+
+def test_a_checkpoint_without_its_average_is_one_line(ema_run, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    from tests.test_train import _main_in_process
+
+    out = shutil.copytree(ema_run[0], tmp_path / "run")
+    good = load_checkpoint(out / "last.pt")
+    missing = {key: value for key, value in good.items() if key != "ema"}
+    for crafted in (missing, {**good, "ema": {"not.a.layer": torch.zeros(1)}}):
+        torch.save(crafted, out / "last.pt")
+        code, stderr = _main_in_process(monkeypatch, capsys, "train", "--out", str(out), "--resume", "--epochs", "3",
+                                        "--no-progress")
+        assert code == 2 and stderr.startswith(f"error: {out / 'last.pt'}: "), stderr
+        assert len(stderr.strip().splitlines()) == 1, stderr
