@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-
 from pathlib import Path
 
 from petseg.data.layouts import load_samples
