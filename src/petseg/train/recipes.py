@@ -214,8 +214,9 @@ def default_recipe(model: str, *, from_scratch: bool = True) -> dict[str, Any]:
 def generalize_recipe(model: str, *, from_scratch: bool = True) -> dict[str, Any]:
     """The default recipe with the augmentation meant for pets the data lacks: fur colours
     and lighting (colour, hue, gamma, grayscale, blur, noise), framing (random resized
-    crops, small rotations) and backgrounds (copy-paste). A candidate to be measured by
-    benchmarks/generalization.py against `default`, not yet a proven winner.
+    crops, small rotations) and backgrounds (copy-paste). The bundled model's recipe since
+    leave-one-breed-out (benchmarks/generalization.py) put it ahead of `default`'s settings
+    on a breed never seen: MODEL_CARD.md, "Breeds it never saw".
     """
     return {
         **default_recipe(model, from_scratch=from_scratch), "recipe": "generalize",
