@@ -13,18 +13,20 @@ from petseg.train.checkpoint import load_checkpoint
 
 
 def _validate_single_process(run_dir, data):
-    """Recompute the last epoch's validation metrics in one process from the saved weights."""
+    """Recompute the last epoch's validation metrics in one process from the saved weights
+    (their moving average when the run kept one: what it validated)."""
     from petseg.train import TrainConfig
     from petseg.train.data import build_datasets, epoch_loader, load_splits
     from petseg.train.distributed import DistributedContext
     from petseg.train.engine import Engine, validate
+    from petseg.train.checkpoint import load_final_weights
     from petseg.train.setup import build_model
     from petseg.train.losses import make_loss
     from petseg.train.runtime import memory_format
 
     config = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
     model = build_model(config)
-    model.load_state_dict(load_checkpoint(run_dir / "last.pt")["model"])
+    load_final_weights(model, run_dir / "last.pt")
     _, val_set = build_datasets(config, load_splits(config), model.config.mean, model.config.std)
     loader = epoch_loader(val_set, list(range(len(val_set))), 4, 0, 0)
     device = torch.device("cpu")
@@ -37,6 +39,7 @@ def _validate_single_process(run_dir, data):
 @pytest.mark.parametrize("split_flags, val_images", [
     ([], 12),  # the toy test list: 6 images per rank
     (["--val-fraction", "0.25"], 3),  # 2 images on rank 0, 1 on rank 1: each image still counted once
+    (["--ema-decay", "0.5"], 12),  # each rank averages its bare model (DDP keeps the ranks' weights equal)
 ])
 def test_two_process_gloo_run_completes_and_reduces_metrics_over_both_ranks(toy_data, tmp_path, split_flags,
                                                                            val_images):
@@ -54,6 +57,7 @@ def test_two_process_gloo_run_completes_and_reduces_metrics_over_both_ranks(toy_
     assert {"config.json", "history.csv", "history.json", "curves.png", "best.safetensors", "last.pt",
             "summary.json"} <= {path.name for path in out.iterdir()}
     assert json.loads((out / "summary.json").read_text())["processes"] == 2
+    assert ("ema" in load_checkpoint(out / "last.pt")) == ("--ema-decay" in split_flags)
 
     history = json.loads((out / "history.json").read_text())
     loss, metrics = _validate_single_process(out, toy_data)

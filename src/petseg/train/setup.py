@@ -41,8 +41,9 @@ class Training:
     @property
     def delivered_model(self):
         """What the run validates, saves as its best model and bundles: the moving average
-        of the weights when the config keeps one, else the model as trained."""
-        return self.engine.evaluated
+        of the weights when the config keeps one, else the model as trained (bare, not
+        the DDP wrapper that engine.model may be)."""
+        return self.model if self.engine.ema is None else self.engine.ema.module
 
     def state_dict(self) -> dict[str, Any]:
         ema = {} if self.engine.ema is None else {"ema": self.engine.ema.module.state_dict()}
