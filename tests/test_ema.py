@@ -20,7 +20,7 @@ DECAY = 0.5
 
 def test_the_average_is_warmed_up_then_capped_at_the_decay():
     """timm's warm-up: decay 0 at the first step (the average starts at the trained weights,
-    not the initial ones), then 1 - (1 + step)^(-2/3) until it reaches the cap."""
+    not the initial ones), then 1 - n^(-2/3) at the n-th step until that reaches the cap."""
     model = torch.nn.Linear(1, 1, bias=False)
     with torch.no_grad():
         model.weight.fill_(100.0)  # the starting weights: the average must not remember them

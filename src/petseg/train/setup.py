@@ -139,7 +139,7 @@ def setup(config: TrainConfig, context: DistributedContext, log: Callable[[str],
 
 def make_ema(model, decay: float | None):
     """timm's moving average of `model`'s weights and buffers, or None. Warmed up (decay
-    1 - (1 + step)^(-2/3), capped at `decay`), so the first steps' average is not
+    1 - n^(-2/3) at the n-th step, capped at `decay`), so the first steps' average is not
     dominated by the starting weights however short the run."""
     if decay is None:
         return None
