@@ -34,13 +34,13 @@ def run_folder(model: str | None) -> Path:
 
 def held_out_photos(run: Path, data_dir: str) -> list:
     """The photos of data_dir that the run held out for validation (its --val-fraction share, same seed)."""
+    from dataclasses import replace
+
     from petseg.run_dir import CONFIG_FILE
-    from petseg.text_files import read_text_file
-    from petseg.train import TrainConfig
+    from petseg.train.configure import read_config_file
     from petseg.train.data import load_splits
 
-    saved = json.loads(read_text_file(run / CONFIG_FILE, "run config"))
-    config = TrainConfig.from_dict({**saved, "data": data_dir})
+    config = replace(read_config_file(run / CONFIG_FILE), data=data_dir)
     if config.val_fraction is None:
         raise SystemExit(f"error: {run} held nothing out (it was trained without --val-fraction)")
     return load_splits(config).val
@@ -67,12 +67,13 @@ def main() -> None:
     parser.add_argument("--alpha", nargs="+", default=list(ALPHAS), choices=ALPHAS, help="Cutout alphas to score.")
     args = parser.parse_args()
 
+    run = run_folder(args.model) if args.last or args.split == "held-out" else None
     if args.last:
-        segmenter = final_weights_segmenter(run_folder(args.model), args)
+        segmenter = final_weights_segmenter(run, args)
     else:
         segmenter = Segmenter.load(args.model, backend=args.backend, flip_tta=args.flip_tta)
     if args.split == "held-out":
-        samples = held_out_photos(run_folder(args.model), args.data_dir)
+        samples = held_out_photos(run, args.data_dir)
     else:
         samples = load_samples(args.data_dir, args.split)
     started = time.perf_counter()
