@@ -109,6 +109,18 @@ def test_resume_without_checkpoint_is_a_user_error(toy_data, tmp_path):
         fit(tiny_config(toy_data, tmp_path / "new"), resume=True)
 
 
+def test_a_model_that_cannot_be_built_leaves_no_run_folder(toy_data, tmp_path):
+    """Refused model options: one line, exit 2, and none of the folders --out would have created."""
+    out = tmp_path / "runs" / "new"
+    for options, words in ((["--model", "unet_diy", "--width", "1000"], "model_options.width must be an integer in 1..64, got 1000"),
+                           (["--model", "unet_mobilenetv2", "--width", "8"], "unknown option(s) width for unet_mobilenetv2")):
+        finished = _run_cli("train", "--data", str(toy_data), "--image-size", "64", "--no-progress", "--epochs", "1",
+                            "--out", str(out), *options)
+        assert finished.returncode == 2, finished.stderr
+        assert finished.stderr.startswith(f"error: {words}") and finished.stderr.count("\n") == 1, finished.stderr
+        assert not (tmp_path / "runs").exists()
+
+
 def _run_cli(*args, **kwargs):
     return subprocess.run([sys.executable, "-m", "petseg", *args], capture_output=True, text=True, **kwargs)
 

@@ -109,33 +109,36 @@ def _check_numbers(name: str, value: Any, low: float, high: float) -> None:
         raise InvalidConfigError(f"{name} must be 3 numbers (R, G, B) in {low:g}..{high:g}, got {_shown(value)}")
 
 
-def check_options(options: Any) -> None:
-    """Constructor options: a dict of known types, with widths and depths bounded so that building stays small."""
+def check_options(options: Any, prefix: str = "options.") -> None:
+    """Constructor options: a dict of known types, with widths and depths bounded so that building stays small.
+
+    `prefix` names them in messages: "options.width" in a model file's config.
+    """
     if not isinstance(options, dict) or not all(isinstance(key, str) for key in options):
         raise InvalidConfigError(f"options must be a mapping of option names to values, got {_shown(options)}")
     for key, value in options.items():
         if key == "decoder":
-            _check_text("options.decoder", value)
+            _check_text(f"{prefix}decoder", value)
         elif key == "decoder_channels":
             if value is None:
                 continue
             if not isinstance(value, (list, tuple)) or not 1 <= len(value) <= MAX_DECODER_BLOCKS:
                 raise InvalidConfigError(
-                    f"options.decoder_channels must be a list of 1..{MAX_DECODER_BLOCKS} widths, got {_shown(value)}"
+                    f"{prefix}decoder_channels must be a list of 1..{MAX_DECODER_BLOCKS} widths, got {_shown(value)}"
                 )
             for width in value:
-                check_integer("options.decoder_channels: each width", width, 1, MAX_DECODER_WIDTH)
+                check_integer(f"{prefix}decoder_channels: each width", width, 1, MAX_DECODER_WIDTH)
         elif key == "freeze_encoder":
             if not isinstance(value, bool):
-                raise InvalidConfigError(f"options.freeze_encoder must be true or false, got {_shown(value)}")
+                raise InvalidConfigError(f"{prefix}freeze_encoder must be true or false, got {_shown(value)}")
         elif key in ("width", "depth"):
-            check_integer(f"options.{key}", value, *(DIY_WIDTH_RANGE if key == "width" else DIY_DEPTH_RANGE))
+            check_integer(f"{prefix}{key}", value, *(DIY_WIDTH_RANGE if key == "width" else DIY_DEPTH_RANGE))
         elif not (value is None or isinstance(value, (bool, int, float)) or (isinstance(value, str) and len(value) <= MAX_TEXT)):
-            raise InvalidConfigError(f"options.{key} must be a number, true/false or a short text, got {_shown(value)}")
+            raise InvalidConfigError(f"{prefix}{key} must be a number, true/false or a short text, got {_shown(value)}")
     deepest = options.get("width", 16) * 2 ** options.get("depth", 4)
     if ("width" in options or "depth" in options) and deepest > MAX_DIY_CHANNELS:
         raise InvalidConfigError(
-            f"options.width * 2**options.depth (the deepest level's channels) must be at most {MAX_DIY_CHANNELS}, got {deepest}"
+            f"{prefix}width * 2**{prefix}depth (the deepest level's channels) must be at most {MAX_DIY_CHANNELS}, got {deepest}"
         )
 
 

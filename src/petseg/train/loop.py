@@ -16,6 +16,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import asdict
+from pathlib import Path
 from typing import Callable
 
 from petseg import run_dir as run_folder
@@ -44,9 +45,15 @@ def fit(config: TrainConfig, *, resume: bool = False, force: bool = False,
     from petseg.train.runtime import resolve_device
 
     context = setup_distributed(resolve_device(config.device).type)
+    created = folders_to_create(Path(config.out))
     try:
         checkpoint = open_run_folder(config, context, resume=resume, force=force)
-        training = setup(config, context, log or _print)
+        try:
+            training = setup(config, context, log or _print)
+        except BaseException:
+            if context.is_main:  # a model or data that fails to load leaves no empty run folder behind
+                remove_empty(created)
+            raise
         if checkpoint is not None:
             restore(training, checkpoint)
         start(training, resumed=checkpoint is not None)
@@ -54,6 +61,24 @@ def fit(config: TrainConfig, *, resume: bool = False, force: bool = False,
         return finish(training, stopped_reason, interrupted)
     finally:
         cleanup_distributed(context)
+
+
+def folders_to_create(path: Path) -> list[Path]:
+    """The folders of `path` that do not exist yet, innermost first: those a new run creates."""
+    missing = []
+    for folder in (path, *path.parents):
+        if folder.exists():
+            break
+        missing.append(folder)
+    return missing
+
+
+def remove_empty(folders: list[Path]) -> None:
+    for folder in folders:  # innermost first
+        try:
+            folder.rmdir()
+        except OSError:  # not empty, or already gone: not ours to remove
+            return
 
 
 def _print(message: str) -> None:

@@ -155,8 +155,11 @@ class TrainConfig:
             if not ok:
                 raise PetsegError(message, option=option)
         from petseg.data.augment import Augment
+        from petseg.models.config import check_options
 
         Augment.from_config(self)  # its knobs' ranges, named as the settings are
+        # Before the run folder exists: a model that cannot be built must not leave an empty one.
+        check_options(self.model_options, prefix="model_options.")
 
 
 def setting_names() -> list[str]:
