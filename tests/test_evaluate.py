@@ -93,12 +93,14 @@ def test_evaluate_command_prints_tables_json_and_writes_files(toy_data, toy_mode
     data = tmp_path / "pets"
     shutil.copytree(toy_data, data)
     first_test = (data / "annotations" / "test.txt").read_text().split()[0]
-    (data / "images" / f"{first_test}.jpg").write_bytes(b"broken")  # skipped and listed, not fatal
+    (data / "images" / f"{first_test}.jpg").write_bytes(b"broken")  # skipped and listed; the others are scored
     out = tmp_path / "evaluation"
     runner = CliRunner()
     args = ["evaluate", str(toy_model_file.parent), "--data", str(data), "--out", str(out), "--examples", "2"]
     result = runner.invoke(app, [*args, "--json"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # as cutout: some inputs failed, the rest was written
+    tested = len((data / "annotations" / "test.txt").read_text().splitlines())
+    assert result.stderr.splitlines()[-1] == f"error: 1 of {tested} sample(s) skipped; the figures leave them out"
     report = json.loads(result.stdout)
     assert report["split"] == "test" and len(report["skipped"]) == 1 and first_test in report["skipped"][0]
     assert set(report["resolutions"]) == {"model", "original"}
@@ -109,7 +111,7 @@ def test_evaluate_command_prints_tables_json_and_writes_files(toy_data, toy_mode
     again = runner.invoke(app, args)
     assert isinstance(again.exception, PetsegError) and "--force" in str(again.exception)
     text = runner.invoke(app, [*args, "--force"])
-    assert text.exit_code == 0
+    assert text.exit_code == 1
     for heading in ("fg_iou", "per class (original resolution)", "confusion matrix (model;"):
         assert heading in text.stdout
 

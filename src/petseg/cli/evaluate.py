@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from petseg.cli.app import app, say
-from petseg.cli.cutout import BACKEND_HELP, MODEL_HELP
+from petseg.cli.cutout import BACKEND_HELP, MODEL_HELP, SOME_FILES_FAILED
 
 METRICS_FILE = "metrics.json"
 GRID_FILE = "predictions.png"
@@ -34,7 +34,10 @@ def evaluate(
     ),
     force: bool = typer.Option(False, "--force", help="Overwrite existing files in --out."),
 ) -> None:
-    """Pixel accuracy, per-class IoU and Dice, mIoU, foreground IoU and the confusion matrix."""
+    """Pixel accuracy, per-class IoU and Dice, mIoU, foreground IoU and the confusion matrix.
+
+    Samples that cannot be read are skipped, listed after the report, and make the exit status 1.
+    """
     from tqdm import tqdm
 
     from petseg.data.layouts import load_samples, parse_label_map
@@ -67,8 +70,6 @@ def evaluate(
     warning = fit_check_warning(model, [sample.name for sample in samples])
     if warning:
         say("warning", warning)
-    for reason in result["skipped"]:
-        say("skipped", reason)
     written = []
     if out:
         try:
@@ -85,3 +86,8 @@ def evaluate(
     typer.echo(metrics_json(result) if as_json else format_report(result))
     if written and not as_json:
         typer.echo(f"\nwrote {' and '.join(map(str, written))}")
+    for reason in result["skipped"]:
+        say("skipped", reason)
+    if result["skipped"]:  # the figures stand for the other samples; a script must still see the failure
+        say("error", f"{len(result['skipped'])} of {len(samples)} sample(s) skipped; the figures leave them out")
+        raise typer.Exit(SOME_FILES_FAILED)
