@@ -50,7 +50,7 @@ bench: $(STAMP)
 # them with the decoder in int8, calibrated on sample photos (what cutouts run by default).
 bundled-model-validate: $(STAMP)
 	$(BIN)/petseg train --config recipes/bundled-pets.json --train-split trainval --out runs/bundled-pets-validate --force
-	$(BIN)/python benchmarks/quality.py $(SAMPLE) --model runs/bundled-pets-validate --split test
+	$(BIN)/python benchmarks/quality.py $(SAMPLE) --model runs/bundled-pets-validate --split test --last
 
 bundled-model: $(STAMP)
 	$(BIN)/petseg train --config recipes/bundled-pets.json --out runs/bundled-pets --force

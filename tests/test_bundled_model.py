@@ -85,10 +85,13 @@ def test_the_default_segmenter_runs_the_bundled_onnx_file():
 
 # float32 PyTorch vs float32 ONNX Runtime: rounding only.
 BUNDLED_PARITY_TOLERANCE = 1e-4
-# The shipped .onnx runs the decoder in int8: on sample photos it moves probabilities by
-# 0.004 on average and changes the label of 0.2% of pixels (the outline) against PyTorch.
+# The shipped .onnx runs the decoder in int8. Against PyTorch, v4 (v3 in brackets) moves
+# probabilities by 0.0066 (0.004) on average on four letterboxed sample photos and changes
+# the label of 0.4% (0.2%) of their pixels, on the outline; on the small 300 x 100 case,
+# where the outline is a larger share of the pixels, 0.0088 and 1.4%. On the whole test
+# list the shipped file's fg IoU is within 0.0002 of the float32 export's (README, "int8").
 INT8_MEAN_CHANGE = 0.01
-INT8_LABEL_CHANGES = 0.01
+INT8_LABEL_CHANGES = {"letterboxed": 0.01, "small 3:1": 0.02}
 
 
 def bundled_inputs_and_torch_probabilities(shared_sample):
@@ -133,11 +136,11 @@ def test_the_shipped_onnx_file_is_the_bundled_weights_in_int8(shared_sample):
     assert metadata[PRECISION_METADATA_KEY] == "int8 (decoder), float16 weights"  # the encoder float, stored in float16
     backend = OnnxBackend(shipped)
     _, cases = bundled_inputs_and_torch_probabilities(shared_sample)
-    for inputs, expected in cases:
+    for (inputs, expected), label_changes in zip(cases, INT8_LABEL_CHANGES.values(), strict=True):
         got = backend(inputs)
         assert got.shape == expected.shape
         assert np.abs(got - expected).mean() <= INT8_MEAN_CHANGE
-        assert (got.argmax(1) != expected.argmax(1)).mean() <= INT8_LABEL_CHANGES
+        assert (got.argmax(1) != expected.argmax(1)).mean() <= label_changes
 
 
 # MODEL_CARD.md's figures for storing the weights in float16, on real photos: probabilities
