@@ -16,7 +16,6 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import asdict
-from pathlib import Path
 from typing import Callable
 
 from petseg import run_dir as run_folder
@@ -45,15 +44,11 @@ def fit(config: TrainConfig, *, resume: bool = False, force: bool = False,
     from petseg.train.runtime import resolve_device
 
     context = setup_distributed(resolve_device(config.device).type)
-    created = folders_to_create(Path(config.out))
     try:
         checkpoint = open_run_folder(config, context, resume=resume, force=force)
-        try:
-            training = setup(config, context, log or _print)
-        except BaseException:
-            if context.is_main:  # a model or data that fails to load leaves no empty run folder behind
-                remove_empty(created)
-            raise
+        training = setup(config, context, log or _print)
+        if context.is_main:  # only now: a model or data that fails to load leaves no empty run folder
+            run_folder.prepare(config.out, resume=resume, force=force)
         if checkpoint is not None:
             restore(training, checkpoint)
         start(training, resumed=checkpoint is not None)
@@ -61,24 +56,6 @@ def fit(config: TrainConfig, *, resume: bool = False, force: bool = False,
         return finish(training, stopped_reason, interrupted)
     finally:
         cleanup_distributed(context)
-
-
-def folders_to_create(path: Path) -> list[Path]:
-    """The folders of `path` that do not exist yet, innermost first: those a new run creates."""
-    missing = []
-    for folder in (path, *path.parents):
-        if folder.exists():
-            break
-        missing.append(folder)
-    return missing
-
-
-def remove_empty(folders: list[Path]) -> None:
-    for folder in folders:  # innermost first
-        try:
-            folder.rmdir()
-        except OSError:  # not empty, or already gone: not ours to remove
-            return
 
 
 def _print(message: str) -> None:
@@ -89,8 +66,9 @@ def _print(message: str) -> None:
 
 
 def open_run_folder(config: TrainConfig, context: DistributedContext, *, resume: bool, force: bool) -> dict | None:
-    """Guard (or create) the run folder; on resume, its checkpoint, checked against the config."""
-    path = run_folder.prepare(config.out, resume=resume, force=force, create=context.is_main)
+    """Check the run folder (fit creates it once the run is set up); on resume, read its
+    checkpoint, checked against the config."""
+    path = run_folder.prepare(config.out, resume=resume, force=force, create=False)
     checkpoint = None
     if resume:
         checkpoint_path = path / run_folder.CHECKPOINT_FILE
