@@ -95,6 +95,24 @@ def test_truncated_jpeg_is_an_image_error(tmp_path):
         load_rgb(path)
 
 
+
+def test_a_truncated_photo_keeps_no_pixels_alive_in_its_error():
+    # 100 bytes that declare 1500 x 1500 pixels: the decoder allocates them all before it runs out of data.
+    # A server that kept the half-decoded buffer reachable from each error grew by that much per request.
+    with pytest.raises(ImageError, match="corrupt or truncated PPM") as raised:
+        load_rgb(b"P6 1500 1500 255\n" + bytes(100))
+    error = raised.value
+    assert error.__context__ is None and error.__cause__ is None
+    frame_images = []
+    traceback = error.__traceback__
+    while traceback is not None:
+        frame_images += [value for value in traceback.tb_frame.f_locals.values() if isinstance(value, Image.Image)]
+        traceback = traceback.tb_next
+    assert frame_images, "the test no longer sees the decoder's image"
+    for image in frame_images:
+        with pytest.raises(ValueError, match="closed image"):
+            image.load()
+
 def test_missing_file(tmp_path):
     with pytest.raises(ImageError, match="no such file"):
         load_rgb(tmp_path / "absent.jpg")

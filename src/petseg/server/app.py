@@ -126,7 +126,11 @@ def create_app(
         except ImageError as error:
             # The decoder names in-memory data with a stand-in; the user knows the upload by its name.
             named = error.message.replace(source_name(b""), clipped(upload.filename or "the upload"), 1)
-            raise type(error)(named, advice=error.advice) from None
+            failure = type(error)(named, advice=error.advice)
+        else:
+            failure = None
+        if failure is not None:  # raised outside the except: the worker's frames (the upload, its pixels) go now
+            raise failure
         filename = _download_name(upload.filename, mode)
         headers = {"Content-Disposition": f'inline; filename="{filename}"', "Cache-Control": "no-store"}
         return Response(encoded, media_type=MEDIA_TYPES[mode], headers=headers)
