@@ -112,6 +112,33 @@ def test_arrays_are_held_to_the_limit_too():
     assert as_photo(np.zeros((40, 50, 3), np.uint8), max_pixels=2000).shape == (40, 50, 3)
 
 
+
+@pytest.mark.parametrize("width, height", [(1, 5_000), (5_000, 1), (30, 3_001)])
+@pytest.mark.parametrize("kind", SOURCES)
+def test_a_strip_is_refused_before_decoding_even_without_a_pixel_limit(tmp_path, decodes, kind, width, height):
+    # A 1 x 5,000,000 PNG (a few KB) took 48 s to cut out: the band is sized in model pixels.
+    path = tmp_path / "strip.png"
+    Image.new("RGB", (width, height)).save(path)
+    decodes.clear()
+    with pytest.raises(ImageError, match=rf"{width}x{height} is not a photo's shape \(one side is over 100 "):
+        load_rgb(SOURCES[kind](path), max_pixels=None)
+    assert decodes == []
+
+
+@pytest.mark.parametrize("shape", [(3_001, 30, 3), (30, 3_001), (1, 101, 3)])
+def test_arrays_of_no_photo_shape_are_refused(shape):
+    from petseg.inference.segmenter import as_photo
+
+    with pytest.raises(ImageError, match=r"image array: .* is not a photo's shape"):
+        as_photo(np.zeros(shape, np.uint8), max_pixels=None)
+
+
+@pytest.mark.parametrize("width, height", [(1, 100), (100, 1), (3_000, 30)])
+def test_a_panorama_up_to_100_to_1_is_a_photo(width, height):
+    from petseg.inference.segmenter import as_photo
+
+    assert as_photo(np.zeros((height, width, 3), np.uint8)).shape == (height, width, 3)
+
 def test_an_upload_over_the_limit_is_never_decoded(tmp_path, decodes, toy_model_file):
     from fastapi.testclient import TestClient
 

@@ -10,6 +10,11 @@ DEFAULT_MAX_PIXELS = 100_000_000
 # a server to 2.8 GB). Phones' largest modes fit.
 SERVE_MAX_PIXELS = 50_000_000
 
+# One side more than this many times the other is not a photo: the model would see a strip
+# less than 3 of its pixels wide, and matting's band (sized in model pixels) grows to
+# thousands of photo pixels (a 1 x 5,000,000 PNG took 48 s and a 1 x 50,000,000 one 2.9 GB).
+MAX_ASPECT_RATIO = 100
+
 # Threads (or worker processes) petseg starts for one purpose: more than any machine has
 # cores, and each costs memory (100000 exhausted it before a traceback).
 MAX_THREADS = 1024

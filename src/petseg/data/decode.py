@@ -20,7 +20,7 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from petseg.data.labels import TRIMAP_OFFSET
 from petseg.errors import ImageError, LabelError, NotAnImageError
-from petseg.limits import DEFAULT_MAX_PIXELS, check_whole_number  # noqa: F401  (DEFAULT_MAX_PIXELS re-exported: decoding is where it applies)
+from petseg.limits import DEFAULT_MAX_PIXELS, MAX_ASPECT_RATIO, check_whole_number  # noqa: F401  (DEFAULT_MAX_PIXELS re-exported: decoding is where it applies)
 
 # A PIL image handed in by a caller may still be undecoded (Image.open is lazy): it is
 # size-checked like a file before anything reads its pixels.
@@ -122,7 +122,10 @@ def not_a_regular_file(path: str | Path) -> str | None:
 
 
 def check_pixels(name: str, width: int, height: int, max_pixels: int | None) -> None:
-    """Refuse an image over `max_pixels`, from its size alone (before any decoding)."""
+    """Refuse an image over `max_pixels` or of no photo's shape, from its size alone (before any decoding)."""
+    if min(width, height) >= 1 and max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        raise ImageError(f"{name}: {width}x{height} is not a photo's shape "
+                         f"(one side is over {MAX_ASPECT_RATIO} times the other)")
     if max_pixels is None:
         return
     check_whole_number(max_pixels, "max_pixels", 1)
