@@ -176,3 +176,35 @@ def test_a_photo_whose_header_is_damaged_is_named_so():
     with pytest.raises(ImageError, match=r"^<bytes>: a damaged PNG file \(its header cannot be read\)$") as raised:
         load_rgb(bytes(data))
     assert not isinstance(raised.value, NotAnImageError)
+
+
+def _progressive_jpeg(extra_scans: int) -> bytes:
+    """A small progressive JPEG with `extra_scans` empty refinement scans before its end (10 bytes each)."""
+    data = _encode(Image.new("L", (64, 48), 128), "JPEG", progressive=True)
+    empty_scan = b"\xff\xda\x00\x08\x01\x01\x00\x00\x00\x10"  # 1 component, DC refinement (Ah=1, Al=0)
+    return data[:-2] + empty_scan * extra_scans + b"\xff\xd9"
+
+
+SCAN_SOURCES = {"bytes": bytes, "file": io.BytesIO, "PIL image": lambda data: Image.open(io.BytesIO(data))}
+
+
+@pytest.mark.parametrize("kind", SCAN_SOURCES)
+def test_a_jpeg_of_more_scans_than_any_photo_is_refused_before_decoding(kind):
+    from petseg.data.jpeg_scans import MAX_SCANS, count_scans
+
+    own_scans = count_scans(io.BytesIO(_progressive_jpeg(0)))
+    assert load_rgb(SCAN_SOURCES[kind](_progressive_jpeg(MAX_SCANS - own_scans))).shape == (48, 64, 3)
+    with pytest.raises(ImageError, match=f"a JPEG of over {MAX_SCANS} scans"):
+        load_rgb(SCAN_SOURCES[kind](_progressive_jpeg(MAX_SCANS - own_scans + 1)))
+
+
+def test_scans_are_counted_across_reads(monkeypatch):
+    from petseg.data import jpeg_scans
+
+    monkeypatch.setattr(jpeg_scans, "CHUNK_BYTES", 3)
+    data = b"\x00\xff\xda\x00\xff\xff\xda" + b"\xff\x00\xda" + b"\x00\x00\xff" + b"\xda"  # splits at 3-byte reads
+    file = io.BytesIO(data)
+    file.seek(5)
+    assert jpeg_scans.count_scans(file) == 3
+    assert file.tell() == 5, "the caller's position is kept"
+    assert 4 < jpeg_scans.count_scans(io.BytesIO(b"\xff\xda" * 10), stop_after=4) <= 6, "stops soon after the limit"

@@ -18,6 +18,7 @@ from typing import BinaryIO, Union
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from petseg.data.jpeg_scans import MAX_SCANS, count_scans
 from petseg.data.labels import TRIMAP_OFFSET
 from petseg.errors import ImageError, LabelError, NotAnImageError
 from petseg.limits import DEFAULT_MAX_PIXELS, MAX_ASPECT_RATIO, check_whole_number  # noqa: F401  (DEFAULT_MAX_PIXELS re-exported: decoding is where it applies)
@@ -140,6 +141,20 @@ def check_pixels(name: str, width: int, height: int, max_pixels: int | None) -> 
                          f"over the limit of {amount(max_pixels, scale)}", advice="raise {max_pixels}")
 
 
+def check_scans(name: str, image: Image.Image) -> None:
+    """Refuse a JPEG (or MPO) not yet decoded that holds over MAX_SCANS scans (jpeg_scans.py)."""
+    file = getattr(image, "fp", None)
+    if image.format not in ("JPEG", "MPO") or file is None:
+        return
+    try:
+        scans = count_scans(file)
+    except (OSError, ValueError):  # a closed or unseekable file: the decoder will say what is wrong
+        return
+    if scans > MAX_SCANS:
+        raise ImageError(f"{name}: a JPEG of over {MAX_SCANS} scans (each one a pass over every pixel; "
+                         "photos have at most a few dozen)")
+
+
 def open_lazily(source: str | Path | bytes | BinaryIO, name: str) -> Image.Image:
     """Image.open: reads the header only, so the size is known before any pixel is decoded."""
     if isinstance(source, (str, Path)):
@@ -183,6 +198,7 @@ def open_image(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXE
     if width < 1 or height < 1:
         raise ImageError(f"{name}: the image is empty ({width}x{height})")
     check_pixels(name, width, height, max_pixels)
+    check_scans(name, image)
     try:
         image.load()
     except Exception as error:  # Pillow's bomb check too: it checks some frames and tiles again
