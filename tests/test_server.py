@@ -411,6 +411,18 @@ def test_app_from_environment(model_file, monkeypatch):
     monkeypatch.setenv("PETSEG_THREADS", "many")
     with pytest.raises(PetsegError, match="PETSEG_THREADS='many'"):
         app_from_environment()
+    monkeypatch.setenv("PETSEG_THREADS", "1")
+    monkeypatch.setenv("PETSEG_MAX_UPLOAD_MB", "1e-300")  # a float, but no upload would fit
+    with pytest.raises(PetsegError, match=r"^PETSEG_MAX_UPLOAD_MB must be a number from 0.001 up, got 1e-300$"):
+        app_from_environment()
+
+
+def test_workers_get_exactly_the_settings_serve_was_given(tmp_path):
+    from petseg.server.environment import export_settings
+
+    inherited = {"PETSEG_MODEL": str(tmp_path / "other.onnx"), "PETSEG_QUEUE": "3", "HOME": "/home/someone"}
+    export_settings(inherited, model=None, threads=2, queue_size=None, max_pixels=1000)
+    assert inherited == {"PETSEG_THREADS": "2", "PETSEG_MAX_PIXELS": "1000", "HOME": "/home/someone"}
 
 
 def test_create_app_rejects_bad_settings(segmenter):
@@ -418,7 +430,8 @@ def test_create_app_rejects_bad_settings(segmenter):
 
     bad = (({"threads": 0}, "threads"), ({"queue_size": -1}, "queue_size"), ({"max_upload_mb": 0}, "max_upload_mb"),
            ({"read_timeout_s": 0}, "read_timeout_s"), ({"max_upload_mb": float("inf")}, "max_upload_mb"),
-           ({"max_upload_mb": float("nan")}, "max_upload_mb"), ({"threads": 100_000}, "threads"))
+           ({"max_upload_mb": float("nan")}, "max_upload_mb"), ({"threads": 100_000}, "threads"),
+           ({"max_upload_mb": 1e-300}, "max_upload_mb"), ({"read_timeout_s": 0.01}, "read_timeout_s"))
     for settings, word in bad:
         with pytest.raises(PetsegError, match=word):
             create_app(segmenter=segmenter, **settings)

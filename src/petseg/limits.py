@@ -9,6 +9,9 @@ DEFAULT_MAX_PIXELS = 100_000_000
 # with the photo (944 MB at 50 megapixels in `petseg cutout`; a 99-megapixel upload took
 # a server to 2.8 GB). Phones' largest modes fit.
 SERVE_MAX_PIXELS = 50_000_000
+# The server's smallest upload limit (1 KB) and upload deadline: below them every upload fails.
+MIN_UPLOAD_MB = 0.001
+MIN_READ_TIMEOUT_S = 0.1
 
 # One side more than this many times the other is not a photo: the model would see a strip
 # less than 3 of its pixels wide, and matting's band (sized in model pixels) grows to

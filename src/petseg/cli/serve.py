@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from petseg.cli.app import app
-from petseg.limits import SERVE_MAX_PIXELS
+from petseg.limits import MIN_READ_TIMEOUT_S, MIN_UPLOAD_MB, SERVE_MAX_PIXELS
 
 
 @app.command()
@@ -23,17 +23,17 @@ def serve(
     queue: int = typer.Option(
         16, min=0, help="Photos that may wait for a free thread in each process; more get 503 + Retry-After."
     ),
-    max_upload_mb: float = typer.Option(20.0, min=0.001, help="Largest accepted upload, in megabytes."),
+    max_upload_mb: float = typer.Option(20.0, min=MIN_UPLOAD_MB, help="Largest accepted upload, in megabytes."),
     max_pixels: int = typer.Option(SERVE_MAX_PIXELS, min=1, help="Largest accepted image, in pixels (width x height)."),
     read_timeout: float = typer.Option(
-        60.0, min=0.1, help="Seconds an upload may take to arrive; slower ones get 408."
+        60.0, min=MIN_READ_TIMEOUT_S, help="Seconds an upload may take to arrive; slower ones get 408."
     ),
 ) -> None:
     """Serve a web page and an HTTP API that cut pets out of photos."""
     import uvicorn
 
     from petseg.server import create_app
-    from petseg.server.environment import settings_as_environment
+    from petseg.server.environment import export_settings
     from petseg.server.uvicorn_settings import uvicorn_settings
 
     settings = dict(
@@ -47,7 +47,7 @@ def serve(
         uvicorn.run(web_app, host=host, port=port, log_level="info", **uvicorn_settings())
         return
     del web_app
-    os.environ.update(settings_as_environment(**settings))
+    export_settings(os.environ, **settings)
     uvicorn.run(
         "petseg.server:app_from_environment", factory=True, workers=workers,
         host=host, port=port, log_level="info", **uvicorn_settings(),

@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException
 from petseg import __version__
 from petseg.data.decode import source_name
 from petseg.errors import ECHO_CHARACTERS, ImageError, NotAnImageError, PetsegError, clipped
-from petseg.limits import SERVE_MAX_PIXELS, check_threads, check_whole_number
+from petseg.limits import MIN_READ_TIMEOUT_S, MIN_UPLOAD_MB, SERVE_MAX_PIXELS, check_threads, check_whole_number
 from petseg.server.inference_queue import InferenceQueue
 from petseg.server.memory import release_freed_memory
 from petseg.server.upload_limit import UploadLimitMiddleware
@@ -76,9 +76,10 @@ def create_app(
     check_threads(threads)
     check_whole_number(queue_size, "queue_size", 0)
     check_whole_number(max_pixels, "max_pixels", 1)
-    for name, value in (("max_upload_mb", max_upload_mb), ("read_timeout_s", read_timeout_s)):
-        if not 0 < value < math.inf:
-            raise PetsegError(f"{name} must be a positive number, got {value}")
+    for name, value, low in (("max_upload_mb", max_upload_mb, MIN_UPLOAD_MB), ("read_timeout_s", read_timeout_s,
+                                                                                 MIN_READ_TIMEOUT_S)):
+        if not low <= value < math.inf:
+            raise PetsegError(f"must be a number from {low:g} up, got {clipped(repr(value))}", option=name)
     if segmenter is None:
         from petseg.inference import Segmenter
 

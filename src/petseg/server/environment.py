@@ -11,11 +11,11 @@ Unset variables keep `create_app`'s defaults.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from typing import Any, Callable, MutableMapping
 
 from fastapi import FastAPI
 
-from petseg.errors import PetsegError
+from petseg.errors import PetsegError, clipped
 from petseg.server.app import create_app
 
 # create_app keyword -> (environment variable, type)
@@ -29,9 +29,18 @@ VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
 }
 
 
-def settings_as_environment(**settings: Any) -> dict[str, str]:
-    """The variables that make `app_from_environment` build create_app(**settings)."""
-    return {VARIABLES[name][0]: str(value) for name, value in settings.items() if value is not None}
+def export_settings(environment: MutableMapping[str, str], **settings: Any) -> None:
+    """Make `environment` build create_app(**settings) in `app_from_environment`.
+
+    Settings left at None are unset there, not inherited: a PETSEG_MODEL left in the shell
+    made `petseg serve --workers 2` serve another model (or none) than the one it checked.
+    """
+    for name, (variable, _) in VARIABLES.items():
+        value = settings.get(name)
+        if value is None:
+            environment.pop(variable, None)
+        else:
+            environment[variable] = str(value)
 
 
 def app_from_environment() -> FastAPI:
@@ -43,5 +52,9 @@ def app_from_environment() -> FastAPI:
         try:
             settings[name] = kind(text)
         except ValueError:
-            raise PetsegError(f"{variable}={text[:100]!r} is not a valid {kind.__name__}") from None
-    return create_app(**settings)
+            raise PetsegError(f"{variable}={clipped(text)!r} is not a valid {kind.__name__}") from None
+    try:
+        return create_app(**settings)
+    except PetsegError as error:  # named as the variables that set them, not as create_app's keywords
+        problem = error.worded(lambda option: VARIABLES[option][0] if option in VARIABLES else option)
+    raise PetsegError(problem)
