@@ -48,7 +48,12 @@ HOSTILE_CONFIGS = [
     ("huge decoder", {"options": {"decoder_channels": [10**9] * 5}}, "options.decoder_channels"),
     ("decoder as text", {"options": {"decoder_channels": "wide"}}, "options.decoder_channels"),
     ("freeze as text", {"options": {"freeze_encoder": "yes"}}, "options.freeze_encoder"),
-    ("nested option", {"options": {"mystery": {"a": [1] * 1000}}}, "options.mystery"),
+    ("nested option", {"options": {"mystery": {"a": [1] * 1000}}}, "options.mystery is not an option"),
+    # create_model's own parameters: a traceback, a download, or another file read.
+    ("classes as an option", {"options": {"num_classes": 3}}, "options.num_classes is not an option"),
+    ("pretrained as an option", {"options": {"pretrained": True}}, "options.pretrained is not an option"),
+    ("weights as an option", {"options": {"weights": "/etc/hostname"}}, "options.weights is not an option"),
+    ("a newline in an option", {"options": {"a\nb": 1}}, "options.a\\nb is not an option"),
     ("labels too few", {"labels": ["pet"]}, "labels must be a list of num_classes (3)"),
     ("labels not text", {"labels": [1, 2, 3]}, "labels"),
     ("a label twice", {"labels": ["pet", "pet", "pet"]}, "labels must name each class once"),

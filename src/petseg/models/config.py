@@ -14,7 +14,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from petseg.errors import PetsegError
+from petseg.errors import PetsegError, clipped, one_line
 from petseg.limits import is_whole_number
 
 from petseg import __version__
@@ -109,6 +109,11 @@ def _check_numbers(name: str, value: Any, low: float, high: float) -> None:
         raise InvalidConfigError(f"{name} must be 3 numbers (R, G, B) in {low:g}..{high:g}, got {_shown(value)}")
 
 
+# Every architecture's constructor options (create_model checks which one takes which); nothing
+# else may come from a config, least of all create_model's own parameters.
+CONSTRUCTOR_OPTIONS = ("decoder", "decoder_channels", "freeze_encoder", "width", "depth")
+
+
 def check_options(options: Any, prefix: str = "options.") -> None:
     """Constructor options: a dict of known types, with widths and depths bounded so that building stays small.
 
@@ -116,6 +121,10 @@ def check_options(options: Any, prefix: str = "options.") -> None:
     """
     if not isinstance(options, dict) or not all(isinstance(key, str) for key in options):
         raise InvalidConfigError(f"options must be a mapping of option names to values, got {_shown(options)}")
+    unknown = sorted(set(options) - set(CONSTRUCTOR_OPTIONS))
+    if unknown:  # "weights" or "pretrained" in a model file would read another file or go online
+        raise InvalidConfigError(f"{prefix}{clipped(one_line(unknown[0]), 60)} is not an option; "
+                                 f"the options are {', '.join(CONSTRUCTOR_OPTIONS)}")
     for key, value in options.items():
         if key == "decoder":
             _check_text(f"{prefix}decoder", value)
@@ -131,10 +140,8 @@ def check_options(options: Any, prefix: str = "options.") -> None:
         elif key == "freeze_encoder":
             if not isinstance(value, bool):
                 raise InvalidConfigError(f"{prefix}freeze_encoder must be true or false, got {_shown(value)}")
-        elif key in ("width", "depth"):
+        else:  # width, depth
             check_integer(f"{prefix}{key}", value, *(DIY_WIDTH_RANGE if key == "width" else DIY_DEPTH_RANGE))
-        elif not (value is None or isinstance(value, (bool, int, float)) or (isinstance(value, str) and len(value) <= MAX_TEXT)):
-            raise InvalidConfigError(f"{prefix}{key} must be a number, true/false or a short text, got {_shown(value)}")
     deepest = options.get("width", 16) * 2 ** options.get("depth", 4)
     if ("width" in options or "depth" in options) and deepest > MAX_DIY_CHANNELS:
         raise InvalidConfigError(
