@@ -354,3 +354,37 @@ def test_an_unknown_architecture_names_the_model_file(tmp_path):
                             {"head.weight": np.zeros(1, np.float32)})
     with pytest.raises(PetsegError, match=r"^model file .*odd\.safetensors: unknown model 'unet_nonexistent'"):
         load_model(path)
+
+
+PEAK_MB = """
+with open("/proc/self/status") as status:
+    peak_mb = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
+"""
+BIG_ARCHITECTURE_CHILD = """
+import json, sys
+from petseg.models import load_model
+from petseg.errors import PetsegError
+
+try:
+    load_model(sys.argv[1])
+    error = "loaded"
+except PetsegError as caught:
+    error = str(caught)
+""" + PEAK_MB + "print(json.dumps({'error': error, 'peak_mb': peak_mb}))"
+IMPORTS_CHILD = "import json, timm, torch, petseg.models.registry, safetensors.torch\n" + PEAK_MB + "print(peak_mb)"
+
+
+def test_a_tiny_file_naming_a_big_architecture_is_refused_while_it_builds(tmp_path):
+    # unet_resnet50 is 98 MB in float32: a file of one number cannot fill it. A 200-byte file
+    # naming unet_convnext_xxlarge (846 M parameters) took petseg past 3 GB before this.
+    path = write_model_file(tmp_path / "big.safetensors", config_text({"architecture": "unet_resnet50", "options": {}}),
+                            {"head.weight": np.zeros(1, np.float32)})
+    child = subprocess.run([sys.executable, "-c", BIG_ARCHITECTURE_CHILD, str(path)],
+                           capture_output=True, text=True, timeout=300)  # fmt: skip
+    result = json.loads(child.stdout)
+    assert result["error"].startswith(f"model file {path}: its architecture 'unet_resnet50' builds a model of over 64 MB,")
+    assert result["error"].endswith("more than the file's 4 bytes of weights can fill")
+    imports = subprocess.run([sys.executable, "-c", IMPORTS_CHILD], capture_output=True, text=True, timeout=300)
+    imports_mb = float(imports.stdout)
+    # Over what PyTorch and timm cost to import: the 64 MB allowed, and 40 MB for the rest.
+    assert result["peak_mb"] < imports_mb + 64 + 40, (result["peak_mb"], imports_mb)

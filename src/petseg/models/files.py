@@ -6,6 +6,7 @@ No pickle anywhere: the metadata key CONFIG_METADATA_KEY holds `ModelConfig.to_j
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from petseg.atomic import atomic_path
@@ -24,6 +25,7 @@ MODEL_SUFFIXES = (".safetensors", ".onnx")
 # What a petseg model's state dict holds: its three parts' parameters and buffers.
 MODEL_PARTS = ("encoder.", "decoder.", "head.")
 FLOAT_DTYPES = {"F16", "BF16", "F32", "F64"}
+DTYPE_BYTES = {"F16": 2, "BF16": 2, "F32": 4, "F64": 8, "I64": 8}
 
 
 def bundled_model_path(suffix: str = ".safetensors") -> Path:
@@ -110,6 +112,18 @@ def read_config(path: str | Path) -> ModelConfig:
     return config
 
 
+def stored_weight_bytes(path: Path) -> int:
+    """The bytes of all the tensors in a .safetensors file, from its header."""
+    from safetensors import safe_open
+
+    total = 0
+    with safe_open(str(path), framework="numpy") as handle:
+        for name in handle.keys():
+            tensor = handle.get_slice(name)
+            total += math.prod(tensor.get_shape()) * DTYPE_BYTES.get(tensor.get_dtype(), 8)
+    return total
+
+
 def check_tensor_names(path: Path, tensors: dict[str, str]) -> None:
     """Every tensor belongs to a petseg model's encoder, decoder or head, as floats
     (BatchNorm's step counters as int64); whether they fit the model, loading tells."""
@@ -127,14 +141,17 @@ def load_model(path: str | Path, map_location: str = "cpu"):
 
     from safetensors.torch import load_file
 
+    from petseg.models.build_budget import build_within
     from petseg.models.pretrained import load_state_dict_exactly
     from petseg.models.registry import create_model
 
+    def build():
+        return create_model(config.architecture, num_classes=config.num_classes, image_size=config.image_size,
+                            **config.options)
+
     try:
-        model = create_model(
-            config.architecture, num_classes=config.num_classes, image_size=config.image_size, **config.options
-        )
-    except PetsegError as error:  # an unknown architecture or option: say which file asked for it
+        model = build_within(stored_weight_bytes(path), build, f"its architecture {clipped(config.architecture)!r}")
+    except PetsegError as error:  # an unknown architecture or option, or too big: say which file asked for it
         raise PetsegError(f"model file {path}: {error}") from None
     load_state_dict_exactly(model, load_file(str(path), device="cpu"), path, "model")
     model.config = config  # the file's own mean/std/labels/version, exactly as saved
