@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -331,3 +332,77 @@ def test_rerun_skips_same_options_and_refuses_other_options_until_forced(photos,
     (photos / "dog.jpg").write_bytes(source.read_bytes())
     unknown = cli("cutout", photos / "dog.jpg", "--out", out, "--model", toy_model_file, "--alpha", "soft")
     assert unknown.exit_code != 0 and "--force" in unknown.output
+
+
+def test_a_different_photo_of_the_same_name_or_a_retrained_model_is_not_taken_for_done(tmp_path, toy_model_file,
+                                                                                       toy_photo):
+    import shutil
+
+    photo, _ = toy_photo
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    Image.fromarray(photo).save(tmp_path / "a" / "photo.jpg")
+    Image.fromarray(np.ascontiguousarray(photo[::-1])).save(tmp_path / "b" / "photo.jpg")
+    model = shutil.copy(toy_model_file, tmp_path / "model.safetensors")
+    out = tmp_path / "out"
+    refusal = (f"error: {out}: 1 existing output(s) (e.g. photo.png) were made with other options, from another "
+               "photo or model file, or by something else; use --force to overwrite them, or another --out")
+    assert cli("cutout", tmp_path / "a" / "photo.jpg", "--out", out, "--model", model).exit_code == 0
+    made = (out / "photo.png").read_bytes()
+    other_photo = cli("cutout", tmp_path / "b" / "photo.jpg", "--out", out, "--model", model)
+    assert (other_photo.exit_code, other_photo.output.strip()) == (2, refusal)
+    assert (out / "photo.png").read_bytes() == made
+    os.utime(model, ns=(os.stat(model).st_atime_ns, os.stat(model).st_mtime_ns + 10**9))  # retrained in place
+    retrained = cli("cutout", tmp_path / "a" / "photo.jpg", "--out", out, "--model", model)
+    assert (retrained.exit_code, retrained.output.strip()) == (2, refusal)
+    forced = cli("cutout", tmp_path / "a" / "photo.jpg", "--out", out, "--model", model, "--force")
+    assert forced.exit_code == 0, forced.output
+    again = cli("cutout", tmp_path / "a" / "photo.jpg", "--out", out, "--model", model)
+    assert again.exit_code == 0 and "skipped 1" in again.output
+
+
+def test_an_output_recorded_without_its_photo_and_model_is_not_taken_for_done(photos, tmp_path, toy_model_file):
+    """Records written before petseg noted the files hold the options only: such outputs count as unknown."""
+    import json
+
+    from petseg.inference.provenance import RECORD_FILE
+
+    out = tmp_path / "out"
+    assert cli("cutout", photos / "cat.jpg", "--out", out, "--model", toy_model_file).exit_code == 0
+    record = json.loads((out / RECORD_FILE).read_text())
+    for entry in record.values():
+        del entry["source"], entry["model_file"]
+    (out / RECORD_FILE).write_text(json.dumps(record))
+    old = cli("cutout", photos / "cat.jpg", "--out", out, "--model", toy_model_file)
+    assert old.exit_code == 2 and old.output.startswith(f"error: {out}: 1 existing output(s)")
+    assert old.output.strip().endswith("use --force to overwrite them, or another --out")
+
+
+@pytest.mark.timeout(120)  # reading a FIFO would wait for a writer forever
+@pytest.mark.parametrize("damage, problem", [
+    ("deep", "not valid JSON (nested too deeply)"),
+    ("fifo", "cannot read the cutout record (is a FIFO (named pipe), not a regular file)"),
+])  # fmt: skip
+def test_a_broken_record_is_one_warning_and_the_outputs_count_as_unknown(photos, tmp_path, toy_model_file,
+                                                                          damage, problem):
+    from petseg.inference.provenance import RECORD_FILE
+
+    out = tmp_path / "out"
+    assert cli("cutout", photos / "cat.jpg", "--out", out, "--model", toy_model_file).exit_code == 0
+    record = out / RECORD_FILE
+    record.unlink()
+    if damage == "fifo":
+        os.mkfifo(record)
+    else:
+        record.write_text("[" * 200_000)
+    result = petseg_process("cutout", photos / "cat.jpg", "--out", out, "--model", toy_model_file)
+    assert result.returncode == 2
+    assert result.stderr.decode().splitlines() == [
+        f"warning: {record}: {problem}; the outputs already in the folder count as made with unknown options",
+        f"error: {out}: 1 existing output(s) (e.g. cat.png) were made with other options, from another photo or "
+        "model file, or by something else; use --force to overwrite them, or another --out",
+    ]
+    forced = petseg_process("cutout", photos / "cat.jpg", "--out", out, "--model", toy_model_file, "--force")
+    assert forced.returncode == 0
+    assert forced.stderr.decode().splitlines()[0] == f"warning: {record}: {problem}; writing a new one"
+    assert cli("cutout", photos / "cat.jpg", "--out", out, "--model", toy_model_file).exit_code == 0  # a new record

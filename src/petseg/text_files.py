@@ -17,8 +17,8 @@ from petseg.errors import PetsegError
 MAX_TEXT_BYTES = 16 * 2**20
 
 
-def read_text_file(path: str | Path, what: str) -> str:
-    """The UTF-8 text of a regular file of at most MAX_TEXT_BYTES; `what` names it in errors."""
+def read_text_file(path: str | Path, what: str, *, max_bytes: int = MAX_TEXT_BYTES) -> str:
+    """The UTF-8 text of a regular file of at most `max_bytes`; `what` names it in errors."""
     from petseg.data.decode import not_a_regular_file
 
     path = Path(path)
@@ -29,11 +29,11 @@ def read_text_file(path: str | Path, what: str) -> str:
         raise PetsegError(f"{path}: cannot read the {what} ({problem})")
     try:
         with open(path, "rb") as file:
-            data = file.read(MAX_TEXT_BYTES + 1)
+            data = file.read(max_bytes + 1)
     except OSError as error:
         raise PetsegError(f"{path}: cannot read the {what} ({error.strerror or error})") from None
-    if len(data) > MAX_TEXT_BYTES:
-        raise PetsegError(f"{path}: the {what} is over {MAX_TEXT_BYTES // 2**20} MB")
+    if len(data) > max_bytes:
+        raise PetsegError(f"{path}: the {what} is over {max_bytes // 2**20} MB")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as error:

@@ -54,7 +54,7 @@ def cutout(
     from petseg.errors import PetsegError, command_line_flag
     from petseg.inference import CutoutOptions, Segmenter
     from petseg.inference.files import STDIN, check_output_folder, plan_cutouts, remove_stale_outputs
-    from petseg.inference.provenance import made_differently, record_outputs
+    from petseg.inference.provenance import made_differently, model_identity, record_outputs
     from petseg.inference.render import default_mode
 
     max_pixels = max_pixels or DEFAULT_MAX_PIXELS
@@ -76,13 +76,13 @@ def cutout(
         fail(f"--out: {error}")
     plan = plan_cutouts(inputs, out, f".{options.image_format}", recursive=recursive, force=force)
     remove_stale_outputs(plan, out)  # what a killed run left
-    # What shapes the pixels: a re-run with the same settings has nothing to do.
-    settings = {"model": model, "mode": mode, "alpha": alpha, "bg": bg,
+    # What shapes the pixels: a re-run with the same settings (and photos) has nothing to do.
+    settings = {"model": model, "model_file": model_identity(model), "mode": mode, "alpha": alpha, "bg": bg,
                 "bg_image": str(bg_image) if bg_image else None, "flip_tta": flip_tta}
-    different = made_differently(out, [job.output for job in plan.skipped], settings)
+    different = made_differently(out, plan.skipped, settings)
     if different:
-        fail(f"{out}: {len(different)} existing output(s) (e.g. {different[0].name}) were made with other options "
-             "or by something else; use --force to overwrite them, or another --out")
+        fail(f"{out}: {len(different)} existing output(s) (e.g. {different[0].name}) were made with other options, "
+             "from another photo or model file, or by something else; use --force to overwrite them, or another --out")
     for problem in plan.problems:
         say("error", problem)
     if plan.skipped:
@@ -105,8 +105,9 @@ def cutout(
             )
         failures += summary.failed
         written = len(summary.written)
+        written_outputs = set(summary.written)
         try:
-            record_outputs(out, summary.written, settings)
+            record_outputs(out, [job for job in plan.jobs if job.output in written_outputs], settings)
         except OSError as error:  # the cutouts are written; only a later re-run loses its check
             say("warning", f"{out}: cannot record the options used ({error.strerror or error})")
     typer.echo(f"wrote {written} file(s) to {out}" + (f", {len(failures)} failed" if failures else ""), err=True)
