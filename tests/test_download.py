@@ -11,7 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
-from petseg.data.download import DownloadError, download_pets, extract_safely
+from petseg.data.download import BadArchiveError, DownloadError, download_pets, extract_safely
+from petseg.errors import command_line_flag
 
 
 class _ArchiveHandler(BaseHTTPRequestHandler):
@@ -223,7 +224,7 @@ def test_a_download_or_an_archive_larger_than_any_dataset_is_stopped(server, arc
     assert list((tmp_path / "pets").iterdir()) == [] and len(server.requests) == 1  # deleted, not retried
     monkeypatch.setattr(download, "MAX_DOWNLOAD_BYTES", 10**9)
     monkeypatch.setattr(download, "MAX_UNPACKED_BYTES", 100_000)  # it unpacks to 300 KB: a bomb, to this limit
-    with pytest.raises(DownloadError, match=r"images\.tar\.gz: refusing to extract 0\.0 GB, more than"):
+    with pytest.raises(DownloadError, match=r"images\.tar\.gz: refusing to extract over 0\.0 GB, more than"):
         _download(server, tmp_path / "pets", {"images.tar.gz": None})
     assert list((tmp_path / "pets").iterdir()) == []
 
@@ -233,3 +234,63 @@ def test_an_archive_cannot_mark_another_as_unpacked(server, archives, tmp_path):
     server.files["images.tar.gz"] = _tar_gz({"images/Cat_1.jpg": b"fine", ".annotations.tar.gz.done": b""})
     with pytest.raises(DownloadError, match=r"refusing to extract '\.annotations\.tar\.gz\.done': a name of petseg's"):
         _download(server, tmp_path / "pets", {"images.tar.gz": None, "annotations.tar.gz": None})
+
+
+@pytest.mark.parametrize("url, words", [
+    ("ftp//x", "must be an http://, https:// or file:// URL, got 'ftp//x'"),
+    ("", "must be an http://, https:// or file:// URL, got ''"),
+    ("http://[::1", "is not a valid URL (Invalid IPv6 URL), got 'http://[::1'"),
+    ("http:///images", "must name a server (http://HOST/...), got 'http:///images'"),
+])  # fmt: skip
+def test_a_base_url_nothing_can_be_fetched_from_is_refused_before_anything_is_made(tmp_path, url, words):
+    with pytest.raises(DownloadError) as raised:
+        download_pets(tmp_path / "pets", base_url=url, checksums={"images.tar.gz": None}, progress=False, retries=0)
+    assert raised.value.worded(command_line_flag) == f"--base-url {words}"
+    assert not (tmp_path / "pets").exists()
+
+
+def test_an_empty_base_url_on_the_command_line_is_a_mistake_not_the_official_server(server, archives, tmp_path,
+                                                                                     monkeypatch, capsys):
+    import petseg.data.download as download
+    from petseg.cli import main
+
+    monkeypatch.setattr(download, "OFFICIAL_BASE_URL", server.url)  # were it used, the test would not go online
+    monkeypatch.setattr(sys, "argv", ["petseg", "data", "download", "--root", str(tmp_path / "pets"),
+                                      "--base-url", "", "--no-verify"])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == "error: --base-url must be an http://, https:// or file:// URL, got ''\n"
+    assert server.requests == []
+
+
+def _refused_and_deleted(server, tmp_path, entries: dict, words: str) -> None:
+    """The archive is refused as itself at fault: deleted, nothing unpacked, nothing marked done."""
+    server.files["images.tar.gz"] = _tar_gz(entries)
+    root = tmp_path / "pets"
+    with pytest.raises(BadArchiveError) as raised:
+        _download(server, root, {"images.tar.gz": None}, retries=0)
+    deleted = "the file was deleted, run again to download it afresh"
+    assert str(raised.value) == f"{root / 'images.tar.gz'}: {words}; {deleted}"
+    assert list(root.iterdir()) == []
+
+
+@pytest.mark.parametrize("entries, words", [
+    ({"images": b"a file", "images/Cat_1.jpg": b"x"},
+     "cannot unpack 'images/Cat_1.jpg': it clashes with another member (Not a directory)"),
+    ({"images/Cat_1.jpg": b"x", ".": b"x"}, "refusing to extract '.': names no file or folder"),
+    ({}, "holds no files; nothing to extract"),
+])  # fmt: skip
+def test_an_archive_whose_members_cannot_all_be_unpacked_is_a_bad_archive(server, tmp_path, entries, words):
+    _refused_and_deleted(server, tmp_path, entries, words)
+
+
+def test_an_archive_of_more_members_than_any_dataset_is_refused(server, tmp_path, monkeypatch):
+    import petseg.data.download as download
+
+    monkeypatch.setattr(download, "MAX_MEMBERS", 10)  # the real limit, 100,000, would take a big archive
+    _refused_and_deleted(server, tmp_path, {f"images/{number}.jpg": b"" for number in range(11)},
+                         "refusing to extract over 10 members, more than any dataset archive")
+    server.files["images.tar.gz"] = _tar_gz({f"images/{number}.jpg": b"" for number in range(10)})
+    _download(server, tmp_path / "pets", {"images.tar.gz": None})  # 10 members: within the limit
+    assert len(list((tmp_path / "pets" / "images").iterdir())) == 10

@@ -26,7 +26,8 @@ def download(
     """Download the Oxford-IIIT Pet images and trimaps (about 800 MB), resumably."""
     from petseg.data.download import OFFICIAL_BASE_URL, download_pets
 
-    download_pets(root, base_url=base_url or OFFICIAL_BASE_URL, verify=not no_verify, force=force)
+    # An empty --base-url is a mistake to report, not a request for the official server.
+    download_pets(root, base_url=OFFICIAL_BASE_URL if base_url is None else base_url, verify=not no_verify, force=force)
     typer.echo(f"dataset ready in {root}")
 
 

@@ -11,6 +11,7 @@ the next run downloads it afresh; that run also removes the unpacking folders
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import http.client
 import os
@@ -18,6 +19,7 @@ import shutil
 import tarfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import zlib
 from pathlib import Path, PurePosixPath
@@ -25,7 +27,7 @@ from typing import Mapping
 
 from petseg import __version__
 from petseg.atomic import TEMPORARY_MARK, make_temporary_folder, remove_stale_temporaries
-from petseg.errors import PetsegError
+from petseg.errors import PetsegError, clipped
 
 OFFICIAL_BASE_URL = "https://www.robots.ox.ac.uk/~vgg/data/pets/data/"
 OFFICIAL_CHECKSUMS = {
@@ -38,6 +40,15 @@ _CHUNK = 1 << 16
 # held a 2 GB member of zeros, and a server without Content-Length streams forever.
 MAX_DOWNLOAD_BYTES = 4 * 2**30
 MAX_UNPACKED_BYTES = 8 * 2**30
+# images.tar.gz holds about 7,400 members and annotations.tar.gz about 22,000. Each member
+# listed costs memory even when it is empty: 2,000,000 empty ones in 4.4 MB took 786 MB.
+MAX_MEMBERS = 100_000
+# What urllib fetches and this module was written for: HTTP(S) servers and local mirrors.
+URL_SCHEMES = ("http", "https", "file")
+# Errors that unpacking into a fresh, empty folder meets only through the archive's own
+# names: a member below another that is a file, a file named like a folder, a name too long.
+# Any other (a full disk, no permission) is the disk's, and the archive is kept.
+_ARCHIVE_ERRNOS = {errno.ENOTDIR, errno.EEXIST, errno.EISDIR, errno.ENAMETOOLONG}
 # Client errors other than these will not go away by asking again.
 _RETRYABLE_HTTP = {408, 425, 429}
 
@@ -67,6 +78,7 @@ def download_pets(
     timeout: float = 60.0,
 ) -> Path:
     """Download and unpack each archive named in `checksums` ({file name: md5}) into `root`."""
+    check_base_url(base_url)
     root = Path(root)
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -95,6 +107,20 @@ def download_pets(
         marker.write_text(f"{md5 or ''}\n")
         archive.unlink()
     return root
+
+
+def check_base_url(url: str) -> None:
+    """Refuse, before anything is fetched, a base URL that names no server or folder to fetch from."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # a port that is not a number raises here
+    except ValueError as error:  # "http://[::1": an unclosed IPv6 address
+        raise DownloadError(f"is not a valid URL ({error}), got {clipped(repr(url))}", option="base_url") from None
+    if parts.scheme.lower() not in URL_SCHEMES:
+        raise DownloadError(f"must be an http://, https:// or file:// URL, got {clipped(repr(url))}",
+                            option="base_url")
+    if parts.scheme.lower() != "file" and not parts.hostname:
+        raise DownloadError(f"must name a server (http://HOST/...), got {clipped(repr(url))}", option="base_url")
 
 
 def file_md5(path: Path) -> str:
@@ -178,6 +204,8 @@ def _refusal(member: tarfile.TarInfo) -> str | None:
     if top.endswith((".done", ".tar.gz", ".part")) or TEMPORARY_MARK in top:
         # `.annotations.tar.gz.done` at the top would mark that archive as unpacked.
         return "a name of petseg's own download files"
+    if not path.parts:  # "" or ".": the folder unpacked into, not a file in it
+        return "names no file or folder"
     if member.issym() or member.islnk():
         return "links are not allowed"
     if not (member.isfile() or member.isdir()):
@@ -189,18 +217,10 @@ def extract_safely(archive: Path, root: Path, *, force: bool = False) -> None:
     """Unpack `archive` into `root`, all or nothing; refuse the whole archive if one member is unsafe."""
     try:
         with tarfile.open(archive, "r:*") as tar:
-            members = tar.getmembers()
-            for member in members:
-                reason = _refusal(member)
-                if reason:
-                    raise BadArchiveError(f"{archive}: refusing to extract {member.name!r}: {reason}")
-            unpacked = sum(member.size for member in members)
-            if unpacked > MAX_UNPACKED_BYTES:
-                raise BadArchiveError(f"{archive}: refusing to extract {unpacked / 2**30:.1f} GB, more than "
-                                      f"any dataset archive ({MAX_UNPACKED_BYTES // 2**30} GB)")
+            members = _checked_members(tar, archive)
             staging = make_temporary_folder(root / archive.name)
             try:
-                tar.extractall(staging, members=members, filter="data")
+                _unpack(tar, members, staging, archive)
                 _move_into_place(staging, root, archive, force)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
@@ -209,6 +229,41 @@ def extract_safely(archive: Path, root: Path, *, force: bool = False) -> None:
         raise BadArchiveError(f"{archive}: cannot unpack ({reason}: not a complete tar archive)") from None
     except OSError as error:  # the disk, not the archive: keep it for the next try
         raise DownloadError(f"{archive}: cannot unpack ({error})") from None
+
+
+def _checked_members(tar: tarfile.TarFile, archive: Path) -> list[tarfile.TarInfo]:
+    """The archive's members, once every one passed `_refusal` and together they are not too many or too large.
+
+    Read one at a time, so that a flood of members is refused at MAX_MEMBERS, not listed in full first.
+    """
+    members: list[tarfile.TarInfo] = []
+    unpacked = 0
+    while (member := tar.next()) is not None:
+        if len(members) == MAX_MEMBERS:
+            raise BadArchiveError(f"{archive}: refusing to extract over {MAX_MEMBERS:,} members, more than "
+                                  "any dataset archive")
+        reason = _refusal(member)
+        if reason:
+            raise BadArchiveError(f"{archive}: refusing to extract {member.name!r}: {reason}")
+        unpacked += member.size
+        if unpacked > MAX_UNPACKED_BYTES:
+            raise BadArchiveError(f"{archive}: refusing to extract over {unpacked / 2**30:.1f} GB, more than "
+                                  f"any dataset archive ({MAX_UNPACKED_BYTES // 2**30} GB)")
+        members.append(member)
+    if not any(member.isfile() for member in members):  # marked done, it would never be fetched again
+        raise BadArchiveError(f"{archive}: holds no files; nothing to extract")
+    return members
+
+
+def _unpack(tar: tarfile.TarFile, members: list[tarfile.TarInfo], staging: Path, archive: Path) -> None:
+    try:
+        tar.extractall(staging, members=members, filter="data")
+    except OSError as error:
+        if error.errno not in _ARCHIVE_ERRNOS:
+            raise
+        member = repr(os.path.relpath(error.filename, staging)) if error.filename else "a member"
+        raise BadArchiveError(f"{archive}: cannot unpack {member}: it clashes with another member "
+                              f"({error.strerror})") from None
 
 
 def _move_into_place(staging: Path, root: Path, archive: Path, force: bool) -> None:
