@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -145,3 +146,66 @@ def test_two_copies_of_one_run_measure_alike_and_show_their_init(tmp_path):
     assert abs(one.latency_ms / two.latency_ms - 1) < 0.15, (one.latency_ms, two.latency_ms)
     assert (one.init, two.init) == ("random", "ImageNet")
     assert compare_runs([tmp_path / "first"], image_size=64, repeats=1)[0].init == "random"
+
+
+@pytest.mark.timeout(60)  # reading a FIFO would wait for a writer forever
+@pytest.mark.parametrize("damage", ["nested 200,000 deep", "a FIFO", "over 16 MB"])
+def test_unreadable_run_files_cost_their_column_not_the_comparison(two_runs, damage):
+    run = two_runs[0]
+    for name in ("config.json", "summary.json"):
+        path = run / name
+        path.unlink(missing_ok=True)
+        if damage == "a FIFO":
+            os.mkfifo(path)
+        elif damage == "over 16 MB":  # valid JSON, but no run writes one this large: not read
+            path.write_text('{"pretrained": true, "train_seconds": 600}' + " " * 16 * 2**20)
+        else:
+            path.write_text("[" * 200_000)
+    [small] = compare_runs([run], image_size=64, repeats=1)
+    assert (small.init, small.train_minutes) == ("unknown", pytest.approx(0.5))  # 3 epochs of 10 s in history.json
+
+
+def _measuring_fails(monkeypatch):
+    import petseg.compare as compare
+
+    def measured(*args, **kwargs):
+        raise AssertionError("the --out folder must be checked before the runs are measured")
+
+    monkeypatch.setattr(compare, "summarize_run", measured)
+
+
+def test_an_out_folder_that_cannot_be_written_is_refused_before_the_runs_are_measured(two_runs, tmp_path,
+                                                                                         monkeypatch):
+    _measuring_fails(monkeypatch)
+    a_file = tmp_path / "photo.jpg"
+    a_file.write_text("not a folder")
+    with pytest.raises(PetsegError) as raised:
+        compare_runs(two_runs, a_file / "sub")
+    assert str(raised.value) == f"{a_file}: exists and is not a folder; the outputs need a folder"
+    if Path("/proc/self").is_dir():  # a place no file can be created in, even by root
+        with pytest.raises(PetsegError) as raised:
+            compare_runs(two_runs, "/proc/petseg-comparison")
+        assert str(raised.value) == "/proc/petseg-comparison: cannot write there (No such file or directory)"
+
+
+def test_a_failed_write_is_one_line_naming_the_folder(two_runs, tmp_path, monkeypatch):
+    import petseg.compare as compare
+
+    def disk_full(path, text):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(compare, "write_text_atomic", disk_full)
+    with pytest.raises(PetsegError) as raised:
+        compare_runs(two_runs, tmp_path / "cmp", image_size=64, repeats=1)
+    assert str(raised.value) == f"{tmp_path / 'cmp'}: cannot write the comparison (No space left on device)"
+
+
+def test_a_comparison_removes_the_temporaries_a_killed_one_left(two_runs, tmp_path):
+    from tests.test_atomic import dead_pid
+
+    out = tmp_path / "cmp"
+    out.mkdir()
+    stale = out / f".comparison.png.petseg-tmp-{dead_pid()}-deadbeef"
+    stale.write_bytes(b"half a chart")
+    compare_runs(two_runs, out, image_size=64, repeats=1)
+    assert sorted(path.name for path in out.iterdir()) == ["comparison.csv", "comparison.md", "comparison.png"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -225,3 +226,65 @@ def test_evaluate_reads_a_masks_folder_with_mask_values(toy_data, toy_model_file
                                  "--mask-values", "0=background,255=pet", "--alpha", "hard"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["num_images"] == 3
+
+
+def _run_main(monkeypatch, capsys, *args) -> tuple[int, str]:
+    """The real entry point in-process: (exit status, stderr)."""
+    import sys
+
+    from petseg.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["petseg", *map(str, args)])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    return exit_info.value.code, capsys.readouterr().err
+
+
+def _loading_fails(monkeypatch):
+    from petseg.inference import Segmenter
+
+    def load(*args, **kwargs):
+        raise AssertionError("the options must be checked before the model loads")
+
+    monkeypatch.setattr(Segmenter, "load", load)
+
+
+def test_examples_are_bounded_by_what_the_grid_can_show(toy_data, toy_model_file, monkeypatch, capsys):
+    from petseg.evaluate import MAX_EXAMPLES, evaluate
+
+    assert MAX_EXAMPLES == 24
+    _loading_fails(monkeypatch)
+    status, errors = _run_main(monkeypatch, capsys, "evaluate", toy_model_file, "--data", toy_data, "--examples", 300)
+    assert (status, errors) == (2, "error: --examples must be a whole number in 1..24, got 300\n")
+    with pytest.raises(PetsegError) as raised:
+        evaluate(HalfAndHalf(), [], examples=25)
+    assert str(raised.value) == "examples must be a whole number in 0..24, got 25"
+
+
+def test_an_out_folder_that_cannot_be_written_is_refused_before_the_model_loads(toy_data, toy_model_file, tmp_path,
+                                                                                 monkeypatch, capsys):
+    _loading_fails(monkeypatch)
+    a_file = tmp_path / "photo.jpg"
+    a_file.write_text("keep me")
+    status, errors = _run_main(monkeypatch, capsys, "evaluate", toy_model_file, "--data", toy_data,
+                               "--out", a_file / "sub")
+    assert (status, errors) == (2, f"error: --out: {a_file}: exists and is not a folder; the outputs need a folder\n")
+    if Path("/proc/self").is_dir():  # a place no file can be created in, even by root
+        status, errors = _run_main(monkeypatch, capsys, "evaluate", toy_model_file, "--data", toy_data,
+                                   "--out", "/proc/petseg-evaluation")
+        assert (status, errors) == (
+            2, "error: --out: /proc/petseg-evaluation: cannot write there (No such file or directory)\n")
+
+
+def test_an_evaluation_removes_the_temporaries_a_killed_one_left(toy_data, toy_model_file, tmp_path):
+    from petseg.cli import app
+    from tests.test_atomic import dead_pid
+
+    out = tmp_path / "evaluation"
+    out.mkdir()
+    stale = out / f".predictions.png.petseg-tmp-{dead_pid()}-deadbeef"
+    stale.write_bytes(b"half a figure")
+    result = CliRunner().invoke(app, ["evaluate", str(toy_model_file), "--data", str(toy_data), "--out", str(out),
+                                      "--examples", "1"])
+    assert result.exit_code == 0, result.output
+    assert sorted(path.name for path in out.iterdir()) == ["metrics.json", "predictions.png"]

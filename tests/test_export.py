@@ -276,3 +276,14 @@ def test_float16_weights_leave_values_float16_cannot_hold_in_float32(toy_model_f
     stored = {tensor.name: tensor for tensor in onnx.load_from_string(store_weights_float16(graph.SerializeToString())).graph.initializer}
     assert stored[huge.name].data_type == TensorProto.FLOAT  # 1e6 would be inf in float16
     assert all(stored[tensor.name + "_float16"].data_type == TensorProto.FLOAT16 for tensor in large[1:])
+
+
+def test_an_export_removes_the_temporaries_a_killed_one_left(toy_model_file, tmp_path):
+    from petseg.cli import app
+    from tests.test_atomic import dead_pid
+
+    stale = tmp_path / f".toy.onnx.petseg-tmp-{dead_pid()}-deadbeef"
+    stale.write_bytes(b"half a model")
+    result = CliRunner().invoke(app, ["export", str(toy_model_file), "--onnx", str(tmp_path / "toy.onnx")])
+    assert result.exit_code == 0, result.output
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["toy.onnx"]

@@ -20,6 +20,8 @@ import shutil
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
+from petseg.errors import PetsegError
+
 TEMPORARY_MARK = ".petseg-tmp-"
 _TEMPORARY_NAME = re.compile(r"^\..+" + re.escape(TEMPORARY_MARK) + r"(?P<pid>\d+)-[0-9a-f]{8}$")
 
@@ -79,6 +81,27 @@ def remove_stale_temporaries(folder: str | Path) -> list[Path]:
             continue  # gone already (another run cleaned it) or not ours to delete
         removed.append(Path(entry.path))
     return removed
+
+
+def prepare_output_folder(folder: str | Path) -> None:
+    """Before a command's work: refuse a folder its outputs could not be written to, and clear it of
+    the temporaries dead runs left.
+
+    The folder is not created (a command that fails later leaves nothing behind); its nearest
+    existing ancestor must be a folder that takes a file: not a file, not read-only, not /proc.
+    Raises PetsegError naming the folder.
+    """
+    folder = Path(folder)
+    existing = next(path for path in (folder, *folder.parents) if os.path.lexists(path))
+    if not existing.is_dir():
+        raise PetsegError(f"{existing}: exists and is not a folder; the outputs need a folder")
+    probe = temporary_path(existing / "write-check")
+    try:
+        probe.touch(exist_ok=False)
+        probe.unlink()
+    except OSError as error:
+        raise PetsegError(f"{folder}: cannot write there ({error.strerror or error})") from None
+    remove_stale_temporaries(folder)
 
 
 def make_temporary_folder(path: str | Path) -> Path:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -19,8 +18,9 @@ from pathlib import Path
 from petseg.errors import PetsegError
 from petseg.limits import check_threads, check_whole_number
 from petseg.models.config import IMAGE_SIZE_RANGE
-from petseg.atomic import write_text_atomic
+from petseg.atomic import prepare_output_folder, write_text_atomic
 from petseg.run_dir import CONFIG_FILE, HISTORY_JSON_FILE, SUMMARY_FILE, best_model_file
+from petseg.text_files import parse_json, read_text_file
 from petseg.train.history import read_history
 
 OUTPUT_NAMES = ("comparison.md", "comparison.csv", "comparison.png")
@@ -98,9 +98,13 @@ def _timed_rounds(models: list, image_size: int, repeats: int, warmup: int) -> l
 
 
 def _read_json(path: Path) -> dict:
+    """A run's config or summary file; empty when absent or unreadable (a FIFO, too large, not JSON).
+
+    Both only add columns (init, training time), so a damaged one costs a column, not the comparison.
+    """
     try:
-        values = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        values = parse_json(read_text_file(path, "run file"), path)
+    except PetsegError:
         return {}
     return values if isinstance(values, dict) else {}
 
@@ -174,26 +178,40 @@ def to_csv(summaries: list[RunSummary]) -> str:
 def compare_runs(run_dirs: list[str | Path], out_dir: str | Path | None = None, *, force: bool = False,
                  image_size: int = 224, repeats: int = 10, threads: int | None = 1) -> list[RunSummary]:
     """Summaries of the runs; with out_dir, also comparison.md/.csv/.png there."""
-    from petseg.plots import write_comparison_chart
-
     if not run_dirs:
         raise PetsegError("compare: give at least one run directory")
     check_threads(threads)
     check_whole_number(repeats, "repeats", 1)
     check_whole_number(image_size, "image_size", 16, IMAGE_SIZE_RANGE[1])
-    if out_dir is not None and not force:
-        existing = [name for name in OUTPUT_NAMES if (Path(out_dir) / name).exists()]
-        if existing:
-            raise PetsegError(f"{Path(out_dir) / existing[0]}: already exists", advice="{force} overwrites it")
+    if out_dir is not None:
+        _check_out_dir(Path(out_dir), force)
     summaries, models = zip(*(summarize_run(run_dir, image_size=image_size) for run_dir in run_dirs))
     summaries = list(summaries)
     for summary, latency in zip(summaries, measure_latencies(list(models), image_size, repeats, threads=threads)):
         summary.latency_ms = latency
     _unique_names(summaries)
     if out_dir is not None:
-        out_dir = Path(out_dir)
-        write_text_atomic(out_dir / "comparison.md", to_markdown(summaries))
-        write_text_atomic(out_dir / "comparison.csv", to_csv(summaries))
-        chart = {title: [getattr(summary, field) for summary in summaries] for title, field in CHART_METRICS.items()}
-        write_comparison_chart([summary.name for summary in summaries], chart, out_dir / "comparison.png")
+        _write_outputs(summaries, Path(out_dir))
     return summaries
+
+
+def _check_out_dir(out_dir: Path, force: bool) -> None:
+    """Before the models are measured: an earlier comparison is kept unless `force`, and the folder must take files."""
+    if not force:
+        existing = [name for name in OUTPUT_NAMES if (out_dir / name).exists()]
+        if existing:
+            raise PetsegError(f"{out_dir / existing[0]}: already exists", advice="{force} overwrites it")
+    prepare_output_folder(out_dir)
+
+
+def _write_outputs(summaries: list[RunSummary], out_dir: Path) -> None:
+    from petseg.plots import write_comparison_chart
+
+    markdown, table, chart_file = (out_dir / name for name in OUTPUT_NAMES)
+    chart = {title: [getattr(summary, field) for summary in summaries] for title, field in CHART_METRICS.items()}
+    try:
+        write_text_atomic(markdown, to_markdown(summaries))
+        write_text_atomic(table, to_csv(summaries))
+        write_comparison_chart([summary.name for summary in summaries], chart, chart_file)
+    except OSError as error:  # the disk filled up, or the folder went away while the models were measured
+        raise PetsegError(f"{out_dir}: cannot write the comparison ({error.strerror or error})") from None

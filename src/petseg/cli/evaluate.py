@@ -43,16 +43,23 @@ def evaluate(
     from petseg.data.layouts import load_samples, parse_label_map
     from petseg.errors import PetsegError, missing_train_extra
     from petseg.evaluate import evaluate as run_evaluation
-    from petseg.evaluate import fit_check_warning, format_report, metrics_json, write_prediction_grid
+    from petseg.evaluate import MAX_EXAMPLES, fit_check_warning, format_report, metrics_json, write_prediction_grid
     from petseg.inference import Segmenter
-    from petseg.atomic import write_bytes_atomic
+    from petseg.atomic import prepare_output_folder, write_bytes_atomic
+    from petseg.limits import check_whole_number
 
+    check_whole_number(examples, "examples", 1, MAX_EXAMPLES)
     if out is not None and out.exists() and not out.is_dir():
         raise PetsegError(f"--out: {out} is a file, not a folder")
     outputs = [out / METRICS_FILE, out / GRID_FILE] if out else []
     existing = [str(path) for path in outputs if path.exists()]
     if existing and not force:
         raise PetsegError(f"--out: {', '.join(existing)} already exist (use --force to overwrite)")
+    if out is not None:
+        try:
+            prepare_output_folder(out)
+        except PetsegError as error:
+            raise PetsegError(f"--out: {error}") from None
     from petseg.inference.compose import ALPHAS
 
     alphas = tuple(dict.fromkeys(alpha)) if alpha else ALPHAS

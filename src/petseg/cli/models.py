@@ -118,6 +118,8 @@ def summary_command(
 
     if image_size is not None and image_size > IMAGE_SIZE_RANGE[1]:
         raise PetsegError(f"--image-size: at most {IMAGE_SIZE_RANGE[1]} (what petseg models take), got {image_size}")
+    if diagram is not None:  # before the model is built: a diagram that cannot be written is refused first
+        _check_diagram_path(diagram, force)
     if Path(model).exists() or model.endswith(".safetensors"):
         path = resolve_model_path(model)  # a run folder -> its best model file; a missing file -> one error line
         if path.suffix.lower() != ".safetensors":
@@ -129,9 +131,10 @@ def summary_command(
     if diagram is not None:
         from petseg.models.diagram import draw_unet
 
-        if diagram.exists() and not force:
-            raise PetsegError(f"{diagram}: already exists (use --force to overwrite)")
-        draw_unet(network, diagram, size)
+        try:
+            draw_unet(network, diagram, size)
+        except OSError as error:  # the disk filled up, or the folder went away meanwhile
+            raise PetsegError(f"{diagram}: cannot write the diagram ({error.strerror or error})") from None
     table = Table("layer", "type", "output shape", "params", title=f"{network.config.architecture} at {size}x{size}")
     for row in layer_table(network, size, depth):
         table.add_row(row.name, row.kind, row.output_shape, f"{row.params:,}")
@@ -144,3 +147,14 @@ def summary_command(
     console.print(f"GFLOPs at {size}x{size}: {measure_gflops(network, size):.3f}")
     if diagram is not None:
         console.print(f"diagram: {diagram}")
+
+
+def _check_diagram_path(diagram: Path, force: bool) -> None:
+    from petseg.atomic import prepare_output_folder
+    from petseg.errors import PetsegError
+
+    if diagram.is_dir():
+        raise PetsegError(f"{diagram}: is a folder; name the .png or .svg file to write")
+    if diagram.exists() and not force:
+        raise PetsegError(f"{diagram}: already exists (use --force to overwrite)")
+    prepare_output_folder(diagram.parent)

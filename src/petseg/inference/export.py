@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from petseg.errors import PetsegError
-from petseg.atomic import write_bytes_atomic
+from petseg.atomic import remove_stale_temporaries, write_bytes_atomic
 from petseg.inference.backends import INPUT_NAME, OUTPUT_NAME, OnnxBackend
 from petseg.models.config import CONFIG_METADATA_KEY
 
@@ -133,6 +133,7 @@ def export_and_verify(
         raise PetsegError(f"{path}: is a folder; name the .onnx file to write")
     if path.exists() and not force:
         raise PetsegError(f"{path}: already exists", advice="{force} overwrites it")
+    remove_stale_temporaries(path.parent)  # what a killed export left beside the file
     if isinstance(source, bytes):
         data, report = source, ExportReport(None)
     else:
