@@ -48,6 +48,7 @@ def test_overrides_replace_recipe_values_and_none_keeps_them():
     ({"val_fraction": 1.5}, "--val-fraction"), ({"loss": "focal"}, "--loss"),
     ({"weight_decay": -1e-4}, "--weight-decay"), ({"decay_steps": 0}, "--decay-steps"), ({"seed": -1}, "--seed"),
     ({"image_size": 100_000}, "--image-size"), ({"threads": 100_000}, "--threads"), ({"workers": 100_000}, "--workers"),
+    ({"workers": 1000}, "--workers"), ({"seed": 2**63}, "--seed"), ({"seed": 2**32}, "--seed"),
 ])
 def test_bad_values_name_their_option(override, option):
     with pytest.raises(PetsegError) as raised:
@@ -276,3 +277,21 @@ def test_a_run_folder_that_cannot_be_made_is_one_line(tmp_path):
     (tmp_path / "a file").write_text("in the way")
     with pytest.raises(PetsegError, match=r"a file/run: cannot create the run folder \(Not a directory\)"):
         run_dir.prepare(tmp_path / "a file" / "run", resume=False, force=False)
+
+
+@pytest.mark.parametrize("environment, words", [
+    ({"WORLD_SIZE": "abc"}, "WORLD_SIZE='abc' must be a whole number, 0 or more (torchrun sets it)"),
+    ({"WORLD_SIZE": "2"}, "RANK is not set, but WORLD_SIZE is: start distributed runs with torchrun"),
+    ({"WORLD_SIZE": "2", "RANK": "2"}, "RANK='2' must be a whole number in 0..1 (torchrun sets it)"),
+    ({"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "-1"}, "LOCAL_RANK='-1' must be a whole number in 0..1"),
+])
+def test_a_broken_launcher_environment_is_one_line(monkeypatch, environment, words):
+    from petseg.train.distributed import setup_distributed
+
+    for variable in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
+        monkeypatch.delenv(variable, raising=False)
+    for variable, value in environment.items():
+        monkeypatch.setenv(variable, value)
+    with pytest.raises(PetsegError) as raised:
+        setup_distributed("cpu")
+    assert str(raised.value).startswith(words)

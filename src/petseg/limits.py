@@ -21,6 +21,9 @@ MAX_ASPECT_RATIO = 100
 # Threads (or worker processes) petseg starts for one purpose: more than any machine has
 # cores, and each costs memory (100000 exhausted it before a traceback).
 MAX_THREADS = 1024
+# DataLoader worker processes: each is a Python process with its own copy of the dataset's
+# state; 1000 of them on 2 cores ran for minutes without starting an epoch.
+MAX_DATA_WORKERS = 64
 
 
 def is_whole_number(value, low: int, high: int | None = None) -> bool:

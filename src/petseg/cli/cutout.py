@@ -54,7 +54,7 @@ def cutout(
     from petseg.errors import PetsegError, command_line_flag
     from petseg.inference import CutoutOptions, Segmenter
     from petseg.inference.files import STDIN, check_output_folder, plan_cutouts, remove_stale_outputs
-    from petseg.inference.provenance import made_differently, model_identity, record_outputs
+    from petseg.inference.provenance import file_identity, made_differently, model_identity, record_outputs
     from petseg.inference.render import default_mode
 
     max_pixels = max_pixels or DEFAULT_MAX_PIXELS
@@ -78,7 +78,7 @@ def cutout(
     remove_stale_outputs(plan, out)  # what a killed run left
     # What shapes the pixels: a re-run with the same settings (and photos) has nothing to do.
     settings = {"model": model, "model_file": model_identity(model), "mode": mode, "alpha": alpha, "bg": bg,
-                "bg_image": str(bg_image) if bg_image else None, "flip_tta": flip_tta}
+                "bg_image": file_identity(bg_image) if bg_image else None, "flip_tta": flip_tta}
     different = made_differently(out, plan.skipped, settings)
     if different:
         fail(f"{out}: {len(different)} existing output(s) (e.g. {different[0].name}) were made with other options, "

@@ -12,6 +12,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from petseg.errors import PetsegError, clipped
+
 
 @dataclass(frozen=True)
 class DistributedContext:
@@ -28,15 +30,33 @@ class DistributedContext:
         return self.rank == 0
 
 
+def launcher_number(variable: str, default: int | None, high: int | None = None) -> int:
+    """A whole number that torchrun puts in the environment; `default` when unset (None: required)."""
+    text = os.environ.get(variable)
+    if text is None and default is None:
+        raise PetsegError(f"{variable} is not set, but WORLD_SIZE is: start distributed runs with torchrun")
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0 or (high is not None and value > high):
+        bounds = f" in 0..{high}" if high is not None else ", 0 or more"
+        raise PetsegError(f"{variable}={clipped(text)!r} must be a whole number{bounds} (torchrun sets it)")
+    return value
+
+
 def setup_distributed(device_type: str) -> DistributedContext:
     """Join the process group torchrun prepared (gloo on CPU, nccl on CUDA), if any."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    world_size = launcher_number("WORLD_SIZE", 1)
     if world_size <= 1:
         return DistributedContext()
     import torch
     import torch.distributed as dist
 
-    context = DistributedContext(int(os.environ["RANK"]), world_size, int(os.environ.get("LOCAL_RANK", "0")))
+    context = DistributedContext(launcher_number("RANK", None, world_size - 1), world_size,
+                                 launcher_number("LOCAL_RANK", 0, world_size - 1))
     if device_type == "cuda":
         torch.cuda.set_device(context.local_rank)
     if not dist.is_initialized():

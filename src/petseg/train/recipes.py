@@ -13,11 +13,16 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from petseg.errors import PetsegError
-from petseg.limits import MAX_THREADS
+from petseg.limits import MAX_DATA_WORKERS, MAX_THREADS
 from petseg.models.config import IMAGE_SIZE_RANGE
 from petseg.train.setting_types import check_setting_types
 
 RECIPES = ("seed", "default", "generalize")
+
+
+# Seeds are unsigned 32-bit numbers, as NumPy's legacy generator and most tools take them
+# (2**63 and up overflowed PyTorch's seeding after the run folder was made).
+MAX_SEED = 2**32 - 1
 
 
 @dataclass
@@ -136,8 +141,8 @@ class TrainConfig:
             (self.ema_decay is None or 0 < self.ema_decay < 1, "ema_decay",
              f"must be between 0 and 1 (exclusive), got {self.ema_decay}"),
             (self.decay_steps >= 1, "decay_steps", f"must be at least 1, got {self.decay_steps}"),
-            (self.seed >= 0, "seed", f"must be >= 0, got {self.seed}"),
-            (0 <= self.workers <= MAX_THREADS, "workers", f"must be in 0..{MAX_THREADS}, got {self.workers}"),
+            (0 <= self.seed <= MAX_SEED, "seed", f"must be in 0..{MAX_SEED}, got {self.seed}"),
+            (0 <= self.workers <= MAX_DATA_WORKERS, "workers", f"must be in 0..{MAX_DATA_WORKERS}, got {self.workers}"),
             (self.threads is None or 1 <= self.threads <= MAX_THREADS, "threads",
              f"must be in 1..{MAX_THREADS}, got {self.threads}"),
             (self.device in ("auto", "cpu", "cuda"), "device", f"must be auto, cpu or cuda, got {self.device!r}"),
