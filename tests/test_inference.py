@@ -95,6 +95,12 @@ def test_every_input_type_gives_the_same_prediction(segmenter, toy_photo, tmp_pa
     expected = segmenter.predict(photo)
     for image in (Image.fromarray(photo), png_bytes(photo), path, str(path)):
         np.testing.assert_allclose(segmenter.predict(image), expected, atol=1e-6)
+    # predict_batch, the batch step under predict, takes the same inputs (it took arrays only).
+    grey = Image.fromarray(photo).convert("L")
+    batch = segmenter.predict_batch([photo, Image.fromarray(photo), path, grey, np.asarray(grey)])
+    for prediction in batch[1:3]:
+        np.testing.assert_allclose(prediction.probabilities, batch[0].probabilities, atol=1e-6)
+    np.testing.assert_allclose(batch[3].probabilities, batch[4].probabilities, atol=1e-6)
 
 
 def test_lean_alpha_and_labels_match_the_restored_probabilities(segmenter, toy_photo):
@@ -134,6 +140,8 @@ def test_load_reports_bad_models_in_one_line(tmp_path, toy_model_file):
         Segmenter.load(onnx_file)
     with pytest.raises(PetsegError, match="backend 'tensorflow'"):
         Segmenter.load(toy_model_file, backend="tensorflow")
+    with pytest.raises(PetsegError, match="^a model is a run folder or a model file's path, not 5$"):
+        Segmenter.load(5)
 
 
 def test_no_bundled_model_is_a_clear_error(monkeypatch, tmp_path):

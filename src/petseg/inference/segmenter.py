@@ -177,10 +177,16 @@ class Segmenter:
         """Letterbox photos into one normalised float32 (N, 3, S, S) batch."""
         return letterbox_batch(photos, self.config)
 
-    def predict_batch(self, photos: Sequence[np.ndarray]) -> list[Prediction]:
-        """One backend call for upright (H, W, 3) uint8 photos; probabilities stay at model size."""
+    def predict_batch(self, photos: Sequence[PhotoLike]) -> list[Prediction]:
+        """One backend call for a batch of photos; probabilities stay at model size.
+
+        Upright (H, W, 3) uint8 arrays are used as they are; anything else `as_photo` takes
+        is decoded first (arrays are in memory already: only files are held to the pixel limit).
+        """
         if not photos:
             return []
+        photos = [as_photo(photo, max_pixels=None) if isinstance(photo, np.ndarray) else as_photo(photo)
+                  for photo in photos]
         batch, boxes = self.preprocess(photos)
         if self.flip_tta:
             # Mirroring the whole square (padding included) and mirroring the answer

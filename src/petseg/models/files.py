@@ -7,6 +7,7 @@ No pickle anywhere: the metadata key CONFIG_METADATA_KEY holds `ModelConfig.to_j
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 from petseg.atomic import atomic_path
@@ -45,6 +46,8 @@ def resolve_model_path(model: str | Path | None) -> Path:
     """A run folder (its best model file), a model file, or None for the bundled model."""
     if model is None:
         return bundled_model_path()
+    if not isinstance(model, (str, os.PathLike)):
+        raise PetsegError(f"a model is a run folder or a model file's path, not {clipped(repr(model))}")
     path = Path(model)
     if path.is_dir():
         return best_model_file(path)  # a training run folder: its best epoch's model
