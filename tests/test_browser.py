@@ -221,29 +221,31 @@ def test_clicking_anywhere_on_the_drop_zone_opens_the_picker(page, tmp_path):
 
 
 def test_several_photos_download_as_a_zip(page, tmp_path):
-    # Two photos of the same name from different folders, one of another size, one that is no photo.
+    # Two photos whose names differ only in case, from different folders, one of another size,
+    # one whose name is a path on Windows, one that is no photo.
     paths = [
         write_photo(tmp_path / "a", "cat.jpg", seed=1),
-        write_photo(tmp_path / "b", "cat.jpg", seed=2),
+        write_photo(tmp_path / "b", "Cat.jpg", seed=2),
         write_photo(tmp_path, "tall dog.png", seed=3, height=150, width=50),
+        write_photo(tmp_path, "..\\..\\evil.jpg", seed=4),
         tmp_path / "list.jpg",
     ]
     paths[-1].write_text("milk, eggs")
     page.set_input_files("#file-input", [str(path) for path in paths])
     wait_for_state(page, "done")
-    assert page.locator("#gallery li").count() == 4
+    assert page.locator("#gallery li").count() == 5
     assert page.locator("#gallery li.failed").count() == 1
     assert "list.jpg" in page.text_content("#error") and "not an image" in page.text_content("#error")
 
     archive = zipfile.ZipFile(save_download(page, "#download-zip", tmp_path))
     assert archive.testzip() is None  # every CRC checks out
-    assert sorted(archive.namelist()) == ["cat-cutout-2.png", "cat-cutout.png", "tall dog-cutout.png"]
+    assert sorted(archive.namelist()) == ["Cat-cutout-2.png", "cat-cutout.png", "evil-cutout.png", "tall_dog-cutout.png"]
     sizes = {name: Image.open(io.BytesIO(archive.read(name))).size for name in archive.namelist()}
-    assert sizes["tall dog-cutout.png"] == (50, 150) and sizes["cat-cutout.png"] == (PHOTO_WIDTH, PHOTO_HEIGHT)
+    assert sizes["tall_dog-cutout.png"] == (50, 150) and sizes["cat-cutout.png"] == (PHOTO_WIDTH, PHOTO_HEIGHT)
     assert all(Image.open(io.BytesIO(archive.read(name))).mode == "RGBA" for name in archive.namelist())
 
     page.click("#gallery li:nth-child(3) button")  # the tall dog goes to the panels
-    assert page.get_attribute("#download", "download") == "tall dog-cutout.png"
+    assert page.get_attribute("#download", "download") == "tall_dog-cutout.png"
     assert page.evaluate(READ_SHOWN_IMAGE)["height"] == 150
 
 

@@ -25,7 +25,7 @@ class ServerBusy(HTTPException):
     def __init__(self, running: int, waiting: int, retry_after_s: int) -> None:
         super().__init__(
             status_code=503,
-            detail=f"the server is busy ({running} photos being cut out, {waiting} waiting); "
+            detail=f"the server is busy ({running} photo{'s' * (running != 1)} being cut out, {waiting} waiting); "
                    f"try again in {retry_after_s} s",
             headers={"Retry-After": str(retry_after_s)},
         )

@@ -52,8 +52,11 @@ function formatMegabytes(bytes) {
   return `${(bytes / (1024 * 1024)).toFixed(bytes < 10 * 1024 * 1024 ? 1 : 0)} MB`;
 }
 
+// Names in the zip and downloads keep letters and digits of any script, never a path:
+// "..\\..\\evil.jpg" or a right-to-left override must not reach someone's unzip.
 function stemOf(file) {
-  return file.name.replace(/\.[^.]*$/, "") || "photo";
+  const stem = file.name.replace(/\.[^.]*$/, "").replace(/[^\p{L}\p{N}._-]+/gu, "_").replace(/^[._]+|[._]+$/g, "");
+  return stem.slice(0, 100) || "photo";
 }
 
 function downloadName(file, contentType) {
@@ -273,8 +276,9 @@ async function downloadZip() {
   const entries = [];
   for (const photo of photos.filter((item) => item.blob)) {
     let name = downloadName(photo.file, photo.blob.type);
-    for (let copy = 2; used.has(name); copy += 1) name = name.replace(/(-\d+)?(\.\w+)$/, `-${copy}$2`);
-    used.add(name);
+    // Compared without case: Cat.jpg and cat.jpg would overwrite each other on macOS and Windows.
+    for (let copy = 2; used.has(name.toLowerCase()); copy += 1) name = name.replace(/(-\d+)?(\.\w+)$/, `-${copy}$2`);
+    used.add(name.toLowerCase());
     entries.push({ name, data: new Uint8Array(await photo.blob.arrayBuffer()) });
   }
   saveBlob(makeZip(entries), "petseg-cutouts.zip");
