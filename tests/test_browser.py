@@ -239,13 +239,13 @@ def test_several_photos_download_as_a_zip(page, tmp_path):
 
     archive = zipfile.ZipFile(save_download(page, "#download-zip", tmp_path))
     assert archive.testzip() is None  # every CRC checks out
-    assert sorted(archive.namelist()) == ["Cat-cutout-2.png", "cat-cutout.png", "evil-cutout.png", "tall_dog-cutout.png"]
+    assert sorted(archive.namelist()) == ["Cat-cutout-2.png", "cat-cutout.png", "evil-cutout.png", "tall dog-cutout.png"]
     sizes = {name: Image.open(io.BytesIO(archive.read(name))).size for name in archive.namelist()}
-    assert sizes["tall_dog-cutout.png"] == (50, 150) and sizes["cat-cutout.png"] == (PHOTO_WIDTH, PHOTO_HEIGHT)
+    assert sizes["tall dog-cutout.png"] == (50, 150) and sizes["cat-cutout.png"] == (PHOTO_WIDTH, PHOTO_HEIGHT)
     assert all(Image.open(io.BytesIO(archive.read(name))).mode == "RGBA" for name in archive.namelist())
 
     page.click("#gallery li:nth-child(3) button")  # the tall dog goes to the panels
-    assert page.get_attribute("#download", "download") == "tall_dog-cutout.png"
+    assert page.get_attribute("#download", "download") == "tall dog-cutout.png"
     assert page.evaluate(READ_SHOWN_IMAGE)["height"] == 150
 
 

@@ -52,10 +52,10 @@ function formatMegabytes(bytes) {
   return `${(bytes / (1024 * 1024)).toFixed(bytes < 10 * 1024 * 1024 ? 1 : 0)} MB`;
 }
 
-// Names in the zip and downloads keep letters and digits of any script, never a path:
+// Names in the zip and downloads keep letters, digits and spaces of any script, never a path:
 // "..\\..\\evil.jpg" or a right-to-left override must not reach someone's unzip.
 function stemOf(file) {
-  const stem = file.name.replace(/\.[^.]*$/, "").replace(/[^\p{L}\p{N}._-]+/gu, "_").replace(/^[._]+|[._]+$/g, "");
+  const stem = file.name.replace(/\.[^.]*$/, "").replace(/[^\p{L}\p{N} ._-]+/gu, "_").replace(/^[ ._]+|[ ._]+$/g, "");
   return stem.slice(0, 100) || "photo";
 }
 
