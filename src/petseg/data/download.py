@@ -244,7 +244,7 @@ def _checked_members(tar: tarfile.TarFile, archive: Path) -> list[tarfile.TarInf
                                   "any dataset archive")
         reason = _refusal(member)
         if reason:
-            raise BadArchiveError(f"{archive}: refusing to extract {member.name!r}: {reason}")
+            raise BadArchiveError(f"{archive}: refusing to extract {clipped(repr(member.name))}: {reason}")
         unpacked += member.size
         if unpacked > MAX_UNPACKED_BYTES:
             raise BadArchiveError(f"{archive}: refusing to extract over {unpacked / 2**30:.1f} GB, more than "
