@@ -94,6 +94,11 @@ def read_config(path: str | Path) -> ModelConfig:
     The names and types of its tensors are checked from the file's header too, so that
     a file of someone else's tensors is refused before PyTorch is even imported.
     """
+    return read_header(path)[0]
+
+
+def read_header(path: str | Path) -> tuple[ModelConfig, int]:
+    """read_config's config, and the bytes of all the file's tensors (from the header alone)."""
     from safetensors import safe_open
 
     path = Path(path)
@@ -102,7 +107,10 @@ def read_config(path: str | Path) -> ModelConfig:
     try:
         with safe_open(str(path), framework="numpy") as handle:  # the header only
             metadata = handle.metadata() or {}
-            tensors = {name: handle.get_slice(name).get_dtype() for name in handle.keys()}
+            slices = [(name, handle.get_slice(name)) for name in handle.keys()]
+            tensors = {name: tensor.get_dtype() for name, tensor in slices}
+            stored_bytes = sum(math.prod(tensor.get_shape()) * DTYPE_BYTES.get(tensor.get_dtype(), 8)
+                               for _, tensor in slices)
     except Exception as error:  # not a safetensors file at all
         raise PetsegError(f"model file {path} is not a .safetensors file: {str(error).splitlines()[0]}") from None
     if CONFIG_METADATA_KEY not in metadata:
@@ -112,19 +120,7 @@ def read_config(path: str | Path) -> ModelConfig:
     except (ValueError, TypeError) as error:
         raise PetsegError(f"model file {path} has an unreadable {CONFIG_METADATA_KEY}: {error}") from None
     check_tensor_names(path, tensors)
-    return config
-
-
-def stored_weight_bytes(path: Path) -> int:
-    """The bytes of all the tensors in a .safetensors file, from its header."""
-    from safetensors import safe_open
-
-    total = 0
-    with safe_open(str(path), framework="numpy") as handle:
-        for name in handle.keys():
-            tensor = handle.get_slice(name)
-            total += math.prod(tensor.get_shape()) * DTYPE_BYTES.get(tensor.get_dtype(), 8)
-    return total
+    return config, stored_bytes
 
 
 def check_tensor_names(path: Path, tensors: dict[str, str]) -> None:
@@ -140,7 +136,7 @@ def check_tensor_names(path: Path, tensors: dict[str, str]) -> None:
 
 def load_model(path: str | Path, map_location: str = "cpu"):
     """Rebuild the model stored in `path` and load its weights; returns it in eval mode."""
-    config = read_config(path)  # checked before torch is even imported
+    config, stored_bytes = read_header(path)  # checked before torch is even imported
 
     from safetensors.torch import load_file
 
@@ -153,7 +149,7 @@ def load_model(path: str | Path, map_location: str = "cpu"):
                             **config.options)
 
     try:
-        model = build_within(stored_weight_bytes(path), build, f"its architecture {clipped(config.architecture)!r}")
+        model = build_within(stored_bytes, build, f"its architecture {clipped(config.architecture)!r}")
     except PetsegError as error:  # an unknown architecture or option, or too big: say which file asked for it
         raise PetsegError(f"model file {path}: {error}") from None
     load_state_dict_exactly(model, load_file(str(path), device="cpu"), path, "model")
