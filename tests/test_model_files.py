@@ -236,7 +236,7 @@ def foreign_graphs():
          dict(nodes=[helper.make_node("Softmax", ["images"], ["probabilities"], axis=1)],
               inputs=[tensor("images", [1, 3, "height", "width"])],
               outputs=[tensor("probabilities", [1, 3, "height", "width"])]),
-         {}, "fails on a batch of two"),
+         {}, "the ONNX model fails on a batch of 2 32x32 images"),
     ]  # fmt: skip
 
 
@@ -388,3 +388,74 @@ def test_a_tiny_file_naming_a_big_architecture_is_refused_while_it_builds(tmp_pa
     imports_mb = float(imports.stdout)
     # Over what PyTorch and timm cost to import: the 64 MB allowed, and 40 MB for the rest.
     assert result["peak_mb"] < imports_mb + 64 + 40, (result["peak_mb"], imports_mb)
+
+
+def constant(name: str, values: np.ndarray):
+    from onnx import helper, numpy_helper
+
+    return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(values, name))
+
+
+def memory_bombs():
+    """(what it is, nodes between "images" and "probabilities"): a softmax plus a huge tensor reduced to nothing."""
+    from onnx import TensorProto, helper
+
+    def filled(shape_name: str, out: str):
+        return helper.make_node("ConstantOfShape", [shape_name], [out], value=helper.make_tensor("v", TensorProto.FLOAT, [1], [0.0]))
+
+    softmax_plus = [helper.make_node("Softmax", ["images"], ["soft"], axis=1),
+                    helper.make_node("ReduceSum", ["huge"], ["nothing"], keepdims=0),
+                    helper.make_node("Add", ["soft", "nothing"], ["probabilities"])]
+    return [
+        ("4 GB of zeros, whatever the input", [constant("shape", np.array([1, 1024, 1024, 1024], np.int64)),
+                                               filled("shape", "huge"), *softmax_plus]),
+        ("a (HW x 1) @ (1 x HW) product: 64 MB at 64 px, 17 GB at 256 px", [
+            helper.make_node("Shape", ["images"], ["dims"]),
+            constant("two", np.array([2], np.int64)), constant("one", np.array([1], np.int64)),
+            helper.make_node("Gather", ["dims", "two"], ["side"], axis=0),
+            helper.make_node("Mul", ["side", "side"], ["pixels"]),
+            helper.make_node("Concat", ["pixels", "one"], ["column_shape"], axis=0),
+            helper.make_node("Concat", ["one", "pixels"], ["row_shape"], axis=0),
+            filled("column_shape", "column"), filled("row_shape", "row"),
+            helper.make_node("MatMul", ["column", "row"], ["huge"]), *softmax_plus]),
+    ]  # fmt: skip
+
+
+BOMB_CHILD = """
+import json, sys
+import numpy as np
+from petseg.errors import PetsegError
+from petseg.inference import Segmenter
+
+try:
+    Segmenter.load(sys.argv[1]).predict(np.zeros((200, 300, 3), np.uint8))
+    error = "ran"
+except PetsegError as caught:
+    error = str(caught)
+""" + PEAK_MB + "print(json.dumps({'error': error, 'peak_mb': peak_mb}))"
+
+
+@pytest.mark.parametrize("index", range(2))
+def test_an_onnx_memory_bomb_is_refused_by_the_capped_arena(tmp_path, index):
+    name, nodes = memory_bombs()[index]
+    image = tensor("images", ["batch", 3, "height", "width"])
+    path = onnx_file(tmp_path / "bomb.onnx", {**VALID, "image_size": 256}, nodes=nodes, inputs=[image],
+                     outputs=[tensor("probabilities", ["batch", 3, "height", "width"])])
+    child = subprocess.run([sys.executable, "-c", BOMB_CHILD, str(path)], capture_output=True, text=True, timeout=300)
+    result = json.loads(child.stdout)
+    assert result["error"].startswith(f"{path}: the ONNX model needs more than the 2048 MB petseg lets ONNX Runtime use"), name
+    assert "\n" not in result["error"] and child.stderr == "", "ONNX Runtime's own log lines stay out of the terminal"
+    assert result["peak_mb"] < PEAK_MEMORY_LIMIT_MB, (name, result["peak_mb"])
+
+
+def test_any_batch_size_runs_in_pieces_that_fit_the_arena(monkeypatch):
+    from petseg.inference import Segmenter
+    from petseg.inference import onnx_memory
+
+    segmenter = Segmenter.load()  # the bundled model, 256 px
+    photos = [np.full((60, 80, 3), value, np.uint8) for value in (0, 90, 180, 250, 30)]
+    whole = segmenter.predict_batch(photos)
+    monkeypatch.setattr(onnx_memory, "CALL_PIXELS", 2 * 256 * 256)  # two images a run: runs of 2, 2 and 1
+    for one, pieced in zip(whole, segmenter.predict_batch(photos)):
+        np.testing.assert_allclose(pieced.probabilities, one.probabilities, atol=1e-6)
+    assert onnx_memory.images_per_run(2048, 2048) == 1 and onnx_memory.images_per_run(256, 256) == 2

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from petseg.errors import PetsegError
+from petseg.inference.onnx_memory import ARENA_BYTES, is_out_of_memory
 from petseg.models.config import CONFIG_METADATA_KEY, ModelConfig
 
 INPUT_NAME = "images"
@@ -55,10 +56,11 @@ class OnnxBackend:
     def __init__(self, model: str | Path | bytes, *, threads: int | None = None):
         import onnxruntime
 
-        options = onnxruntime.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
+        from petseg.inference.onnx_memory import session_options
+
+        options = session_options(threads)
         label = "<exported model>" if isinstance(model, bytes) else str(model)
+        self.label = label
         source = model if isinstance(model, bytes) else str(model)
         try:
             self.session = onnxruntime.InferenceSession(source, options, providers=execution_providers())
@@ -76,7 +78,27 @@ class OnnxBackend:
         self.input_name = INPUT_NAME
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+        from petseg.inference.onnx_memory import images_per_run
+
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        step = images_per_run(*batch.shape[2:])
+        parts = [self.run(batch[start : start + step]) for start in range(0, len(batch), step)]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        try:
+            return self.session.run(None, {self.input_name: batch})[0]
+        except Exception as error:  # onnxruntime's errors are untyped
+            problem = run_failure(error, *batch.shape[:1], *batch.shape[2:])
+        raise PetsegError(f"{self.label}: {problem}")
+
+
+def run_failure(error: Exception, images: int, height: int, width: int) -> str:
+    """How a failed session run reads: the capped arena's refusal, or ONNX Runtime's first line."""
+    batch = f"a batch of {images} {width}x{height} image{'s' * (images != 1)}"
+    if is_out_of_memory(error):
+        return f"the ONNX model needs more than the {ARENA_BYTES // 2**20} MB petseg lets ONNX Runtime use on {batch}"
+    return f"the ONNX model fails on {batch} ({str(error).splitlines()[0][:200]})"
 
 
 # The blank images' size for graphs whose height and width are free (petseg exports them so).
@@ -118,9 +140,7 @@ def check_onnx_model(session, config: ModelConfig, label: str) -> None:
     try:
         [probabilities] = session.run([OUTPUT_NAME], {INPUT_NAME: blank})
     except Exception as error:  # onnxruntime's errors are untyped
-        raise PetsegError(
-            f"{label}: ONNX model fails on a batch of two {size}x{size} images ({str(error).splitlines()[0][:200]})"
-        ) from None
+        raise PetsegError(f"{label}: {run_failure(error, 2, size, size)}") from None
     if probabilities.shape != (2, config.num_classes, size, size):
         raise PetsegError(
             f"{label}: ONNX model answers a batch of two {size}x{size} images with shape {probabilities.shape}, "
