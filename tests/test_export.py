@@ -212,6 +212,9 @@ def test_int8_needs_calibration_photos(toy_model_file, tmp_path):
     target = tmp_path / "x.onnx"
     result = runner.invoke(app, ["export", str(toy_model_file), "--onnx", str(target), "--int8"])
     assert result.exit_code == 2 and "--calibration" in result.output
+    # A scope without --int8 was silently ignored: the user thought the file was quantized.
+    result = runner.invoke(app, ["export", str(toy_model_file), "--onnx", str(target), "--int8-scope", "all"])
+    assert result.exit_code == 2 and "--int8-scope goes with --int8" in result.output and not target.exists()
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "notes.jpg").write_text("not a photo")

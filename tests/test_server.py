@@ -85,7 +85,7 @@ def assert_json_error(response, status: int, *words: str) -> None:
 def test_healthz(client):
     response = client.get("/healthz")
     assert response.status_code == 200 and response.json() == {"status": "ok"}
-    for path in ("/healthz", "/"):  # uptime monitors and load balancers probe with HEAD
+    for path in ("/healthz", "/", "/api/model", "/favicon.ico"):  # uptime monitors and load balancers probe with HEAD
         assert client.head(path).status_code == 200, path
 
 

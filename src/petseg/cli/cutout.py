@@ -145,8 +145,9 @@ def export(
     calibration: Optional[Path] = typer.Option(
         None, "--calibration", help="Folder of photos like those the model will cut out (a few dozen are used)."
     ),
-    int8_scope: str = typer.Option(
-        "decoder", "--int8-scope", help="decoder: int8 decoder, float encoder (keeps quality); all: every layer (faster)."
+    int8_scope: Optional[str] = typer.Option(
+        None, "--int8-scope",
+        help="With --int8. decoder (default): int8 decoder, float encoder (keeps quality); all: every layer (faster).",
     ),
     float16_weights: bool = typer.Option(
         False, "--float16-weights", help="Store weights in float16: half the file, still computed in float32."
@@ -161,6 +162,8 @@ def export(
         fail(f"--onnx: {onnx} must end in .onnx")
     if int8 != (calibration is not None):
         fail("--int8 and --calibration DIR go together: int8 ranges are calibrated on photos")
+    if int8_scope is not None and not int8:
+        fail("--int8-scope goes with --int8: without it nothing is quantized")
     path = resolve_model_path(model)
     if path.suffix.lower() == ".onnx":
         if not (int8 or float16_weights):
@@ -171,7 +174,8 @@ def export(
 
         source = load_model(path)
     report = export_and_verify(
-        source, onnx, force=force, calibration=calibration, int8_scope=int8_scope, float16_weights=float16_weights
+        source, onnx, force=force, calibration=calibration, int8_scope=int8_scope or "decoder",
+        float16_weights=float16_weights
     )
     notes = []
     if report.parity_difference is not None:

@@ -140,7 +140,7 @@ def create_app(
     async def index() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
-    @app.get("/favicon.ico", include_in_schema=False)
+    @app.api_route("/favicon.ico", methods=["GET", "HEAD"], include_in_schema=False)
     async def favicon() -> FileResponse:
         return FileResponse(STATIC_DIR / "favicon.svg", media_type="image/svg+xml")
 
@@ -150,6 +150,7 @@ def create_app(
         return {"status": "ok"}
 
     @app.get("/api/model", summary="The loaded model's config, labels and the server's limits")
+    @app.head("/api/model", include_in_schema=False)  # probes of the API, as for /healthz
     async def model_info() -> dict[str, Any]:
         config = segmenter.config
         limits = {
