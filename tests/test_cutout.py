@@ -359,6 +359,15 @@ def test_a_different_photo_of_the_same_name_or_a_retrained_model_is_not_taken_fo
     assert forced.exit_code == 0, forced.output
     again = cli("cutout", tmp_path / "a" / "photo.jpg", "--out", out, "--model", model)
     assert again.exit_code == 0 and "skipped 1" in again.output
+    # So is a background photo replaced under the same name.
+    background = tmp_path / "garden.jpg"
+    Image.new("RGB", (8, 8), (0, 120, 0)).save(background)
+    first = cli("cutout", tmp_path / "a" / "photo.jpg", "--out", out, "--model", model, "--bg-image", background, "--force")
+    assert first.exit_code == 0, first.output
+    Image.new("RGB", (8, 8), (0, 0, 200)).save(background)
+    os.utime(background, ns=(os.stat(background).st_atime_ns, os.stat(background).st_mtime_ns + 10**9))
+    replaced = cli("cutout", tmp_path / "a" / "photo.jpg", "--out", out, "--model", model, "--bg-image", background)
+    assert (replaced.exit_code, replaced.output.strip()) == (2, refusal.replace("photo.png", "photo.jpg"))  # colour mode
 
 
 def test_an_output_recorded_without_its_photo_and_model_is_not_taken_for_done(photos, tmp_path, toy_model_file):
