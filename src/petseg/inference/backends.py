@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from petseg.errors import PetsegError
-from petseg.inference.onnx_memory import ARENA_BYTES, is_out_of_memory
+from petseg.inference.onnx_memory import ARENA_BYTES, images_per_run, is_out_of_memory, session_options
 from petseg.models.config import CONFIG_METADATA_KEY, ModelConfig
 
 INPUT_NAME = "images"
@@ -56,8 +56,6 @@ class OnnxBackend:
     def __init__(self, model: str | Path | bytes, *, threads: int | None = None):
         import onnxruntime
 
-        from petseg.inference.onnx_memory import session_options
-
         options = session_options(threads)
         label = "<exported model>" if isinstance(model, bytes) else str(model)
         self.label = label
@@ -78,8 +76,6 @@ class OnnxBackend:
         self.input_name = INPUT_NAME
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        from petseg.inference.onnx_memory import images_per_run
-
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         step = images_per_run(*batch.shape[2:])
         parts = [self.run(batch[start : start + step]) for start in range(0, len(batch), step)]

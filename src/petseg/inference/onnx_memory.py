@@ -4,7 +4,7 @@ By default each session has its own arena, which grows as far as its graph asks:
 670-byte graph whose ConstantOfShape wants 4 GB, or a MatMul sized from its input (17 GB
 at 256 px), took petseg past 3 GB before anything failed. Sessions here share one arena
 registered with ONNX Runtime's environment and capped at ARENA_BYTES: such a graph fails
-at its first allocation past the cap (61 MB peak for both). Batches are cut to CALL_PIXELS
+at its first allocation past the cap (`petseg cutout` peaked at 82 and 161 MB). Batches are cut to CALL_PIXELS
 per run, so a real model stays far under the cap at any --batch-size (the bundled model
 runs 8 photos at 256 px in under 192 MB; a 2048 px model runs one at a time).
 """

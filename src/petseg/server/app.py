@@ -122,14 +122,13 @@ def create_app(
             finally:
                 release_freed_memory()  # after a big photo; a no-op within the budget
 
+        failure = None
         try:
             encoded = await queue.run(run_model)
         except ImageError as error:
             # The decoder names in-memory data with a stand-in; the user knows the upload by its name.
             named = error.message.replace(source_name(b""), clipped(upload.filename or "the upload"), 1)
             failure = type(error)(named, advice=error.advice)
-        else:
-            failure = None
         if failure is not None:  # raised outside the except: the worker's frames (the upload, its pixels) go now
             raise failure
         filename = _download_name(upload.filename, mode)
