@@ -375,9 +375,56 @@ def test_upload_deadline_ends_with_the_body():
         seen.append(await receive())
         seen.append(await receive())
 
-    guarded = UploadLimitMiddleware(app, max_bytes=1000, message="too big", deadline_s=0.1)
+    guarded = UploadLimitMiddleware(app, max_bytes=1000, message="too big", deadline_s=0.1, budget_bytes=1000)
     anyio.run(guarded, {"type": "http", "method": "POST", "headers": []}, receive, None)
     assert seen == messages
+
+
+def test_uploads_in_flight_share_one_budget():
+    """Each upload is under its own limit, but two at once would pass the server's budget: 503, then room again."""
+    import anyio
+
+    from petseg.server.upload_limit import UploadLimitMiddleware
+
+    release = anyio.Event()
+    answers = {}
+
+    async def app(scope, receive, send):  # reads the whole body, then holds it until released
+        while (await receive()).get("more_body"):
+            pass
+        await release.wait()
+        answers[scope["path"]] = 200
+
+    async def upload(guarded, path, size):
+        async def receive():
+            return {"type": "http.request", "body": b"x" * size, "more_body": False}
+
+        sent = []
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {"type": "http", "method": "POST", "path": path, "headers": [], "app": None}
+        try:
+            await guarded(scope, receive, send)
+        except Exception as error:  # the app's error handlers are not mounted here
+            answers[path] = (error.status_code, error.headers.get("Retry-After"), error.detail)
+
+    async def main():
+        guarded = UploadLimitMiddleware(app, max_bytes=800, message="too big", deadline_s=5, budget_bytes=1000)
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(upload, guarded, "/first", 600)
+            await anyio.sleep(0.05)
+            await upload(guarded, "/second", 600)  # refused at once, while the first holds its 600 bytes
+            assert guarded.in_flight_bytes == 600
+            release.set()
+        assert guarded.in_flight_bytes == 0
+        await upload(guarded, "/third", 600)  # the first gave its bytes back
+
+    anyio.run(main)
+    assert answers["/first"] == answers["/third"] == 200
+    status, retry_after, detail = answers["/second"]
+    assert (status, retry_after) == (503, "2") and "busy receiving other uploads" in detail
 
 
 # --- the command ----------------------------------------------------------------

@@ -307,6 +307,50 @@ def test_chunked_upload_over_a_socket_gets_413_early(segmenter):
     assert sent < offered / 4, f"sent {sent} bytes before the answer"
 
 
+
+def big_answer_app(body_bytes: int):
+    """A bare ASGI app whose every answer is `body_bytes` long, sent in one message."""
+
+    async def app(scope, receive, send):
+        if scope["type"] == "http":
+            headers = [(b"content-length", b"%d" % body_bytes)]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": b"x" * body_bytes})
+
+    return app
+
+
+def request_without_reading(port: int) -> socket.socket:
+    connection = socket.socket()
+    connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting: a small window
+    connection.settimeout(10)
+    connection.connect(("127.0.0.1", port))
+    connection.sendall(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+    return connection
+
+
+def bytes_until_closed(connection: socket.socket) -> int:
+    received = 0
+    while chunk := connection.recv(1 << 20):
+        received += len(chunk)
+    return received
+
+
+def test_a_client_that_stops_reading_its_answer_is_cut_off():
+    """The unsent answer would otherwise wait in the server's buffer for ever (tens of MB a client)."""
+    body_bytes = 32 * 1024 * 1024  # far beyond the sockets' buffers
+    with running_server(big_answer_app(body_bytes), send_stall_s=0.5) as url:
+        with request_without_reading(port_of(url)) as stalled:
+            time.sleep(3)  # six times the stall limit without reading
+            # The client gets what the kernel's socket buffers held, then the end: the rest was dropped.
+            assert bytes_until_closed(stalled) < body_bytes / 2
+
+        # A client that reads gets the whole answer, and the next one on the same connection.
+        with request_without_reading(port_of(url)) as reader:
+            reader.sendall(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+            assert bytes_until_closed(reader) > 2 * body_bytes
+
+
 # --- the command with worker processes ----------------------------------------
 
 

@@ -37,6 +37,8 @@ MEGABYTE = 1024 * 1024
 # Room for multipart boundaries, part headers and the small option fields, so that a
 # photo of exactly --max-upload-mb is still accepted.
 MULTIPART_ENVELOPE_BYTES = 64 * 1024
+# All uploads in flight together may hold this many full-size uploads' bytes.
+UPLOADS_IN_FLIGHT = 8
 
 # No message is longer than this, whatever a library error says.
 MESSAGE_CHARS = 300
@@ -104,6 +106,7 @@ def create_app(
         max_bytes=max_upload_bytes + MULTIPART_ENVELOPE_BYTES,
         message=f"file: the upload is over the server's limit of {max_upload_mb:g} MB",
         deadline_s=read_timeout_s,
+        budget_bytes=UPLOADS_IN_FLIGHT * (max_upload_bytes + MULTIPART_ENVELOPE_BYTES),
     )
     _install_error_handlers(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
