@@ -101,3 +101,23 @@ def test_a_warning_is_one_line_on_the_command_line(monkeypatch, capsys):
     assert exit_info.value.code in (0, None)
     error_lines = capsys.readouterr().err.splitlines()
     assert error_lines == ["warning: a library's advice\\nover two lines"]  # the line break shown, escaped
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [(["cutout", ""], "an argument is empty (after cutout)"), (["cutout", "cat.jpg", "--out", ""],
+     "an argument is empty (after --out)"), (["cutout", "cat.jpg", "--out="], "--out is empty")],
+)
+def test_an_empty_argument_is_refused_before_it_means_the_current_folder(arguments, message, monkeypatch, tmp_path,
+                                                                         capsys):
+    import sys
+
+    from petseg.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["petseg", *arguments])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == f"error: {message}\n"
+    assert list(tmp_path.iterdir()) == []  # no output folder was made here

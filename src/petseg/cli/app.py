@@ -40,6 +40,10 @@ def main() -> None:
     warnings.filterwarnings("ignore", message=r"Image size \(\d+ pixels\) exceeds limit", module="PIL")
     # A warning is one line for the user ("warning: ..."), not Python's file, line and source.
     warnings.showwarning = lambda message, *_, **__: say("warning", str(message))
+    empty = _empty_argument(sys.argv[1:])
+    if empty is not None:
+        say("error", empty)
+        sys.exit(2)
     try:
         app()
     except PetsegError as error:
@@ -54,6 +58,22 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+
+
+def _empty_argument(arguments: list[str]) -> str | None:
+    """What is wrong if an argument is empty, else None.
+
+    An empty path is the current folder to Python: `petseg cutout "$PHOTO"` with PHOTO
+    unset would cut out every photo in it, and `--out ""` would write there. No petseg
+    option or argument takes an empty value.
+    """
+    for position, argument in enumerate(arguments):
+        name, equals, value = argument.partition("=")
+        if equals and name.startswith("--") and not value:
+            return f"{name} is empty"
+        if argument == "":
+            return "an argument is empty" + (f" (after {arguments[position - 1]})" if position else "")
+    return None
 
 
 def _command_name() -> str:
