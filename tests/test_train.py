@@ -399,6 +399,11 @@ def _crafted_checkpoints(good: dict) -> dict[str, object]:
     wrong_moment = copy.deepcopy(good)
     first = next(iter(wrong_moment["optimizer"]["state"].values()))
     first["exp_avg"] = torch.zeros(1)  # Adam's moment for another parameter's shape
+    nan_moment = copy.deepcopy(good)
+    first = next(iter(nan_moment["optimizer"]["state"].values()))
+    first["exp_avg_sq"] = torch.full_like(first["exp_avg_sq"], float("nan"))  # every later step NaN
+    nan_schedule = copy.deepcopy(good)
+    nan_schedule["scheduler"]["last_epoch"] = float("nan")  # a NaN learning rate from the first step
     return {"empty": b"", "garbage": b"PK\x03\x04 not a torch file at all", "pickled-object": Namespace(format=1),
             "not-a-dict": [1, 2, 3], "missing-keys": {"format": 1, "config": good["config"]},
             "foreign-weights": broken_model, "bad-config": {**good, "config": {"model": 5}},
@@ -407,7 +412,8 @@ def _crafted_checkpoints(good: dict) -> dict[str, object]:
             "epoch-huge": {**good, "epoch": 10**9}, "epoch-fraction": {**good, "epoch": 1.5},
             "best-miou-nan": {**good, "best_miou": float("nan")},
             "unfinished-epoch": {**good, "partial_epoch": {"stats": 5, "seconds": 1.0}},
-            "optimizer-moment-shape": wrong_moment, "rng-states": {**good, "rng": {"torch": torch.zeros(3)}}}
+            "optimizer-moment-shape": wrong_moment, "optimizer-moment-nan": nan_moment,
+            "schedule-step-nan": nan_schedule, "rng-states": {**good, "rng": {"torch": torch.zeros(3)}}}
 
 
 def test_broken_checkpoints_are_one_line_and_the_run_resumes_once_fixed(reference_run, tmp_path, monkeypatch,

@@ -49,6 +49,7 @@ def test_overrides_replace_recipe_values_and_none_keeps_them():
     ({"weight_decay": -1e-4}, "--weight-decay"), ({"decay_steps": 0}, "--decay-steps"), ({"seed": -1}, "--seed"),
     ({"image_size": 100_000}, "--image-size"), ({"threads": 100_000}, "--threads"), ({"workers": 100_000}, "--workers"),
     ({"workers": 1000}, "--workers"), ({"seed": 2**63}, "--seed"), ({"seed": 2**32}, "--seed"),
+    ({"warmup_epochs": 1e308}, "--warmup-epochs"), ({"epochs": 3, "warmup_epochs": 3.5}, "--warmup-epochs"),
 ])
 def test_bad_values_name_their_option(override, option):
     with pytest.raises(PetsegError) as raised:

@@ -136,7 +136,9 @@ class TrainConfig:
             (self.schedule in ("cosine", "exponential"), "schedule", f"must be cosine or exponential, got {self.schedule!r}"),
             (self.loss in ("ce", "dice_ce"), "loss", f"must be ce or dice_ce, got {self.loss!r}"),
             (self.patience >= 1, "patience", f"must be at least 1, got {self.patience}"),
-            (self.warmup_epochs >= 0, "warmup_epochs", f"must be >= 0, got {self.warmup_epochs}"),
+            # Longer than the run, the schedule would never reach its peak (1e308 overflowed into a traceback).
+            (0 <= self.warmup_epochs <= self.epochs, "warmup_epochs",
+             f"must be in 0..{self.epochs} (the run's epochs), got {self.warmup_epochs}"),
             (0 < self.decay_rate <= 1, "decay_rate", f"must be in (0, 1], got {self.decay_rate}"),
             (self.ema_decay is None or 0 < self.ema_decay < 1, "ema_decay",
              f"must be between 0 and 1 (exclusive), got {self.ema_decay}"),

@@ -64,6 +64,7 @@ class Training:
         fresh_factors = [copy.copy(factor) for factor in self.scheduler.lr_lambdas]
         self.scheduler.load_state_dict(checkpoint["scheduler"])
         self.scheduler.lr_lambdas = fresh_factors
+        check_schedule_step(self.scheduler.last_epoch)
         # The optimizer saved the old schedule's lr for the coming step: take the new one's.
         for group, factor in zip(self.optimizer.param_groups, fresh_factors):
             group["lr"] = group["initial_lr"] * factor(self.scheduler.last_epoch)
@@ -157,3 +158,15 @@ def check_optimizer_state(optimizer) -> None:
                 if hasattr(value, "shape") and value.dim() > 0 and value.shape != parameter.shape:
                     raise ValueError(f"its optimizer's {name} has shape {tuple(value.shape)} "
                                      f"for a parameter of shape {tuple(parameter.shape)}")
+                if hasattr(value, "isfinite") and not bool(value.isfinite().all()):
+                    # A NaN moment or step count makes every later step NaN, without an error.
+                    raise ValueError(f"its optimizer's {name} holds values that are not finite")
+
+
+def check_schedule_step(step) -> None:
+    """ValueError unless the schedule's step count is a whole number (a NaN one gave every step a NaN lr)."""
+    from petseg.errors import clipped
+    from petseg.limits import is_whole_number
+
+    if not is_whole_number(step, 0):
+        raise ValueError(f"its schedule's step count {clipped(repr(step))} is not a whole number")
