@@ -249,10 +249,10 @@ def test_pixel_limit_refuses_an_upload_before_decoding_it(segmenter, monkeypatch
 @pytest.mark.parametrize(
     "fields, words",
     [
-        ({"mode": "sepia"}, ["mode", "rgba"]),
+        ({"mode": "sepia"}, ["mode", "rgba", "got 'sepia'"]),
         ({"mode": "color", "bg": "not-a-colour"}, ["bg", "not-a-colour"]),
         ({"mode": "rgba", "bg": "#000000"}, ["bg", "mode=color"]),
-        ({"alpha": "fuzzy"}, ["alpha", "matting"]),
+        ({"alpha": "fuzzy"}, ["alpha", "matting", "got 'fuzzy'"]),
     ],
 )
 def test_bad_options_are_422(client, fields, words):
@@ -285,6 +285,9 @@ def test_echoed_input_is_cut_short(client):
     response = post(client, "/api/cutout", encode(make_photo()), mode="color", bg=long_colour)
     assert_json_error(response, 422, "bg:", long_colour[:100])
     assert len(response.json()["detail"]) < 250
+    response = post(client, "/api/cutout", encode(make_photo()), alpha="z" * 100_000)
+    assert_json_error(response, 422, "alpha:", "got '" + "z" * 99)
+    assert len(response.json()["detail"]) < 250
     long_name = "a" * 400 + ".jpg"
     response = post(client, "/api/cutout", b"not a photo at all", filename=long_name)
     assert_json_error(response, 415, "a" * 100, "not an image")
@@ -303,6 +306,11 @@ def test_alpha_field_reaches_the_library(client):
     assert set(np.unique(alphas["hard"]).tolist()) <= {0, 255}
     # The untrained model is unsure everywhere: its soft alpha has values in between.
     assert ((alphas["soft"] > 0) & (alphas["soft"] < 255)).any()
+
+
+def test_a_body_that_is_no_form_is_400_naming_the_form(client):
+    response = client.post("/api/cutout", content=b"x", headers={"content-type": "multipart/form-data"})
+    assert_json_error(response, 400, "form: not a multipart/form-data upload", "boundary")
 
 
 def test_missing_file_is_422(client):

@@ -230,14 +230,18 @@ def _install_error_handlers(app: FastAPI) -> None:
             if field == "file" and problem.get("type") != "missing":
                 # pydantic's words would be "Value error, Expected UploadFile, received: <class 'str'>".
                 message = "must be a file part of a multipart/form-data upload, not a text value"
+            elif "input" in problem and problem.get("type") != "missing":
+                message += f", got {clipped(repr(problem['input']))}"
             problems.append(f"{field}: {message}")
         return JSONResponse({"detail": _one_line("; ".join(problems))}, status_code=422)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> JSONResponse:
-        return JSONResponse(
-            {"detail": _one_line(str(error.detail))}, status_code=error.status_code, headers=error.headers
-        )
+        detail = str(error.detail)
+        if error.status_code == 400 and request.method == "POST":
+            # The form parser's words ("Missing boundary in multipart."): say which part of the request they mean.
+            detail = f"form: not a multipart/form-data upload petseg can read ({detail})"
+        return JSONResponse({"detail": _one_line(detail)}, status_code=error.status_code, headers=error.headers)
 
     @app.exception_handler(Exception)
     async def server_error(request: Request, error: Exception) -> JSONResponse:
