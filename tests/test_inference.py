@@ -119,6 +119,26 @@ def test_lean_alpha_and_labels_match_the_restored_probabilities(segmenter, toy_p
     np.testing.assert_array_equal(prediction.labels(), restored.argmax(0))  # the same upsampling path
 
 
+@pytest.mark.parametrize("height, width", [(1733, 2311), (37, 29), (3000, 31)])
+def test_labels_made_in_strips_equal_one_full_size_resize(monkeypatch, height, width):
+    """Strips of rows keep a 100-megapixel label map from needing full-size float maps; the
+    answer is the full resize's, but where two classes tie within float32 rounding."""
+    import petseg.inference.compose as compose
+
+    rng = np.random.default_rng(0)
+    probabilities = rng.random((3, 190, 256)).astype(np.float32)
+    full = np.stack([compose.upsample(channel, height, width) for channel in probabilities])
+    monkeypatch.setattr(compose, "STRIP_PIXELS", 5000)  # dozens of strips at every size here
+    labels = compose.upsample_labels(probabilities, height, width)
+    assert labels.shape == (height, width) and labels.dtype == np.uint8
+    top_two = np.sort(full, axis=0)[-2:]
+    near_tie = top_two[1] - top_two[0] < 1e-5
+    assert np.array_equal(labels[~near_tie], full.argmax(0)[~near_tie])
+    assert near_tie.mean() < 1e-3  # the exemption leaves nearly every pixel checked
+    mask = compose.upsample_labels(probabilities, height, width, values=[255, 0, 255])
+    assert np.array_equal(mask, np.where(labels == 1, 0, 255))
+
+
 def test_load_reports_bad_models_in_one_line(tmp_path, toy_model_file):
     from petseg.inference import Segmenter
 

@@ -86,7 +86,9 @@ class Prediction:
 
     def hard_alpha(self) -> np.ndarray:
         """(H, W) uint8 label mask: 255 where the upsampled argmax is pet or border, else 0."""
-        return np.isin(self.labels(), self.classes.foreground).astype(np.uint8) * 255
+        box = self.letterbox
+        opaque = [255 * (index in self.classes.foreground) for index in range(len(self.probabilities))]
+        return upsample_labels(self.crop(), box.source_height, box.source_width, opaque)
 
     def labels(self) -> np.ndarray:
         """(H, W) uint8 class indices: the argmax of the upsampled probabilities."""
