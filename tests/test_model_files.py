@@ -418,6 +418,14 @@ def memory_bombs():
             helper.make_node("Concat", ["one", "pixels"], ["row_shape"], axis=0),
             filled("column_shape", "column"), filled("row_shape", "row"),
             helper.make_node("MatMul", ["column", "row"], ["huge"]), *softmax_plus]),
+        ("1.2 GB in 50 MB pieces, each under any cap: twelve (64, N, 3, H, W) copies of the input, joined",
+         [constant("copies", np.array([64, 1, 1, 1, 1], np.int64)),
+          *[node for piece in range(12) for node in (
+              constant(f"factor{piece}", np.array(piece, np.float32)),
+              # Twelve distinct tensors (the check's blank images keep them zero, so it passes).
+              helper.make_node("Mul", ["images", f"factor{piece}"], [f"moved{piece}"]),
+              helper.make_node("Expand", [f"moved{piece}", "copies"], [f"piece{piece}"]))],
+          helper.make_node("Concat", [f"piece{piece}" for piece in range(12)], ["huge"], axis=0), *softmax_plus]),
     ]  # fmt: skip
 
 
@@ -435,7 +443,7 @@ except PetsegError as caught:
 """ + PEAK_MB + "print(json.dumps({'error': error, 'peak_mb': peak_mb}))"
 
 
-@pytest.mark.parametrize("index", range(2))
+@pytest.mark.parametrize("index", range(3))
 def test_an_onnx_memory_bomb_is_refused_by_the_capped_arena(tmp_path, index):
     name, nodes = memory_bombs()[index]
     image = tensor("images", ["batch", 3, "height", "width"])
@@ -443,9 +451,27 @@ def test_an_onnx_memory_bomb_is_refused_by_the_capped_arena(tmp_path, index):
                      outputs=[tensor("probabilities", ["batch", 3, "height", "width"])])
     child = subprocess.run([sys.executable, "-c", BOMB_CHILD, str(path)], capture_output=True, text=True, timeout=300)
     result = json.loads(child.stdout)
-    assert result["error"].startswith(f"{path}: the ONNX model needs more than the 2048 MB petseg lets ONNX Runtime use"), name
+    assert result["error"].startswith(f"{path}: the ONNX model needs more than the 384 MB petseg lets ONNX Runtime use"), name
+    assert result["error"].endswith("; a model this big needs PETSEG_ONNX_MEMORY_MB set higher")
     assert "\n" not in result["error"] and child.stderr == "", "ONNX Runtime's own log lines stay out of the terminal"
     assert result["peak_mb"] < PEAK_MEMORY_LIMIT_MB, (name, result["peak_mb"])
+
+
+@pytest.mark.parametrize("value", ["lots", "10", "nan", "inf", ""])
+def test_the_onnx_memory_setting_is_checked(monkeypatch, value):
+    from petseg.errors import PetsegError
+    from petseg.inference import onnx_memory
+
+    monkeypatch.setenv("PETSEG_ONNX_MEMORY_MB", value)
+    onnx_memory.arena_bytes.cache_clear()
+    try:
+        with pytest.raises(PetsegError, match=r"^PETSEG_ONNX_MEMORY_MB must be a number of megabytes from 64 up, got '"):
+            onnx_memory.arena_bytes()
+        monkeypatch.setenv("PETSEG_ONNX_MEMORY_MB", "1024.5")
+        onnx_memory.arena_bytes.cache_clear()
+        assert onnx_memory.arena_bytes() == int(1024.5 * 2**20)
+    finally:
+        onnx_memory.arena_bytes.cache_clear()  # the next reader sees this process's real setting
 
 
 def test_any_batch_size_runs_in_pieces_that_fit_the_arena(monkeypatch):

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from petseg.errors import PetsegError
-from petseg.inference.onnx_memory import ARENA_BYTES, images_per_run, is_out_of_memory, session_options
+from petseg.inference.onnx_memory import MEMORY_VARIABLE, arena_bytes, images_per_run, is_out_of_memory, session_options
 from petseg.models.config import CONFIG_METADATA_KEY, ModelConfig
 
 INPUT_NAME = "images"
@@ -85,16 +85,17 @@ class OnnxBackend:
         try:
             return self.session.run(None, {self.input_name: batch})[0]
         except Exception as error:  # onnxruntime's errors are untyped
-            problem = run_failure(error, *batch.shape[:1], *batch.shape[2:])
-        raise PetsegError(f"{self.label}: {problem}")
+            failure = run_failure(error, self.label, *batch.shape[:1], *batch.shape[2:])
+        raise failure
 
 
-def run_failure(error: Exception, images: int, height: int, width: int) -> str:
+def run_failure(error: Exception, label: str, images: int, height: int, width: int) -> PetsegError:
     """How a failed session run reads: the capped arena's refusal, or ONNX Runtime's first line."""
     batch = f"a batch of {images} {width}x{height} image{'s' * (images != 1)}"
     if is_out_of_memory(error):
-        return f"the ONNX model needs more than the {ARENA_BYTES // 2**20} MB petseg lets ONNX Runtime use on {batch}"
-    return f"the ONNX model fails on {batch} ({str(error).splitlines()[0][:200]})"
+        return PetsegError(f"{label}: the ONNX model needs more than the {arena_bytes() // 2**20} MB petseg lets "
+                           f"ONNX Runtime use on {batch}", advice=f"a model this big needs {MEMORY_VARIABLE} set higher")
+    return PetsegError(f"{label}: the ONNX model fails on {batch} ({str(error).splitlines()[0][:200]})")
 
 
 # The blank images' size for graphs whose height and width are free (petseg exports them so).
@@ -133,10 +134,13 @@ def check_onnx_model(session, config: ModelConfig, label: str) -> None:
     height, width = inputs[0].shape[2:]
     size = height if isinstance(height, int) and height == width else min(config.image_size, CHECK_SIZE)
     blank = np.zeros((2, 3, size, size), np.float32)
+    failure = None
     try:
         [probabilities] = session.run([OUTPUT_NAME], {INPUT_NAME: blank})
     except Exception as error:  # onnxruntime's errors are untyped
-        raise PetsegError(f"{label}: {run_failure(error, 2, size, size)}") from None
+        failure = run_failure(error, label, 2, size, size)
+    if failure is not None:  # raised outside the except: the failed run's frames go now
+        raise failure
     if probabilities.shape != (2, config.num_classes, size, size):
         raise PetsegError(
             f"{label}: ONNX model answers a batch of two {size}x{size} images with shape {probabilities.shape}, "
