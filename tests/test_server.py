@@ -104,6 +104,27 @@ def test_retry_after_counts_the_photos_being_cut_out():
     anyio.run(check)
 
 
+def test_one_slow_photo_moves_the_retry_estimate_at_most_fourfold(monkeypatch):
+    import anyio
+
+    import petseg.server.inference_queue as inference_queue
+
+    clock = iter([0.0, 60.0, 100.0, 100.5])  # a minute's photo, then one of half a second
+    monkeypatch.setattr(inference_queue.time, "perf_counter", lambda: next(clock))
+    queue = inference_queue.InferenceQueue(threads=1, queue_size=0)
+
+    async def two_photos() -> list[float]:
+        estimates = []
+        for _ in range(2):
+            await queue.run(lambda: None)
+            estimates.append(queue.mean_seconds)
+        return estimates
+
+    slow, fast = anyio.run(two_photos)
+    assert slow == pytest.approx(1.0 + 0.2 * (4.0 - 1.0))  # counted as 4 s, not 60 s (which gave 12.8)
+    assert fast == pytest.approx(slow + 0.2 * (0.5 - slow))
+
+
 def test_page_and_its_static_files(client):
     page = client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")

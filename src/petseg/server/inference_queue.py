@@ -19,6 +19,9 @@ T = TypeVar("T")
 
 # How much each new inference time moves the running estimate behind Retry-After.
 SMOOTHING = 0.2
+# One photo counts as at most this many times the estimate: a single 50-megapixel upload
+# (a minute's work) would otherwise tell every client of small photos to wait 13 times longer.
+MOST_PER_PHOTO = 4.0
 
 
 class ServerBusy(HTTPException):
@@ -57,7 +60,8 @@ class InferenceQueue:
         try:
             started = time.perf_counter()
             result = await anyio.to_thread.run_sync(function)
-            self.mean_seconds += SMOOTHING * (time.perf_counter() - started - self.mean_seconds)
+            seconds = min(time.perf_counter() - started, MOST_PER_PHOTO * self.mean_seconds)
+            self.mean_seconds += SMOOTHING * (seconds - self.mean_seconds)
             return result
         finally:
             self.slots.release()
