@@ -66,6 +66,21 @@ def test_exif_orientation_is_applied(tmp_path):
     assert load_rgb(path, exif=False).shape == (30, 40, 3)
 
 
+@pytest.mark.parametrize("orientation", range(0, 10))
+def test_every_exif_orientation_turns_the_photo_as_pillow_does(tmp_path, orientation):
+    from PIL import ImageOps
+
+    image = Image.fromarray(_gradient(width=40, height=30))
+    exif = Image.Exif()
+    exif[0x0112] = orientation  # 0 and 9 are not orientations: left as stored
+    path = tmp_path / "turned.png"
+    image.save(path, "PNG", exif=exif)
+    with Image.open(path) as stored:
+        expected = np.asarray(ImageOps.exif_transpose(stored).convert("RGB"))
+    assert np.array_equal(load_rgb(path), expected)
+    assert (expected.shape[0] == 40) == (orientation in (5, 6, 7, 8))  # the check can tell the turns apart
+
+
 def test_bytes_and_file_objects_decode(tmp_path):
     data = _encode(Image.fromarray(_gradient()), "PNG")
     assert np.array_equal(load_rgb(data), _gradient())

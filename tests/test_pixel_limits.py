@@ -219,6 +219,30 @@ def test_a_decompression_bomb_is_refused_in_one_line_with_little_memory(bomb, ki
     assert result["peak_mb"] < PEAK_MEMORY_LIMIT_MB, result
 
 
+def png_with_exif(path: Path, exif: bytes) -> Path:
+    """A small PNG with `exif` as its eXIf chunk, before the pixels."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 100, 50)).save(buffer, "PNG")
+    png = buffer.getvalue()
+    at = png.index(b"IDAT") - 4
+    chunk = struct.pack(">I", len(exif)) + b"eXIf" + exif + struct.pack(">I", zlib.crc32(b"eXIf" + exif))
+    path.write_bytes(png[:at] + chunk + png[at:])
+    return path
+
+
+def test_an_exif_block_of_millions_of_numbers_is_not_unpacked(tmp_path):
+    """A 16 MB EXIF (orientation 6 and one tag of 8 million 16-bit numbers) took decoding to 1.7 GB."""
+    count = 8_000_000
+    entries = struct.pack("<HHII", 0x0112, 3, 1, 6) + struct.pack("<HHII", 0x9999, 3, count, 8 + 2 + 24 + 4)
+    exif = b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", 2) + entries + struct.pack("<I", 0) + b"\x07" * (2 * count)
+    path = png_with_exif(tmp_path / "exif-bomb.png", exif)
+    child = subprocess.run([sys.executable, "-c", BOMB_CHILD, str(path), "path"], capture_output=True, text=True,
+                           timeout=300)
+    result = json.loads(child.stdout)
+    assert result["error"] is None, result  # the photo itself is fine: it loads, unturned
+    assert result["peak_mb"] < 200, result
+
+
 def test_the_cli_refuses_a_bomb_per_file_and_writes_the_rest(bomb, tmp_path, toy_model_file):
     from tests.test_cutout import petseg_process
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import BinaryIO, Union
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 from petseg.data.jpeg_scans import MAX_SCANS, count_scans
 from petseg.data.labels import TRIMAP_OFFSET
@@ -40,6 +40,14 @@ ImageSource = Union[str, Path, bytes, BinaryIO, Image.Image]
 UNCHECKABLE_FORMATS = ("ICO", "ICNS", "BLP")
 # What Image.open reads to identify a file (its plugins' accept functions see this much).
 PREFIX_BYTES = 16
+# A camera's EXIF fits in one 64 KB JPEG segment. A bigger block is not a camera's: its
+# orientation is not trusted, and none of it is unpacked (one tag can hold millions of numbers).
+MAX_EXIF_BYTES = 1 << 20
+ORIENTATION_TAG = 0x0112
+# EXIF orientation -> the turn that makes the photo upright (the table of ImageOps.exif_transpose).
+UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+           5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+           8: Image.Transpose.ROTATE_90}
 
 
 def source_name(source: ImageSource) -> str:
@@ -247,16 +255,30 @@ def load_rgb(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXELS
     """
     image = open_image(source, max_pixels=max_pixels)
     if exif:
-        try:
-            # In place for our own images: a copy would cost one more full image.
-            transposed = ImageOps.exif_transpose(image, in_place=image is not source)
-            image = transposed or image
-        except Exception:
-            pass  # a broken EXIF block should not cost the user the photo
+        image = upright(image)
     try:
         return np.asarray(to_rgb(image))
     except Exception as error:  # modes Pillow cannot convert ("La", ...)
         raise ImageError(f"{source_name(source)}: cannot convert a {image.mode} image to RGB ({error})") from None
+
+
+def upright(image: Image.Image) -> Image.Image:
+    """The image turned as its EXIF orientation says (a new image), or the image itself.
+
+    Not ImageOps.exif_transpose: it also rewrites the EXIF block (exif.tobytes()), which
+    unpacks every tag, and a 16 MB PNG whose EXIF held one tag of 8 million numbers took
+    it to 1.7 GB. Here only the orientation tag is unpacked (Pillow reads tags lazily),
+    and the EXIF is never written out.
+    """
+    exif_block = image.info.get("exif")
+    if isinstance(exif_block, (bytes, bytearray)) and len(exif_block) > MAX_EXIF_BYTES:
+        return image
+    try:
+        orientation = image.getexif().get(ORIENTATION_TAG)
+    except Exception:  # a broken EXIF block should not cost the user the photo
+        return image
+    turn = UPRIGHT.get(orientation) if isinstance(orientation, int) else None
+    return image if turn is None else image.transpose(turn)
 
 
 def load_labels(path: str | Path) -> np.ndarray:
