@@ -243,6 +243,52 @@ def test_an_exif_block_of_millions_of_numbers_is_not_unpacked(tmp_path):
     assert result["peak_mb"] < 200, result
 
 
+def tiff_of_strips(rows: int, order: str = "<") -> bytes:
+    """A classic TIFF, 1 pixel wide and `rows` tall, one strip per row; every strip's offset and
+    byte count point at the table itself (the file is 4 bytes a row)."""
+    def entry(tag, kind, count, value):
+        return struct.pack(order + "HHII", tag, kind, count, value)
+
+    table = struct.pack(order + "I", 8) * rows
+    entries = [entry(256, 4, 1, 1), entry(257, 4, 1, rows), entry(258, 3, 1, 8 << (16 if order == ">" else 0)),
+               entry(262, 3, 1, 1 << (16 if order == ">" else 0)), entry(273, 4, rows, 8), entry(278, 4, 1, 1),
+               entry(279, 4, rows, 8)]
+    directory = struct.pack(order + "H", len(entries)) + b"".join(entries) + struct.pack(order + "I", 0)
+    return {"<": b"II", ">": b"MM"}[order] + struct.pack(order + "HI", 42, 8 + len(table)) + table + directory
+
+
+@pytest.mark.parametrize("order", ["<", ">"])
+def test_a_tiff_of_millions_of_strips_is_refused_before_pillow_unpacks_them(tmp_path, order):
+    """4 million one-row strips (16 MB) took opening to 1.45 GB and 17 s: refused from the header."""
+    path = tmp_path / "strips.tiff"
+    path.write_bytes(tiff_of_strips(4_000_000, order))
+    for kind in ("path", "bytes"):
+        child = subprocess.run([sys.executable, "-c", BOMB_CHILD, str(path), kind], capture_output=True, text=True,
+                               timeout=300)
+        result = json.loads(child.stdout)
+        assert result["error"] == (f"{path if kind == 'path' else '<bytes>'}: a TIFF in 4000000 strips or tiles, "
+                                   "over 400000 (each costs memory before the image's size can be checked; photos "
+                                   "have at most a few thousand)"), result
+        assert result["peak_mb"] < 200, result
+
+
+@pytest.mark.parametrize("options", [{}, {"big_tiff": True}, {"compression": "tiff_deflate"}])
+def test_tiff_pieces_are_counted_as_pillow_reads_them(options):
+    from petseg.data.tiff_pieces import count_pieces
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.arange(300 * 200 * 3, dtype=np.uint8).reshape(200, 300, 3)).save(buffer, "TIFF", **options)
+    buffer.seek(5)
+    with Image.open(io.BytesIO(buffer.getvalue())) as image:
+        assert count_pieces(buffer) == len(image.tag_v2[273])
+    assert buffer.tell() == 5  # the caller's position is kept
+    small = io.BytesIO(tiff_of_strips(1000, ">"))
+    with Image.open(small) as image:
+        assert count_pieces(small) == len(image.tag_v2[273]) == 1000
+    for not_a_tiff in (b"", b"II*\x00", b"\x89PNG\r\n\x1a\n" + bytes(100), b"II*\x00" + struct.pack("<I", 10**9) + bytes(8)):
+        assert count_pieces(io.BytesIO(not_a_tiff)) == 0
+
+
 def test_the_cli_refuses_a_bomb_per_file_and_writes_the_rest(bomb, tmp_path, toy_model_file):
     from tests.test_cutout import petseg_process
 

@@ -12,6 +12,7 @@ import functools
 import io
 import os
 import stat
+import struct
 from pathlib import Path
 from typing import BinaryIO, Union
 
@@ -20,6 +21,7 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 
 from petseg.data.jpeg_scans import MAX_SCANS, count_scans
 from petseg.data.labels import TRIMAP_OFFSET
+from petseg.data.tiff_pieces import MAX_PIECES, count_pieces
 from petseg.errors import ImageError, LabelError, NotAnImageError
 from petseg.limits import DEFAULT_MAX_PIXELS, MAX_ASPECT_RATIO, check_whole_number  # noqa: F401  (DEFAULT_MAX_PIXELS re-exported: decoding is where it applies)
 
@@ -163,6 +165,21 @@ def check_scans(name: str, image: Image.Image) -> None:
                          "photos have at most a few dozen)")
 
 
+def check_pieces(source: str | Path | BinaryIO, name: str) -> None:
+    """Refuse a TIFF of over MAX_PIECES strips or tiles before Image.open unpacks them (tiff_pieces.py)."""
+    try:
+        if isinstance(source, (str, Path)):
+            with open(source, "rb") as file:
+                pieces = count_pieces(file)
+        else:
+            pieces = count_pieces(source)
+    except (OSError, ValueError, struct.error):  # unreadable or unseekable: Image.open will say what is wrong
+        return
+    if pieces > MAX_PIECES:
+        raise ImageError(f"{name}: a TIFF in {pieces} strips or tiles, over {MAX_PIECES} (each costs memory before "
+                         "the image's size can be checked; photos have at most a few thousand)")
+
+
 def open_lazily(source: str | Path | bytes | BinaryIO, name: str) -> Image.Image:
     """Image.open: reads the header only, so the size is known before any pixel is decoded."""
     if isinstance(source, (str, Path)):
@@ -171,6 +188,7 @@ def open_lazily(source: str | Path | bytes | BinaryIO, name: str) -> Image.Image
             raise ImageError(f"{name}: {problem}")
     if isinstance(source, bytes):
         source = io.BytesIO(source)
+    check_pieces(source, name)
     try:
         return Image.open(source, formats=checkable_formats())
     except UnidentifiedImageError:
