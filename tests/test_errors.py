@@ -121,3 +121,21 @@ def test_an_empty_argument_is_refused_before_it_means_the_current_folder(argumen
     assert exit_info.value.code == 2
     assert capsys.readouterr().err == f"error: {message}\n"
     assert list(tmp_path.iterdir()) == []  # no output folder was made here
+
+
+@pytest.mark.parametrize("command", [["cutout", "{long}.jpg"], ["data", "check", "{long}"], ["compare", "{long}", "{long}"],
+                                     ["train", "--config", "{long}.json"]])
+def test_a_name_too_long_for_the_system_is_one_line(command, monkeypatch, tmp_path, capsys):
+    """os.stat raises ENAMETOOLONG (not "no such file") for a name over 255 bytes: it gave tracebacks."""
+    import sys
+
+    from petseg.cli import main
+
+    long = str(tmp_path / ("a" * 300))
+    monkeypatch.setattr(sys, "argv", ["petseg", *[part.format(long=long) for part in command]])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code in (1, 2)
+    [line] = capsys.readouterr().err.splitlines()[:1]
+    assert line.startswith(f"error: {long[:100]}…") and line.endswith("File name too long"), line
+    assert len(line) < 200

@@ -7,7 +7,7 @@ import warnings
 
 import typer
 
-from petseg.errors import PetsegError, command_line_flag, missing_train_extra, one_line
+from petseg.errors import PetsegError, clipped, command_line_flag, missing_train_extra, one_line
 
 app = typer.Typer(
     name="petseg",
@@ -55,9 +55,17 @@ def main() -> None:
             raise
         say("error", str(problem))
         sys.exit(problem.exit_code)
+    except OSError as error:  # what the system refused on a path the user gave (a name over 255 bytes, ...)
+        say("error", _os_problem(error))
+        sys.exit(1)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+
+
+def _os_problem(error: OSError) -> str:
+    reason = error.strerror or str(error) or type(error).__name__
+    return reason if error.filename is None else f"{clipped(str(error.filename))}: {reason}"
 
 
 def _empty_argument(arguments: list[str]) -> str | None:

@@ -19,7 +19,7 @@ from typing import Iterable
 
 from petseg.atomic import remove_stale_temporaries
 from petseg.data.decode import not_a_regular_file, readable_suffixes
-from petseg.errors import PetsegError
+from petseg.errors import PetsegError, clipped
 
 STDIN = "-"
 _GLOB_CHARACTERS = frozenset("*?[")
@@ -90,6 +90,14 @@ def _expand(argument: str, recursive: bool, out_dir: Path) -> tuple[list[tuple[P
     return [], [f"{argument}: no such file or folder"]
 
 
+def _expand_or_report(argument: str, recursive: bool, out_dir: Path) -> tuple[list[tuple[Path, Path]], list[str]]:
+    """_expand, with a path the system cannot even look at (a name over 255 bytes) as that argument's problem."""
+    try:
+        return _expand(argument, recursive, out_dir)
+    except OSError as error:
+        return [], [f"{clipped(argument)}: {error.strerror or error}"]
+
+
 def plan_cutouts(inputs: Iterable[str], out_dir: Path, suffix: str, *, recursive: bool = False, force: bool = False) -> Plan:
     """Expand files, folders and globs into jobs writing `<name><suffix>` below out_dir.
 
@@ -97,7 +105,7 @@ def plan_cutouts(inputs: Iterable[str], out_dir: Path, suffix: str, *, recursive
     any input file (another argument's photo named like this one's cutout).
     """
     plan = Plan([], [], [])
-    expanded = [_expand(argument, recursive, out_dir) for argument in inputs]
+    expanded = [_expand_or_report(argument, recursive, out_dir) for argument in inputs]
     sources = {source.resolve() for pairs, _ in expanded for source, _ in pairs}
     claimed: dict[Path, Path] = {}
     for pairs, problems in expanded:
