@@ -80,6 +80,10 @@ HOSTILE_TENSORS = [
     ("integer weights", {"head.weight": np.zeros(4, np.int32)}, "tensor 'head.weight' (I32) is not part of"),
     ("a name a megabyte long", {"x" * 1_000_000: np.zeros(1, np.float32)}, "xxx…' (F32) is not part of"),
     ("no head", {"encoder.0.weight": np.zeros(4, np.float32)}, "has no head weights"),
+    # A million of them (a 64 MB header) took loading to 1.45 GB and 28 s.
+    ("30,000 empty tensors", {f"head.x{index}": np.zeros(0, np.float32) for index in range(30_000)},
+     "holds 30000 tensors, over 20000: not a petseg model"),
+    ("a 17 MB header", {"head." + "x" * (17 * 2**20): np.zeros(1, np.float32)}, "bytes, over 16777216: not a petseg"),
 ]
 
 
@@ -129,6 +133,23 @@ def test_foreign_tensors_are_refused_from_the_header(tmp_path, tensors, words):
         read_config(path)
     message = str(raised.value)
     assert str(path) in message and words in message and "\n" not in message and len(message) < 400
+
+
+def test_tensor_names_that_do_not_fit_are_echoed_cut_short(tmp_path):
+    """A 10 MB tensor name came back whole in a 10 MB error line."""
+    import torch
+    from safetensors.torch import save_file
+
+    from petseg.models import create_model, load_model
+
+    model = create_model("unet_diy", width=4, depth=2, image_size=32)
+    tensors = {**model.state_dict(), "head." + "x" * 1_000_000: torch.zeros(1)}
+    path = tmp_path / "long-name.safetensors"
+    save_file(tensors, str(path), metadata={"petseg_config": model.config.to_json()})
+    with pytest.raises(PetsegError) as raised:
+        load_model(path)
+    message = str(raised.value)
+    assert "unexpected head." + "x" * 90 in message and "…" in message and len(message) < 400
 
 
 def test_create_model_checks_before_building():

@@ -25,6 +25,10 @@ MODEL_SUFFIXES = (".safetensors", ".onnx")
 
 # What a petseg model's state dict holds: its three parts' parameters and buffers.
 MODEL_PARTS = ("encoder.", "decoder.", "head.")
+# The bundled model has 440 tensors in a 45 KB header. A file of a million empty tensors
+# (a 64 MB header) took loading 1.45 GB and 28 s before it was found not to fit.
+MAX_TENSORS = 20_000
+MAX_HEADER_BYTES = 16 * 2**20
 FLOAT_DTYPES = {"F16", "BF16", "F32", "F64"}
 DTYPE_BYTES = {"F16": 2, "BF16": 2, "F32": 4, "F64": 8, "I64": 8}
 
@@ -104,13 +108,20 @@ def read_header(path: str | Path) -> tuple[ModelConfig, int]:
     path = Path(path)
     if not path.is_file():
         raise PetsegError(f"model file {path} does not exist")
+    check_header_size(path)
     try:
         with safe_open(str(path), framework="numpy") as handle:  # the header only
             metadata = handle.metadata() or {}
-            slices = [(name, handle.get_slice(name)) for name in handle.keys()]
+            names = handle.keys()
+            if len(names) > MAX_TENSORS:
+                raise PetsegError(f"model file {path} holds {len(names)} tensors, over {MAX_TENSORS}: "
+                                  "not a petseg model")
+            slices = [(name, handle.get_slice(name)) for name in names]
             tensors = {name: tensor.get_dtype() for name, tensor in slices}
             stored_bytes = sum(math.prod(tensor.get_shape()) * DTYPE_BYTES.get(tensor.get_dtype(), 8)
                                for _, tensor in slices)
+    except PetsegError:
+        raise
     except Exception as error:  # not a safetensors file at all
         raise PetsegError(f"model file {path} is not a .safetensors file: {str(error).splitlines()[0]}") from None
     if CONFIG_METADATA_KEY not in metadata:
@@ -121,6 +132,18 @@ def read_header(path: str | Path) -> tuple[ModelConfig, int]:
         raise PetsegError(f"model file {path} has an unreadable {CONFIG_METADATA_KEY}: {error}") from None
     check_tensor_names(path, tensors)
     return config, stored_bytes
+
+
+def check_header_size(path: Path) -> None:
+    """Refuse a header over MAX_HEADER_BYTES before it is parsed (its length is the file's first 8 bytes)."""
+    try:
+        with open(path, "rb") as file:
+            length = int.from_bytes(file.read(8), "little")
+    except OSError as error:
+        raise PetsegError(f"model file {path}: cannot read it ({error.strerror or error})") from None
+    if length > MAX_HEADER_BYTES:
+        raise PetsegError(f"model file {path} has a header of {length} bytes, over {MAX_HEADER_BYTES}: "
+                          "not a petseg model")
 
 
 def check_tensor_names(path: Path, tensors: dict[str, str]) -> None:

@@ -13,7 +13,7 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
-from petseg.errors import PetsegError
+from petseg.errors import PetsegError, clipped
 
 # How to start an encoder without downloading: `advice` of PetsegError.
 WEIGHTS_ADVICE = "give {weights} a local .safetensors or .pth file, or turn {pretrained} off"
@@ -154,7 +154,7 @@ def load_state_dict_exactly(module: nn.Module, state: dict[str, torch.Tensor], p
     wrong_shape = [key for key in state if key in expected and state[key].shape != expected[key].shape]
     if missing or unexpected or wrong_shape:
         problems = [
-            f"{label} {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
+            f"{label} {', '.join(clipped(key) for key in keys[:3])}{' ...' if len(keys) > 3 else ''}"
             for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape))
             if keys
         ]
