@@ -162,6 +162,11 @@ def test_load_reports_bad_models_in_one_line(tmp_path, toy_model_file):
         Segmenter.load(toy_model_file, backend="tensorflow")
     with pytest.raises(PetsegError, match="^a model is a run folder or a model file's path, not 5$"):
         Segmenter.load(5)
+    with pytest.raises(PetsegError, match="^flip_tta must be True or False, got 'no'$"):  # it turned TTA on
+        Segmenter.load(toy_model_file, flip_tta="no")
+    with pytest.raises(PetsegError) as raised:
+        Segmenter.load(toy_model_file, backend="x" * 100_000)
+    assert len(str(raised.value)) < 200
 
 
 def test_no_bundled_model_is_a_clear_error(monkeypatch, tmp_path):

@@ -18,7 +18,7 @@ from PIL import Image
 from petseg.data.decode import DEFAULT_MAX_PIXELS, check_pixels, load_rgb
 from petseg.limits import check_threads, check_whole_number
 from petseg.data.letterbox import Letterbox, mean_fill, normalize_array
-from petseg.errors import ImageError, PetsegError, missing_train_extra
+from petseg.errors import ImageError, PetsegError, clipped, missing_train_extra
 from petseg.inference.compose import THREE_CLASSES, PetClasses, soft_alpha, upsample, upsample_alpha, upsample_labels
 from petseg.models.config import ModelConfig
 from petseg.models.files import bundled_model_path, resolve_model_path
@@ -96,6 +96,12 @@ class Prediction:
         return upsample_labels(self.crop(), box.source_height, box.source_width)
 
 
+def check_flip_tta(flip_tta) -> None:
+    """Refuse a flip_tta that is not True or False (the text "no" would have turned it on)."""
+    if not isinstance(flip_tta, bool):
+        raise PetsegError(f"must be True or False, got {clipped(repr(flip_tta))}", option="flip_tta")
+
+
 def letterbox_batch(photos: Sequence[np.ndarray], config: ModelConfig) -> tuple[np.ndarray, list[Letterbox]]:
     """(H, W, 3) uint8 photos -> one normalised float32 (N, 3, S, S) batch and each one's Letterbox.
 
@@ -116,6 +122,7 @@ class Segmenter:
     """
 
     def __init__(self, backend, *, flip_tta: bool = False, name: str = "the model"):
+        check_flip_tta(flip_tta)
         self.backend = backend
         self.flip_tta = flip_tta
         self.name = name  # how messages name the model: its file, when it came from one
@@ -136,8 +143,9 @@ class Segmenter:
         flip_tta: average each prediction with that of the mirrored photo (see the class).
         """
         check_threads(threads)
+        check_flip_tta(flip_tta)
         if backend is not None and backend not in BACKENDS:
-            raise PetsegError(f"backend {backend!r} is not one of {', '.join(BACKENDS)}")
+            raise PetsegError(f"backend {clipped(repr(backend))} is not one of {', '.join(BACKENDS)}")
         if model is None:
             path = bundled_model_path(".safetensors" if backend == "torch" else ".onnx")
         else:
@@ -165,6 +173,7 @@ class Segmenter:
         """Wrap an in-memory petseg model (anything create_model/load_model returns); `name`
         names it in messages."""
         check_threads(threads)
+        check_flip_tta(flip_tta)
         from petseg.inference.backends import OnnxBackend, TorchBackend
 
         if backend == "torch":
