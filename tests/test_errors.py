@@ -139,3 +139,37 @@ def test_a_name_too_long_for_the_system_is_one_line(command, monkeypatch, tmp_pa
     [line] = capsys.readouterr().err.splitlines()[:1]
     assert line.startswith(f"error: {long[:100]}…") and line.endswith("File name too long"), line
     assert len(line) < 200
+
+
+@pytest.mark.parametrize("arguments, words", [
+    (["nosuch"], "No such command 'nosuch'. (see "),
+    (["cutout", "--nosuch"], "No such option: --nosuch"),
+    (["cutout"], "Missing argument 'inputs'. (see "),
+    (["train", "--epochs", "abc"], "Invalid value for '--epochs'"),
+    (["serve", "--port", "99999"], "Invalid value for '--port'"),
+])
+def test_a_usage_mistake_is_one_line(arguments, words, monkeypatch, capsys):
+    """Typer's own answer is a box of five lines under the usage."""
+    import sys
+
+    from petseg.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["petseg", *arguments])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: ") and words in line and line.endswith(" --help)"), line
+
+
+def test_petseg_alone_shows_the_help_once(monkeypatch, capsys):
+    import sys
+
+    from petseg.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["petseg"])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2
+    shown = capsys.readouterr()
+    assert shown.out.count("Usage: ") == 1 and "cutout" in shown.out and shown.err == ""

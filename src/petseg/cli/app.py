@@ -45,7 +45,7 @@ def main() -> None:
         say("error", empty)
         sys.exit(2)
     try:
-        app()
+        sys.exit(_run_app())
     except PetsegError as error:
         say("error", error.worded(command_line_flag))
         sys.exit(error.exit_code)
@@ -55,6 +55,9 @@ def main() -> None:
             raise
         say("error", str(problem))
         sys.exit(problem.exit_code)
+    except BrokenPipeError:  # output piped into `head`, which has read enough
+        sys.stderr.close()  # nothing more to say; Python would complain while flushing stdout at exit
+        sys.exit(1)
     except OSError as error:  # what the system refused on a path the user gave (a name over 255 bytes, ...)
         say("error", _os_problem(error))
         sys.exit(1)
@@ -66,6 +69,30 @@ def main() -> None:
 def _os_problem(error: OSError) -> str:
     reason = error.strerror or str(error) or type(error).__name__
     return reason if error.filename is None else f"{clipped(str(error.filename))}: {reason}"
+
+
+def _run_app() -> int:
+    """Run the Typer app; its exit code. A usage mistake (an unknown option, a value out of
+    range, a missing argument) is one line, where Typer would draw a box under the usage."""
+    try:  # Typer 0.29 carries its own copy of click
+        from typer._click.exceptions import NoArgsIsHelpError, UsageError
+    except ImportError:
+        from click.exceptions import NoArgsIsHelpError, UsageError
+
+    try:
+        result = app(standalone_mode=False)
+    except NoArgsIsHelpError as no_command:  # `petseg` or `petseg data` alone: the help
+        if no_command.message:  # with rich, making the error printed the help already
+            typer.echo(no_command.message)
+        return 2
+    except UsageError as error:
+        command = f" (see {error.ctx.command_path} --help)" if error.ctx is not None else ""
+        say("error", error.format_message() + command)
+        return error.exit_code
+    except typer.Abort:  # end of input at a prompt
+        typer.echo("aborted", err=True)
+        return 1
+    return result if isinstance(result, int) else 0  # typer.Exit's code, or None when a command ends
 
 
 def _empty_argument(arguments: list[str]) -> str | None:
