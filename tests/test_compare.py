@@ -148,6 +148,31 @@ def test_two_copies_of_one_run_measure_alike_and_show_their_init(tmp_path):
     assert compare_runs([tmp_path / "first"], image_size=64, repeats=1)[0].init == "random"
 
 
+HUGE = "9" * 400  # a JSON integer that float() cannot hold: OverflowError, not a number
+
+
+@pytest.mark.parametrize("summary", ['{"train_seconds": %s}' % HUGE, '{"train_seconds": NaN}',
+                                     '{"train_seconds": Infinity}'], ids=["400 digits", "NaN", "Infinity"])
+def test_a_summary_time_beyond_floats_falls_back_to_the_history_time(two_runs, summary):
+    (two_runs[0] / "summary.json").write_text(summary)
+    [small] = compare_runs(two_runs[:1], image_size=64, repeats=1)
+    assert small.train_minutes == pytest.approx(0.5, abs=1e-9)  # 3 epochs of 10 s in history.json
+
+
+def test_history_figures_beyond_floats_leave_their_row_out(two_runs, tmp_path):
+    history = (json.dumps(rows(0.3, 0.5, 0.4)).replace('"val_miou": 0.5', '"val_miou": ' + HUGE)
+               .replace('"seconds": 10.0', '"seconds": ' + HUGE, 1))
+    (two_runs[0] / "history.json").write_text(history)
+    (two_runs[0] / "summary.json").unlink()  # the time comes from the history, damaged row and all
+    [small] = compare_runs(two_runs[:1], tmp_path / "cmp", image_size=64, repeats=1)
+    assert (small.epochs, small.miou) == (3, pytest.approx(0.4, abs=1e-12))  # epoch 2 could not be ranked
+    assert small.train_minutes == pytest.approx(20 / 60, abs=1e-9)  # epochs 2 and 3: 10 s each
+    assert "| 0.4000 |" in (tmp_path / "cmp" / "comparison.md").read_text()
+    (two_runs[0] / "history.json").write_text(json.dumps(rows(0.5)).replace('"val_miou": 0.5', '"val_miou": ' + HUGE))
+    with pytest.raises(PetsegError, match="no finished epoch"):  # no row left to rank
+        compare_runs(two_runs[:1], image_size=64, repeats=1)
+
+
 @pytest.mark.timeout(60)  # reading a FIFO would wait for a writer forever
 @pytest.mark.parametrize("damage", ["nested 200,000 deep", "a FIFO", "over 16 MB"])
 def test_unreadable_run_files_cost_their_column_not_the_comparison(two_runs, damage):

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import statistics
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from petseg.errors import PetsegError
-from petseg.limits import check_threads, check_whole_number
+from petseg.limits import check_threads, check_whole_number, finite_float
 from petseg.models.config import IMAGE_SIZE_RANGE
 from petseg.atomic import prepare_output_folder, write_text_atomic
 from petseg.run_dir import CONFIG_FILE, HISTORY_JSON_FILE, SUMMARY_FILE, best_model_file
@@ -117,12 +118,29 @@ def _init(run_config: dict) -> str:
     return "ImageNet" if run_config["pretrained"] else "random"
 
 
-def _best_row(run_dir: Path) -> tuple[dict, int]:
+def _best_row(run_dir: Path) -> tuple[dict[str, float], int]:
+    """The best epoch's validation figures (as floats) and the number of epochs.
+
+    A row without all three finite figures (an epoch that never finished, a damaged number)
+    is no candidate: it could not be shown, nor ranked against the others.
+    """
     history = read_history(run_dir)
-    rows = [row for row in history if all(f"val_{name}" in row for name in ("miou", "pixel_accuracy", "fg_iou"))]
+    names = [f"val_{name}" for name in ("miou", "pixel_accuracy", "fg_iou")]
+    rows = [{name: finite_float(row.get(name)) for name in names} for row in history]
+    rows = [row for row in rows if None not in row.values()]
     if not rows:
         raise PetsegError(f"{run_dir}: no finished epoch in {HISTORY_JSON_FILE}")
     return max(rows, key=lambda row: row["val_miou"]), len(history)
+
+
+def _train_seconds(run_dir: Path) -> float:
+    """The run's training time: its summary's, else its history's epochs (runs older than their summary
+    file, or a damaged one); NaN, shown as such, when neither holds a finite total."""
+    seconds = finite_float(_read_json(run_dir / SUMMARY_FILE).get("train_seconds"))
+    if seconds is not None and seconds > 0:
+        return seconds
+    total = sum(finite_float(row.get("seconds")) or 0.0 for row in read_history(run_dir))
+    return total if math.isfinite(total) else float("nan")  # finite rows can still add up to infinity
 
 
 def summarize_run(run_dir: str | Path, *, image_size: int = 224):
@@ -135,15 +153,11 @@ def summarize_run(run_dir: str | Path, *, image_size: int = 224):
         raise PetsegError(f"{run_dir}: not a run directory")
     best, epochs = _best_row(run_dir)
     model = load_model(best_model_file(run_dir))
-    summary = _read_json(run_dir / SUMMARY_FILE)
-    train_seconds = summary.get("train_seconds")
-    if not isinstance(train_seconds, (int, float)) or isinstance(train_seconds, bool) or train_seconds <= 0:
-        train_seconds = sum(row.get("seconds", 0.0) for row in read_history(run_dir))  # runs older than their summary file
     return RunSummary(
         name=run_dir.name, run_dir=str(run_dir), model=model.config.architecture,
         init=_init(_read_json(run_dir / CONFIG_FILE)), parameters_m=count_parameters(model)[0] / 1e6,
         gflops=measure_gflops(model, image_size), latency_ms=float("nan"), epochs=epochs,
-        train_minutes=train_seconds / 60, pixel_accuracy=best["val_pixel_accuracy"], miou=best["val_miou"],
+        train_minutes=_train_seconds(run_dir) / 60, pixel_accuracy=best["val_pixel_accuracy"], miou=best["val_miou"],
         fg_iou=best["val_fg_iou"],
     ), model
 

@@ -31,6 +31,22 @@ def is_whole_number(value, low: int, high: int | None = None) -> bool:
     return not isinstance(value, bool) and isinstance(value, int) and low <= value and (high is None or value <= high)
 
 
+def finite_float(value) -> float | None:
+    """`value` as a float if it is a finite number (an int or float, not a bool), else None.
+
+    A JSON integer of 400 digits is an int no float holds: float() of it overflows.
+    """
+    import math
+
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
 def check_whole_number(value, option: str, low: int, high: int | None = None) -> None:
     """Refuse a count that is not a whole number in low..high (high None: no upper bound)."""
     from petseg.errors import PetsegError, clipped

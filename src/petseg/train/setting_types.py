@@ -4,12 +4,12 @@ file with "epochs": "ten" or "model_options": "x" is one line, not a traceback l
 
 from __future__ import annotations
 
-import math
 import types
 import typing
 from typing import Any
 
 from petseg.errors import PetsegError, clipped
+from petseg.limits import finite_float
 
 SHOWN_CHARACTERS = 60
 
@@ -28,7 +28,7 @@ def conforms(value: Any, hint: Any) -> bool:
     if hint is int:
         return isinstance(value, int) and not isinstance(value, bool)
     if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        return finite_float(value) is not None
     if hint is str:
         return isinstance(value, str)
     if origin is tuple:

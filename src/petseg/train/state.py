@@ -6,13 +6,12 @@ load_state_dict), so saving and restoring cannot drift apart.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from petseg.errors import clipped
-from petseg.limits import is_whole_number
+from petseg.limits import finite_float, is_whole_number
 from petseg.run_dir import BEST_MODEL_FILE
 from petseg.train.early_stopping import EarlyStopping
 
@@ -58,8 +57,8 @@ class LoopState:
         self.early_stopping.load_state_dict(state["early_stopping"])
 
 
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+def _is_finite(value: Any) -> bool:
+    return finite_float(value) is not None
 
 
 def check_loop_state(state: dict[str, Any]) -> None:
@@ -71,20 +70,20 @@ def check_loop_state(state: dict[str, Any]) -> None:
         raise ValueError(f"its epoch {clipped(repr(epoch))} and its history ({shown}) do not agree")
     for row in history:
         if not (isinstance(row, dict) and {"epoch", "val_miou"} <= row.keys()
-                and all(isinstance(key, str) and _finite(value) for key, value in row.items())):
+                and all(isinstance(key, str) and _is_finite(value) for key, value in row.items())):
             raise ValueError(f"a history row is not an epoch's figures: {clipped(repr(row))}")
     best_epoch = state["best_epoch"]
-    if not (is_whole_number(best_epoch, 0, epoch) and _finite(state["best_miou"])):
+    if not (is_whole_number(best_epoch, 0, epoch) and _is_finite(state["best_miou"])):
         shown = f"{clipped(repr(best_epoch))} with mIoU {clipped(repr(state['best_miou']))}"
         raise ValueError(f"its best epoch ({shown}) is not valid")
-    if not (_finite(state["train_seconds"]) and state["train_seconds"] >= 0):
+    if not (_is_finite(state["train_seconds"]) and state["train_seconds"] >= 0):
         raise ValueError(f"its training time {clipped(repr(state['train_seconds']))} is not valid")
     partial = state["partial_epoch"]
     if partial is not None:
         from petseg.train.epoch_stats import EpochStats
 
         saved, seconds = (partial.get("stats"), partial.get("seconds")) if isinstance(partial, dict) else (None, None)
-        if not (isinstance(saved, dict) and _finite(seconds)):
+        if not (isinstance(saved, dict) and _is_finite(seconds)):
             raise ValueError(f"its unfinished epoch is not one: {clipped(repr(partial))}")
         stats = EpochStats.from_state_dict(saved)  # KeyError or TypeError if it is not
         if not (is_whole_number(stats.steps, 0) and is_whole_number(stats.images, 0)):
