@@ -389,6 +389,47 @@ def test_disk_full_is_one_line_leaves_no_half_file_and_the_run_resumes(reference
     assert_same_run(out, reference_run)
 
 
+def _weights_turn_nan_before_validating_epoch(monkeypatch, diverging_epoch: int) -> None:
+    """What a too-high lr does: a step leaves NaN weights behind a finite training loss."""
+    import petseg.train.loop as loop
+
+    real_validate, epochs_seen = loop.validate, []
+
+    def validate(engine, loader):
+        epochs_seen.append(len(epochs_seen) + 1)
+        if epochs_seen[-1] == diverging_epoch:
+            with torch.no_grad():
+                for parameter in engine.evaluated.parameters():
+                    parameter.fill_(float("nan"))
+        return real_validate(engine, loader)
+
+    monkeypatch.setattr(loop, "validate", validate)
+
+
+def test_a_diverged_epoch_is_one_line_and_keeps_the_last_good_epochs_files(reference_run, toy_data, tmp_path,
+                                                                            monkeypatch, capsys):
+    from safetensors.torch import load_file
+
+    out = tmp_path / "diverged"
+    _weights_turn_nan_before_validating_epoch(monkeypatch, diverging_epoch=2)
+    code, stderr = _main_in_process(monkeypatch, capsys, "train", *TINY, "--data", str(toy_data), "--out", str(out),
+                                    "--epochs", str(EPOCHS), "--scale", "0.8,1.2", "--color-jitter", "0.1")
+    assert (code, stderr) == (2, "error: training diverged at epoch 2 (val loss nan); "
+                                 "lower --lr and start again with --force\n")
+    # Epoch 2 was neither the best model nor checkpointed: every file is still epoch 1's.
+    checkpoint = load_checkpoint(out / "last.pt")
+    assert (checkpoint["epoch"], checkpoint["best_epoch"]) == (1, 1)
+    assert [row["epoch"] for row in json.loads((out / "history.json").read_text())] == [1]
+    best = load_file(out / "best.safetensors")
+    assert all(bool(tensor.isfinite().all()) for tensor in best.values())
+    assert_same_weights(best, checkpoint["model"])
+    assert not (out / "summary.json").exists()
+    monkeypatch.undo()  # the cause gone: the checkpoint resumes into the uninterrupted run
+    code, stderr = _main_in_process(monkeypatch, capsys, "train", "--out", str(out), "--resume", "--no-progress")
+    assert code == 0, stderr
+    assert_same_run(out, reference_run)
+
+
 def _crafted_checkpoints(good: dict) -> dict[str, object]:
     """File name -> what to write there instead of a good checkpoint."""
     from argparse import Namespace  # any pickled object: the safe loader refuses it
@@ -411,6 +452,7 @@ def _crafted_checkpoints(good: dict) -> dict[str, object]:
             "history-of-numbers": {**good, "history": [1, 2, 3]}, "history-text": {**good, "history": "abc"},
             "epoch-huge": {**good, "epoch": 10**9}, "epoch-fraction": {**good, "epoch": 1.5},
             "best-miou-nan": {**good, "best_miou": float("nan")},
+            "train-seconds-huge": {**good, "train_seconds": 10**400},  # beyond any float: OverflowError
             "unfinished-epoch": {**good, "partial_epoch": {"stats": 5, "seconds": 1.0}},
             "optimizer-moment-shape": wrong_moment, "optimizer-moment-nan": nan_moment,
             "schedule-step-nan": nan_schedule, "rng-states": {**good, "rng": {"torch": torch.zeros(3)}}}

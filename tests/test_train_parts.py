@@ -50,11 +50,40 @@ def test_overrides_replace_recipe_values_and_none_keeps_them():
     ({"image_size": 100_000}, "--image-size"), ({"threads": 100_000}, "--threads"), ({"workers": 100_000}, "--workers"),
     ({"workers": 1000}, "--workers"), ({"seed": 2**63}, "--seed"), ({"seed": 2**32}, "--seed"),
     ({"warmup_epochs": 1e308}, "--warmup-epochs"), ({"epochs": 3, "warmup_epochs": 3.5}, "--warmup-epochs"),
+    # Learning rates that only make NaN weights (1e308 trained to NaN and saved them as the best model).
+    ({"lr": 1e308}, "--lr must be in (0, 1], got 1e+308"), ({"lr": 1.5}, "--lr must be in (0, 1], got 1.5"),
+    ({"lr": 0.0}, "--lr must be in (0, 1], got 0.0"),
+    ({"weight_decay": 1e308}, "--weight-decay must be in [0, 1], got 1e+308"),
+    ({"weight_decay": 2.0}, "--weight-decay must be in [0, 1], got 2.0"),
+    ({"encoder_lr_factor": 1e308}, "--encoder-lr-factor must be in [0, 10], got 1e+308"),
+    ({"encoder_lr_factor": 10.5}, "--encoder-lr-factor must be in [0, 10], got 10.5"),
+    ({"encoder_lr_factor": -0.5}, "--encoder-lr-factor must be in [0, 10], got -0.5"),
 ])
 def test_bad_values_name_their_option(override, option):
     with pytest.raises(PetsegError) as raised:
         resolve_config("unet_diy", "data", "out", **override)
-    assert raised.value.worded(command_line_flag).startswith(option + " must be")
+    message = raised.value.worded(command_line_flag)
+    # `option`: the flag alone, or the whole message where its wording (the allowed range) matters too.
+    assert message.startswith(option if " " in option else option + " must be"), message
+
+
+@pytest.mark.parametrize("name", ["amp", "device", "loss", "optimizer", "recipe", "schedule", "train_split"])
+def test_a_100_kb_setting_is_echoed_cut_to_100_characters(tmp_path, name):
+    from petseg.errors import ECHO_CHARACTERS
+    from petseg.train.configure import read_config_file
+
+    huge = "x" * 100_000
+    config_file = tmp_path / "cfg.json"
+    config_file.write_text(json.dumps({"model": "unet_diy", "data": "data", "out": "out", name: huge}))
+    with pytest.raises(PetsegError) as raised:
+        read_config_file(config_file)  # what `petseg train --config cfg.json` reads
+    message = str(raised.value)
+    shown = "'" + "x" * (ECHO_CHARACTERS - 1) + "…"  # repr's quote, then the text up to 100 characters
+    assert message.startswith(f"{config_file}: {name} must be ") and message.endswith(f", got {shown}"), message[:300]
+    if name == "recipe":  # --recipe picks the recipe's settings before any config is built
+        with pytest.raises(PetsegError) as raised:
+            resolve_config("unet_diy", "data", "out", huge)
+        assert str(raised.value).endswith(f", got {shown}") and len(str(raised.value)) < 200
 
 
 # What a config file can hold that its setting's type cannot: one line naming the setting.
@@ -63,6 +92,7 @@ BAD_TYPES = [
     ({"epochs": 1e308}, "epochs must be an integer, got 1e+308"),
     ({"image_size": True}, "image_size must be an integer, got True"),
     ({"lr": math.inf}, "lr must be a finite number, got inf"),
+    ({"lr": 10**400}, "lr must be a finite number, got 1000"),  # no float holds it: float() overflowed
     ({"hflip": "yes"}, "hflip must be true or false, got 'yes'"),
     ({"model_options": "x"}, "model_options must be a mapping, got 'x'"),
     ({"model_options": {1: 2}}, "model_options must be a mapping"),

@@ -13,6 +13,7 @@ petseg.run_dir names them.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from dataclasses import asdict
@@ -169,6 +170,7 @@ def end_epoch(training: Training, epoch: int, stats: EpochStats, seconds: float,
     state.train_seconds += validation_seconds
     lr = max(group["lr"] for group in training.optimizer.param_groups)
     row = reporting.epoch_row(epoch + 1, lr, seconds + validation_seconds, train, val)
+    check_not_diverged(training, row)
     improved, stop_early = state.record(row)
     problem = None
     if context.is_main:
@@ -186,6 +188,24 @@ def end_epoch(training: Training, epoch: int, stats: EpochStats, seconds: float,
         raise problem or PetsegError(f"{training.run_dir}: rank 0 could not save epoch {epoch + 1} and stopped the "
                                      "run (its error says why)")
     return stop_early
+
+
+def check_not_diverged(training: Training, row: dict[str, float]) -> None:
+    """Stop the run when the epoch's training or validation loss is not finite.
+
+    Its weights are then NaN or infinite: the epoch is neither recorded nor saved, so the best
+    model, the checkpoint and the history stay those of the last good epoch (a NaN model scored
+    some mIoU and became the "best" one). Every rank reduced the same losses, so all stop here.
+    """
+    diverged = [name for name in ("train_loss", "val_loss") if not math.isfinite(row[name])]
+    if not diverged:
+        return
+    if training.context.is_main:  # the epoch's figures, for the record, never marked best
+        training.log(reporting.summary_line(row, training.config.epochs, improved=False))
+    loss = diverged[0]
+    # lr cannot change on --resume (it would be another run), and a resume replays the same epoch.
+    raise PetsegError(f"training diverged at epoch {row['epoch']} ({loss.replace('_', ' ')} {row[loss]})",
+                      advice="lower {lr} and start again with {force}")
 
 
 def finish(training: Training, stopped_reason: str, interrupted: bool) -> RunResult:

@@ -12,7 +12,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from petseg.errors import PetsegError
+from petseg.errors import PetsegError, clipped
 from petseg.limits import MAX_DATA_WORKERS, MAX_THREADS
 from petseg.models.config import IMAGE_SIZE_RANGE
 from petseg.train.setting_types import check_setting_types
@@ -23,6 +23,15 @@ RECIPES = ("seed", "default", "generalize")
 # Seeds are unsigned 32-bit numbers, as NumPy's legacy generator and most tools take them
 # (2**63 and up overflowed PyTorch's seeding after the run folder was made).
 MAX_SEED = 2**32 - 1
+# The recipes use 1e-3 to 3e-2 (encoder factor 0.1 to 1); these bounds leave room to
+# experiment and stop values that only make NaN weights.
+MAX_LR = 1
+MAX_ENCODER_LR_FACTOR = 10
+
+
+def _shown(value: Any) -> str:
+    """A setting's value as a message echoes it: a 100 KB text from a config file comes back cut."""
+    return clipped(repr(value))
 
 
 @dataclass
@@ -124,39 +133,45 @@ class TrainConfig:
     def validate(self) -> None:
         """Reject impossible values with a message naming the setting (a flag on the command line)."""
         checks = [
-            (self.recipe in RECIPES, "recipe", f"must be one of {', '.join(RECIPES)}, got {self.recipe!r}"),
-            (self.epochs >= 1, "epochs", f"must be at least 1, got {self.epochs}"),
-            (self.batch_size >= 1, "batch_size", f"must be at least 1, got {self.batch_size}"),
+            (self.recipe in RECIPES, "recipe", f"must be one of {', '.join(RECIPES)}, got {_shown(self.recipe)}"),
+            (self.epochs >= 1, "epochs", f"must be at least 1, got {_shown(self.epochs)}"),
+            (self.batch_size >= 1, "batch_size", f"must be at least 1, got {_shown(self.batch_size)}"),
             (16 <= self.image_size <= IMAGE_SIZE_RANGE[1], "image_size",
-             f"must be in 16..{IMAGE_SIZE_RANGE[1]}, got {self.image_size}"),
-            (self.lr > 0, "lr", f"must be positive, got {self.lr}"),
-            (self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}"),
-            (self.encoder_lr_factor >= 0, "encoder_lr_factor", f"must be >= 0, got {self.encoder_lr_factor}"),
-            (self.optimizer in ("adam", "adamw"), "optimizer", f"must be adam or adamw, got {self.optimizer!r}"),
-            (self.schedule in ("cosine", "exponential"), "schedule", f"must be cosine or exponential, got {self.schedule!r}"),
-            (self.loss in ("ce", "dice_ce"), "loss", f"must be ce or dice_ce, got {self.loss!r}"),
-            (self.patience >= 1, "patience", f"must be at least 1, got {self.patience}"),
+             f"must be in 16..{IMAGE_SIZE_RANGE[1]}, got {_shown(self.image_size)}"),
+            # Beyond these, training diverges to NaN within a step or two (lr 1e308 wrote NaN weights).
+            (0 < self.lr <= MAX_LR, "lr", f"must be in (0, {MAX_LR}], got {_shown(self.lr)}"),
+            (0 <= self.weight_decay <= 1, "weight_decay", f"must be in [0, 1], got {_shown(self.weight_decay)}"),
+            (0 <= self.encoder_lr_factor <= MAX_ENCODER_LR_FACTOR, "encoder_lr_factor",
+             f"must be in [0, {MAX_ENCODER_LR_FACTOR}], got {_shown(self.encoder_lr_factor)}"),
+            (self.optimizer in ("adam", "adamw"), "optimizer", f"must be adam or adamw, got {_shown(self.optimizer)}"),
+            (self.schedule in ("cosine", "exponential"), "schedule",
+             f"must be cosine or exponential, got {_shown(self.schedule)}"),
+            (self.loss in ("ce", "dice_ce"), "loss", f"must be ce or dice_ce, got {_shown(self.loss)}"),
+            (self.patience >= 1, "patience", f"must be at least 1, got {_shown(self.patience)}"),
             # Longer than the run, the schedule would never reach its peak (1e308 overflowed into a traceback).
             (0 <= self.warmup_epochs <= self.epochs, "warmup_epochs",
-             f"must be in 0..{self.epochs} (the run's epochs), got {self.warmup_epochs}"),
-            (0 < self.decay_rate <= 1, "decay_rate", f"must be in (0, 1], got {self.decay_rate}"),
+             f"must be in 0..{_shown(self.epochs)} (the run's epochs), got {_shown(self.warmup_epochs)}"),
+            (0 < self.decay_rate <= 1, "decay_rate", f"must be in (0, 1], got {_shown(self.decay_rate)}"),
             (self.ema_decay is None or 0 < self.ema_decay < 1, "ema_decay",
-             f"must be between 0 and 1 (exclusive), got {self.ema_decay}"),
-            (self.decay_steps >= 1, "decay_steps", f"must be at least 1, got {self.decay_steps}"),
-            (0 <= self.seed <= MAX_SEED, "seed", f"must be in 0..{MAX_SEED}, got {self.seed}"),
-            (0 <= self.workers <= MAX_DATA_WORKERS, "workers", f"must be in 0..{MAX_DATA_WORKERS}, got {self.workers}"),
+             f"must be between 0 and 1 (exclusive), got {_shown(self.ema_decay)}"),
+            (self.decay_steps >= 1, "decay_steps", f"must be at least 1, got {_shown(self.decay_steps)}"),
+            (0 <= self.seed <= MAX_SEED, "seed", f"must be in 0..{MAX_SEED}, got {_shown(self.seed)}"),
+            (0 <= self.workers <= MAX_DATA_WORKERS, "workers",
+             f"must be in 0..{MAX_DATA_WORKERS}, got {_shown(self.workers)}"),
             (self.threads is None or 1 <= self.threads <= MAX_THREADS, "threads",
-             f"must be in 1..{MAX_THREADS}, got {self.threads}"),
-            (self.device in ("auto", "cpu", "cuda"), "device", f"must be auto, cpu or cuda, got {self.device!r}"),
-            (self.amp in ("auto", "bf16", "fp16", "off"), "amp", f"must be auto, bf16, fp16 or off, got {self.amp!r}"),
+             f"must be in 1..{MAX_THREADS}, got {_shown(self.threads)}"),
+            (self.device in ("auto", "cpu", "cuda"), "device", f"must be auto, cpu or cuda, got {_shown(self.device)}"),
+            (self.amp in ("auto", "bf16", "fp16", "off"), "amp",
+             f"must be auto, bf16, fp16 or off, got {_shown(self.amp)}"),
             (self.val_fraction is None or 0 < self.val_fraction < 1,
-             "val_fraction", f"must be between 0 and 1 (exclusive), got {self.val_fraction}"),
-            (self.limit is None or self.limit >= 1, "limit", f"must be at least 1, got {self.limit}"),
-            (self.train_split in ("trainval", "all"), "train_split", f"must be trainval or all, got {self.train_split!r}"),
+             "val_fraction", f"must be between 0 and 1 (exclusive), got {_shown(self.val_fraction)}"),
+            (self.limit is None or self.limit >= 1, "limit", f"must be at least 1, got {_shown(self.limit)}"),
+            (self.train_split in ("trainval", "all"), "train_split",
+             f"must be trainval or all, got {_shown(self.train_split)}"),
             (self.scale is None or (len(self.scale) == 2 and 0 < self.scale[0] <= self.scale[1]),
-             "scale", f"must be MIN,MAX with 0 < MIN <= MAX, got {self.scale}"),
+             "scale", f"must be MIN,MAX with 0 < MIN <= MAX, got {_shown(self.scale)}"),
             (all(m in ("train_loss", "val_loss", "val_miou") for m in self.monitor),
-             "monitor", f"must name train_loss, val_loss or val_miou, got {list(self.monitor)}"),
+             "monitor", f"must name train_loss, val_loss or val_miou, got {_shown(list(self.monitor))}"),
         ]
         for ok, option, message in checks:
             if not ok:
@@ -185,7 +200,7 @@ def recipe_settings(recipe: str, model: str, *, pretrained: bool = False, weight
         return default_recipe(model, from_scratch=not (pretrained or weights))
     if recipe == "generalize":
         return generalize_recipe(model, from_scratch=not (pretrained or weights))
-    raise PetsegError(f"must be one of {', '.join(RECIPES)}, got {recipe!r}", option="recipe")
+    raise PetsegError(f"must be one of {', '.join(RECIPES)}, got {_shown(recipe)}", option="recipe")
 
 
 def seed_recipe(model: str) -> dict[str, Any]:
