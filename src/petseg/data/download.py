@@ -6,12 +6,15 @@ land outside the root: no absolute paths, no `..`, no links or devices), unpacke
 into a hidden folder and only then moved into place. A `.<name>.done` marker makes a
 second run a no-op. An archive that fails its md5 or cannot be unpacked is deleted, so
 the next run downloads it afresh; that run also removes the unpacking folders
-(`.<name>.petseg-tmp-*`) a killed run left behind.
+(`.<name>.petseg-tmp-*`) a killed run left behind. Before tarfile reads an archive, a
+first pass over its headers refuses long names and pax headers over 64 KB
+(tar_headers.py), which tarfile would read whole.
 """
 
 from __future__ import annotations
 
 import errno
+import lzma
 import hashlib
 import http.client
 import os
@@ -27,6 +30,7 @@ from typing import Mapping
 
 from petseg import __version__
 from petseg.atomic import TEMPORARY_MARK, make_temporary_folder, remove_stale_temporaries
+from petseg.data.tar_headers import oversized_extension
 from petseg.errors import PetsegError, clipped
 
 OFFICIAL_BASE_URL = "https://www.robots.ox.ac.uk/~vgg/data/pets/data/"
@@ -216,6 +220,9 @@ def _refusal(member: tarfile.TarInfo) -> str | None:
 def extract_safely(archive: Path, root: Path, *, force: bool = False) -> None:
     """Unpack `archive` into `root`, all or nothing; refuse the whole archive if one member is unsafe."""
     try:
+        too_long = oversized_extension(archive)
+        if too_long:
+            raise BadArchiveError(f"{archive}: refusing to extract an archive with {too_long}")
         with tarfile.open(archive, "r:*") as tar:
             members = _checked_members(tar, archive)
             staging = make_temporary_folder(root / archive.name)
@@ -224,7 +231,7 @@ def extract_safely(archive: Path, root: Path, *, force: bool = False) -> None:
                 _move_into_place(staging, root, archive, force)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
-    except (tarfile.TarError, EOFError, zlib.error) as error:
+    except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError) as error:
         reason = (str(error).splitlines() or [type(error).__name__])[0].rstrip(":")  # tarfile lists every method tried
         raise BadArchiveError(f"{archive}: cannot unpack ({reason}: not a complete tar archive)") from None
     except OSError as error:  # the disk, not the archive: keep it for the next try
@@ -261,7 +268,7 @@ def _unpack(tar: tarfile.TarFile, members: list[tarfile.TarInfo], staging: Path,
     except OSError as error:
         if error.errno not in _ARCHIVE_ERRNOS:
             raise
-        member = repr(os.path.relpath(error.filename, staging)) if error.filename else "a member"
+        member = clipped(repr(os.path.relpath(error.filename, staging))) if error.filename else "a member"
         raise BadArchiveError(f"{archive}: cannot unpack {member}: it clashes with another member "
                               f"({error.strerror})") from None
 
