@@ -95,6 +95,38 @@ def test_changed_file_invalidates_the_cache(pets, tmp_path, decode_calls):
     assert len(list((tmp_path / "cache").iterdir())) == 1, "the stale cache folder is replaced, not kept"
 
 
+def _plant(folder: Path, damage: str) -> None:
+    """Damage a built cache folder as a crafted or broken one would be."""
+    meta = folder / "meta.json"
+    if damage == "a list for a record":
+        meta.write_text("[]")
+    elif damage == "JSON nested 100,000 deep":
+        meta.write_text("[" * 100_000 + "]" * 100_000)
+    elif damage == "a FIFO for a record":
+        meta.unlink()
+        os.mkfifo(meta)
+    elif damage == "images of another shape":
+        np.save(folder / "images.npy", np.zeros((2, 3, 3, 3), np.uint8))
+    elif damage == "an object array":
+        np.save(folder / "state.npy", np.array([None] * 24, dtype=object), allow_pickle=True)
+
+
+@pytest.mark.parametrize("damage", ["a list for a record", "JSON nested 100,000 deep", "a FIFO for a record",
+                                    "images of another shape", "an object array"])
+def test_a_damaged_or_planted_cache_is_rebuilt(toy_data, tmp_path, decode_calls, damage):
+    """Each gave a traceback (AttributeError, RecursionError, IndexError, ValueError) or hung on the FIFO."""
+    first = _dataset(toy_data, tmp_path)
+    expected = [first[index] for index in range(3)]
+    [folder] = (tmp_path / "cache").iterdir()
+    _plant(folder, damage)
+    calls_before = len(decode_calls)
+    rebuilt = _dataset(toy_data, tmp_path)
+    for index, (image, mask) in enumerate(expected):
+        again = rebuilt[index]
+        assert torch.equal(again[0], image) and torch.equal(again[1], mask)
+    assert len(decode_calls) == calls_before + 3, "the damaged cache was not used"
+
+
 def test_unreadable_files_are_skipped_and_counted(pets, tmp_path):
     samples = load_samples(pets, "all")
     samples[2].image_path.write_bytes(samples[2].image_path.read_bytes()[:300])  # truncated JPEG

@@ -27,10 +27,15 @@ import numpy as np
 from petseg import __version__
 from petseg.data.layouts import Sample, load_sample
 from petseg.data.letterbox import Letterbox
-from petseg.errors import PetsegError
+from petseg.data.decode import not_a_regular_file
+from petseg.errors import PetsegError, clipped
+from petseg.text_files import parse_json, read_text_file
 
 NOT_YET, READY, UNREADABLE = 0, 1, 2
 _ARRAYS = ("images", "masks", "state")
+# What the cache writes in meta.json and in a note on an unreadable sample is far shorter.
+MAX_META_BYTES = 64 * 1024
+MAX_NOTE_BYTES = 16 * 1024
 
 
 def default_cache_dir() -> Path:
@@ -102,12 +107,32 @@ class DiskCache(DecodedSamples):
         stats = [(stat(sample.image_path), stat(sample.mask_path)) for sample in self.samples]
         return hashlib.sha1(json.dumps(stats).encode()).hexdigest()
 
+    def _shapes(self) -> dict[str, tuple[int, ...]]:
+        count, size = len(self.samples), self.size
+        return {"images": (count, size, size, 3), "masks": (count, size, size), "state": (count,)}
+
     def _is_current(self, fingerprint: str) -> bool:
+        """Whether the folder holds this cache, whole. Anything else there (a stale cache, damage, a
+        planted file: JSON nested 100,000 deep, a FIFO, arrays of other shapes) is rebuilt over."""
         try:
-            meta = json.loads((self.folder / "meta.json").read_text())
-        except (OSError, ValueError):
+            meta = parse_json(read_text_file(self.folder / "meta.json", "cache record", max_bytes=MAX_META_BYTES),
+                              self.folder / "meta.json")
+        except PetsegError:
             return False
-        return meta.get("fingerprint") == fingerprint and all((self.folder / f"{n}.npy").is_file() for n in _ARRAYS)
+        return isinstance(meta, dict) and meta.get("fingerprint") == fingerprint and self._arrays_fit()
+
+    def _arrays_fit(self) -> bool:
+        for name, shape in self._shapes().items():
+            path = self.folder / f"{name}.npy"
+            if not_a_regular_file(path):
+                return False
+            try:
+                array = np.load(path, mmap_mode="r")  # the header only; object arrays refuse to map
+            except (OSError, ValueError, EOFError):
+                return False
+            if array.shape != shape or array.dtype != np.uint8:
+                return False
+        return True
 
     def _open_or_build(self, root: Path) -> None:
         fingerprint = self._fingerprint()
@@ -121,7 +146,7 @@ class DiskCache(DecodedSamples):
         count, size = len(self.samples), self.size
         try:
             # Sparse files: disk is used only as entries are filled.
-            for name, shape in (("images", (count, size, size, 3)), ("masks", (count, size, size)), ("state", (count,))):
+            for name, shape in self._shapes().items():
                 np.lib.format.open_memmap(building / f"{name}.npy", mode="w+", dtype=np.uint8, shape=shape).flush()
             (building / "meta.json").write_text(json.dumps({"fingerprint": fingerprint, "count": count, "size": size}))
             (building / "unreadable").mkdir()
@@ -173,8 +198,8 @@ class DiskCache(DecodedSamples):
         found = {}
         for path in (self.folder / "unreadable").glob("*.txt"):
             try:
-                found[int(path.stem)] = path.read_text()
-            except (OSError, ValueError):
+                found[int(path.stem)] = clipped(read_text_file(path, "cache note", max_bytes=MAX_NOTE_BYTES), 300)
+            except (PetsegError, ValueError):
                 continue
         return found
 
