@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from petseg.data.breeds import breed_of, breeds_in, select_breeds
+from petseg.data.breeds import breed_of, breeds_in, resolve_breeds, select_breeds
 from petseg.data.check import find_unfit
 from petseg.data.layouts import load_samples
 from petseg.errors import PetsegError
@@ -62,6 +62,13 @@ def test_an_unknown_breed_is_one_line_listing_the_valid_ones(toy_data):
     assert str(error.value) == f"unknown breed 'poodle'; breeds in this dataset: {', '.join(TOY_BREEDS)}"
     with pytest.raises(PetsegError, match="also excluded"):
         select_breeds(load_samples(toy_data, "all"), include=["Roundcat"], exclude=["ROUNDCAT"])
+    with pytest.raises(PetsegError) as error:  # a 5,000-character name came back whole
+        select_breeds(load_samples(toy_data, "all"), include=["x" * 5000])
+    assert str(error.value).startswith("unknown breed '" + "x" * 99 + "…;") and len(str(error.value)) < 200
+    many = [f"breed{number:04d}" for number in range(2000)]  # a user's folder of thousands of "breeds"
+    with pytest.raises(PetsegError) as error:
+        resolve_breeds(["poodle"], many)
+    assert len(str(error.value)) < 1100 and str(error.value).endswith("…")
 
 
 def test_splits_hold_only_the_chosen_breeds(toy_data, tmp_path):

@@ -12,7 +12,10 @@ import re
 from typing import Iterable, Sequence
 
 from petseg.data.layouts import Sample
-from petseg.errors import PetsegError
+from petseg.errors import PetsegError, clipped
+
+# The official 37 breeds' names fit; a folder of thousands is cut short in messages.
+MAX_LISTED_CHARACTERS = 1000
 
 _NUMBERED = re.compile(r"(.+)_\d+")
 
@@ -35,8 +38,9 @@ def resolve_breeds(names: Sequence[str], known: Sequence[str], what: str = "bree
     for name in names:
         breed = by_lower.get(name.strip().lower())
         if breed is None:
-            valid = ", ".join(known) if known else "none (no photo is named <breed>_<number>)"
-            raise PetsegError(f"unknown {what} {name!r}; breeds in this dataset: {valid}")
+            valid = clipped(", ".join(known), MAX_LISTED_CHARACTERS) if known else \
+                "none (no photo is named <breed>_<number>)"
+            raise PetsegError(f"unknown {what} {clipped(repr(name))}; breeds in this dataset: {valid}")
         resolved.append(breed)
     return resolved
 
