@@ -99,6 +99,29 @@ def test_suspect_samples_are_left_out_of_both_splits_and_listed_once(pets, tmp_p
     assert [found.sample.name for found in kept.left_out] == ["Spikycat_1"] and len(kept.train) == 24 - 1
 
 
+def test_photos_in_both_lists_are_named_in_the_validation_source(pets, tmp_path):
+    """Validating on photos also trained on inflated the figures without a word (`data check` flags them)."""
+    trainval = pets / "annotations" / "trainval.txt"
+    test_lines = (pets / "annotations" / "test.txt").read_text().splitlines()
+    trainval.write_text(trainval.read_text() + "\n".join(test_lines[:2]) + "\n")
+    splits = load_splits(resolve_config("unet_diy", str(pets), str(tmp_path / "run")))
+    assert splits.val_source == "the dataset's test list (2 of its photos are also in trainval: not held out)"
+    plain = load_splits(resolve_config("unet_diy", str(pets), str(tmp_path / "run"), train_split="all"))
+    assert "(also trained on: a fit check" in plain.val_source
+
+
+def test_a_validation_set_left_without_images_names_why(pets, tmp_path):
+    """It said "the dataset has no samples (check the folder and the split)"."""
+    test_names = [line.split()[0] for line in (pets / "annotations" / "test.txt").read_text().splitlines()]
+    for name in test_names:
+        erase_pet(pets, name)
+    with pytest.raises(PetsegError) as raised:
+        load_splits(resolve_config("unet_diy", str(pets), str(tmp_path / "run")))
+    message = str(raised.value)
+    assert message.startswith(f"{pets}: every validation image (the dataset's test list) was left out as unfit; first: ")
+    assert "no pet pixels" in message
+
+
 @pytest.mark.slow  # one tiny training run through the CLI
 def test_train_header_counts_the_images_used_and_lists_the_left_out(pets, tmp_path):
     erase_pet(pets, "Roundcat_1")

@@ -52,6 +52,8 @@ def load_splits(config: TrainConfig) -> Splits:
         source = "the dataset's test list"
         if config.train_split == "all":
             source += " (also trained on: a fit check, not a held-out score)"
+        elif shared := len({s.name for s in train} & {s.name for s in val}):
+            source += f" ({shared} of its photos are also in trainval: not held out)"  # `data check` flags them
         if not val:
             raise PetsegError(f"{config.data}: the test split is empty",
                               advice="validate on part of trainval with {val_fraction} 0.1")
@@ -68,10 +70,13 @@ def load_splits(config: TrainConfig) -> Splits:
                 if found.broken or not config.keep_suspect]
     unfit = {found.sample.name for found in left_out}
     train = [sample for sample in train if sample.name not in unfit]
-    val = [sample for sample in val if sample.name not in unfit]
+    val_names, val = {sample.name for sample in val}, [sample for sample in val if sample.name not in unfit]
     if not train:
         raise PetsegError(f"{config.data}: no training images in the {config.train_split} split"
                           + (" of the chosen breeds" if config.breeds or config.exclude_breeds else ""))
+    if not val:
+        first = next(found.reason for found in left_out if found.sample.name in val_names)
+        raise PetsegError(f"{config.data}: every validation image ({source}) was left out as unfit; first: {first}")
     return Splits(train, val, source, left_out)
 
 
