@@ -139,9 +139,10 @@ def check_header_size(path: Path) -> None:
     try:
         with open(path, "rb") as file:
             length = int.from_bytes(file.read(8), "little")
+            file_bytes = os.fstat(file.fileno()).st_size
     except OSError as error:
         raise PetsegError(f"model file {path}: cannot read it ({error.strerror or error})") from None
-    if length > MAX_HEADER_BYTES:
+    if MAX_HEADER_BYTES < length <= file_bytes - 8:  # longer than the file: not safetensors at all, as safe_open says
         raise PetsegError(f"model file {path} has a header of {length} bytes, over {MAX_HEADER_BYTES}: "
                           "not a petseg model")
 
