@@ -17,7 +17,7 @@ from petseg.data.dataset import SegmentationDataset, make_loader
 from petseg.data.labels import IGNORE_INDEX
 from petseg.data.layouts import load_sample, load_samples
 from petseg.data.letterbox import Letterbox, mean_fill
-from petseg.errors import PetsegError
+from petseg.errors import PetsegError, command_line_flag
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 SIZE = 64
@@ -181,6 +181,7 @@ def test_a_cache_that_cannot_be_built_is_one_line_and_leaves_nothing(toy_data, t
     with pytest.raises(PetsegError, match=r"cannot build the dataset cache \(No space left on device\)") as raised:
         SegmentationDataset(load_samples(toy_data, "test"), SIZE, MEAN, STD, cache_dir=tmp_path / "cache")
     assert str(tmp_path / "cache") in str(raised.value)
+    assert raised.value.worded(command_line_flag).endswith("choose another folder with --cache-dir or PETSEG_CACHE_DIR")
     assert list((tmp_path / "cache").iterdir()) == [], "the half-built cache folder was left behind"
 
 

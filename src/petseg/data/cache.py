@@ -36,6 +36,8 @@ _ARRAYS = ("images", "masks", "state")
 # What the cache writes in meta.json and in a note on an unreadable sample is far shorter.
 MAX_META_BYTES = 64 * 1024
 MAX_NOTE_BYTES = 16 * 1024
+# The cache folder comes from the training config's cache_dir (--cache-dir), else PETSEG_CACHE_DIR.
+CACHE_ADVICE = "choose another folder with {cache_dir} or PETSEG_CACHE_DIR"
 
 
 def default_cache_dir() -> Path:
@@ -142,7 +144,8 @@ class DiskCache(DecodedSamples):
             root.mkdir(parents=True, exist_ok=True)
             building = Path(tempfile.mkdtemp(prefix=f".{self.folder.name}.", dir=root))
         except OSError as error:
-            raise PetsegError(f"{root}: cannot create the dataset cache ({error.strerror}); set PETSEG_CACHE_DIR") from None
+            raise PetsegError(f"{clipped(str(root))}: cannot create the dataset cache ({error.strerror or error})",
+                              advice=CACHE_ADVICE) from None
         count, size = len(self.samples), self.size
         try:
             # Sparse files: disk is used only as entries are filled.
@@ -152,8 +155,8 @@ class DiskCache(DecodedSamples):
             (building / "unreadable").mkdir()
         except OSError as error:  # a full disk, a file-size limit
             shutil.rmtree(building, ignore_errors=True)
-            raise PetsegError(f"{root}: cannot build the dataset cache ({error.strerror or error}); "
-                              "free some space or set PETSEG_CACHE_DIR") from None
+            raise PetsegError(f"{clipped(str(root))}: cannot build the dataset cache ({error.strerror or error})",
+                              advice="free some space, or " + CACHE_ADVICE) from None
         if self._is_current(fingerprint):  # another process (a DDP rank) built it meanwhile
             shutil.rmtree(building, ignore_errors=True)
             return
