@@ -173,3 +173,19 @@ def test_petseg_alone_shows_the_help_once(monkeypatch, capsys):
     assert exit_info.value.code == 2
     shown = capsys.readouterr()
     assert shown.out.count("Usage: ") == 1 and "cutout" in shown.out and shown.err == ""
+
+
+def test_resume_names_a_run_config_that_is_no_regular_file(monkeypatch, tmp_path, capsys):
+    """A FIFO where the run's config.json belongs was reported as missing."""
+    import os
+    import sys
+
+    from petseg.cli import main
+
+    os.mkfifo(tmp_path / "config.json")
+    monkeypatch.setattr(sys, "argv", ["petseg", "train", "--out", str(tmp_path), "--resume"])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (f"error: {tmp_path / 'config.json'}: cannot read the config file "
+                                       "(is a FIFO (named pipe), not a regular file)\n")

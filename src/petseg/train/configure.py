@@ -8,6 +8,7 @@ Whether a resumed run may take the overrides is the run folder's rule
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Mapping
@@ -41,7 +42,7 @@ def _starting_settings(*, out, model, data, recipe, config_file, resume, overrid
         if out is None:
             raise PetsegError("is needed: the run folder to resume", option="out")
         saved = Path(out) / run_dir.CONFIG_FILE
-        if not saved.is_file():
+        if not os.path.lexists(saved):
             raise PetsegError(f"{saved}: missing, so {out} cannot be resumed", advice="drop {resume} to start a run")
         # --model/--recipe are settings like any other here: the resume rule decides.
         return {**asdict(read_config_file(saved)), **_given(model=model, recipe=recipe)}
