@@ -1,16 +1,18 @@
 """`petseg data check` and the other data commands, through the library and the CLI."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from petseg.data.check import check_dataset, format_report
-from petseg.data.layouts import read_split_list
+from petseg.data.layouts import load_mask, load_samples, read_split_list
 
 
 def _petseg(*args):
@@ -122,3 +124,69 @@ def test_the_report_shows_names_on_one_line_and_cut(toy_data, tmp_path):
     missing = [line for line in lines if line.startswith("missing: ")]
     assert len(missing) == 2 and all(len(line) < 200 for line in missing), missing
     assert any("bad\\x1b]0;title\\x07name" in line for line in missing) and not any("\x1b" in line for line in lines)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+@pytest.mark.timeout(60)  # opening the FIFO would block for ever
+def test_a_fifo_named_like_a_mask_is_not_a_regular_file(toy_data, tmp_path):
+    root = shutil.copytree(toy_data, tmp_path / "pets")
+    name = read_split_list(root / "annotations" / "list.txt")[0]
+    fifo = root / "annotations" / "trimaps" / f"{name}.png"
+    fifo.unlink()
+    os.mkfifo(fifo)
+    report = check_dataset(root)
+    reason = f"{fifo}: is a FIFO (named pipe), not a regular file"
+    assert report["unreadable"] == [{"file": str(fifo), "reason": reason}]
+    assert {"name": name, "missing": "mask"} not in report["missing"] and not report["ok"]  # not "has no mask"
+    assert f"unreadable: {reason}" in format_report(report).splitlines()
+
+
+def test_photos_that_share_a_name_are_reported_and_the_first_is_used(toy_data, tmp_path):
+    root = shutil.copytree(toy_data, tmp_path / "pets")
+    name = read_split_list(root / "annotations" / "list.txt")[0]
+    jpeg, png = root / "images" / f"{name}.jpg", root / "images" / f"{name}.png"
+    Image.open(jpeg).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(png)  # another photo, or the same converted
+    report = check_dataset(root)
+    assert report["same_name"] == [{"name": name, "files": [str(jpeg), str(png)], "used": str(jpeg)}]
+    assert not report["ok"] and report["images"] == 24  # still one sample
+    assert f"same name: {jpeg}, {png}; only {name}.jpg is used" in format_report(report).splitlines()
+    with pytest.warns(UserWarning, match=rf"{name}\.jpg, {name}\.png share a name; only {name}\.jpg is used$"):
+        samples = load_samples(root, "all")
+    assert next(sample.image_path for sample in samples if sample.name == name) == jpeg  # as before
+
+
+def test_multi_frame_masks_are_noted(toy_data, tmp_path):
+    root = shutil.copytree(toy_data, tmp_path / "pets")
+    names = read_split_list(root / "annotations" / "list.txt")
+    trimaps = root / "annotations" / "trimaps"
+    animated, paged = trimaps / f"{names[0]}.png", trimaps / f"{names[1]}.tif"
+    first = Image.open(animated)
+    first.save(animated, save_all=True, append_images=[Image.new("L", first.size, 3)])  # an animated PNG
+    second = Image.open(trimaps / f"{names[1]}.png")
+    second.save(paged, save_all=True, append_images=[Image.new("L", second.size, 3)])  # a two-page TIFF
+    (trimaps / f"{names[1]}.png").unlink()
+    report = check_dataset(root)
+    assert report["multi_frame"] == [{"file": str(animated)}, {"file": str(paged)}]
+    assert report["ok"]  # the first frame is a good trimap
+    lines = format_report(report).splitlines()
+    for path in (animated, paged):
+        assert f"multi-frame: {path} holds more than one frame; only the first is used" in lines
+
+
+def test_float_masks_are_checked_against_the_class_mapping(tmp_path):
+    root = tmp_path / "mine"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    mask = np.zeros((8, 8), np.float32)
+    mask[2:6, 2:6] = 255
+    for name, odd in (("good", 255.0), ("nan", np.nan), ("half", 0.5)):
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(root / "images" / f"{name}.jpg")
+        Image.fromarray(np.where(np.arange(64).reshape(8, 8) == 0, odd, mask).astype(np.float32), "F").save(
+            root / "masks" / f"{name}.tif")  # a float TIFF, as some tools save masks
+    report = check_dataset(root, label_map={0: "background", 255: "pet"})
+    reasons = {Path(item["file"]).stem: item["reason"] for item in report["mislabelled"]}
+    assert reasons == {name: f"{root / 'masks' / name}.tif: mask values [{value}] are not in the class mapping "
+                             "(a floating-point mask)" for name, value in (("nan", "nan"), ("half", "0.5"))}
+    good = next(sample for sample in load_samples(root, "all", label_map={0: "background", 255: "pet"})
+                if sample.name == "good")
+    assert np.bincount(load_mask(good).ravel()).tolist() == [17, 47]  # pet 0, background 1

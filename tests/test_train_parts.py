@@ -326,3 +326,28 @@ def test_a_broken_launcher_environment_is_one_line(monkeypatch, environment, wor
     with pytest.raises(PetsegError) as raised:
         setup_distributed("cpu")
     assert str(raised.value).startswith(words)
+
+
+def test_a_loss_that_turns_nan_mid_epoch_stops_before_the_step_with_the_epoch_ends_advice():
+    from petseg.train.distributed import DistributedContext
+    from petseg.train.engine import Engine, StopRequest, train_one_epoch
+    from petseg.train.epoch_stats import EpochStats
+
+    model = torch.nn.Conv2d(3, 3, 1)
+    losses = iter([1.0, float("nan")])
+
+    def loss_fn(logits, masks):  # finite, then NaN: what a too-high lr does a few steps in
+        return logits.mean() * 0 + next(losses)
+
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    engine = Engine(model, loss_fn, torch.device("cpu"), None, torch.contiguous_format, DistributedContext())
+    batches = [(torch.ones(1, 3, 2, 2), torch.zeros(1, 2, 2, dtype=torch.long))] * 3
+    stats = EpochStats()
+    with pytest.raises(PetsegError) as raised:
+        train_one_epoch(engine, batches, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0),
+                        torch.amp.GradScaler("cpu", enabled=False), stats, stop=StopRequest())
+    # The same advice as a NaN epoch's (loop.py): lr cannot change on --resume.
+    assert raised.value.worded(command_line_flag) == (
+        "training diverged at step 2 of the epoch (train loss nan); nothing since the last checkpoint was saved; "
+        "lower --lr and start again with --force")
+    assert stats.steps == 1  # the NaN step took no optimizer step

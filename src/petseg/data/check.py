@@ -1,9 +1,10 @@
 """`petseg data check`: what is in a dataset folder, and what is wrong with it.
 
 Decodes every photo and mask once (threads: Pillow decodes without the GIL) and
-reports split counts, unreadable files with reasons, files whose content is not
-the format their extension says, image/mask size mismatches, masks without any
-pet pixels, and how often each class occurs.
+reports split counts, unreadable files with reasons (a FIFO or other special file
+named like an image among them), files whose content is not the format their
+extension says, files that share a name, multi-frame masks, image/mask size
+mismatches, masks without any pet pixels, and how often each class occurs.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from petseg.data.decode import load_rgb, sniff_format
+from petseg.data.decode import load_rgb, not_a_regular_file, open_lazily, sniff_format
 from petseg.data.labels import CLASS_NAMES, PET
 from petseg.data.layouts import (
+    IMAGE_SUFFIXES,
     LabelMap,
     Sample,
+    all_files_by_stem,
     files_by_stem,
     detect_layout,
     load_mask,
@@ -36,7 +39,7 @@ _FORMAT_OF_SUFFIX = {
 }  # fmt: skip
 
 # Findings that make a dataset unfit to train on as it is (the check exits non-zero).
-PROBLEMS = ("unreadable", "mislabelled", "missing", "size_mismatches", "in_both_splits")
+PROBLEMS = ("unreadable", "mislabelled", "missing", "same_name", "size_mismatches", "in_both_splits")
 
 
 def _disguise(path: Path) -> dict | None:
@@ -45,6 +48,15 @@ def _disguise(path: Path) -> dict | None:
     if content is None or content == expected:
         return None  # unreadable files are reported as such
     return {"file": str(path), "extension": path.suffix.lstrip("."), "content": content}
+
+
+def _is_multi_frame(path: Path) -> bool:
+    """An animated PNG or GIF, or a multi-page TIFF: decoding reads its first frame only."""
+    try:
+        with open_lazily(path, str(path)) as image:
+            return bool(getattr(image, "is_animated", False))  # n_frames would walk every TIFF page
+    except Exception:  # unreadable files are reported as such
+        return False
 
 
 def _inspect(sample: Sample) -> dict[str, Any]:
@@ -69,6 +81,8 @@ def _inspect(sample: Sample) -> dict[str, Any]:
         finding["unreadable"].append({"file": str(sample.mask_path), "reason": str(error)})
     if mask is not None:
         finding["class_pixels"] = np.bincount(mask.ravel(), minlength=256)
+        if _is_multi_frame(sample.mask_path):
+            finding["multi_frame"] = {"file": str(sample.mask_path)}
     if image is not None and mask is not None and image.shape[:2] != mask.shape:
         stored = load_rgb(sample.image_path, exif=False)  # annotations follow the stored pixels
         if stored.shape[:2] != mask.shape:
@@ -115,13 +129,42 @@ def find_unfit(samples: Sequence[Sample], workers: int | None = None) -> list[Un
         return [found for found in pool.map(unfit_reason, samples) if found is not None]
 
 
-def _unpaired(root: Path, layout: str) -> list[dict]:
-    """Photos without a mask and masks without a photo: left out of every split."""
-    mask_folder = root / ("annotations/trimaps" if layout == "oxford" else "masks")
-    images, masks = files_by_stem(root / "images"), files_by_stem(mask_folder)
-    return [{"name": name, "missing": "mask"} for name in sorted(set(images) - set(masks))] + [
-        {"name": name, "missing": "image"} for name in sorted(set(masks) - set(images))
-    ]
+def _mask_folder(root: Path, layout: str) -> Path:
+    return root / ("annotations/trimaps" if layout == "oxford" else "masks")
+
+
+def _special_files(folder: Path) -> dict[str, Path]:
+    """Entries named like images that are no regular file (a FIFO, a directory, a broken link): never
+    paired, and never opened (a FIFO would block)."""
+    special: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith("._") and not path.is_file():
+            special.setdefault(path.stem, path)
+    return special
+
+
+def _unpaired(root: Path, layout: str) -> tuple[list[dict], list[dict]]:
+    """Photos without a mask and masks without a photo, left out of every split: (missing, unreadable),
+    unreadable where the counterpart is there but is not a regular file."""
+    missing, unreadable = [], []
+    folders = {"image": root / "images", "mask": _mask_folder(root, layout)}
+    found = {kind: files_by_stem(folder) for kind, folder in folders.items()}
+    for kind, other in (("mask", "image"), ("image", "mask")):
+        special = _special_files(folders[kind])
+        for name in sorted(set(found[other]) - set(found[kind])):
+            if name in special:
+                path = special[name]
+                unreadable.append({"file": str(path), "reason": f"{path}: {not_a_regular_file(path)}"})
+            else:
+                missing.append({"name": name, "missing": kind})
+    return missing, unreadable
+
+
+def _same_name(root: Path, layout: str) -> list[dict]:
+    """Files that share a stem in images/ or the masks' folder: only the first is used (load_samples warns)."""
+    return [{"name": stem, "files": [str(path) for path in paths], "used": str(paths[0])}
+            for folder in (root / "images", _mask_folder(root, layout))
+            for stem, paths in all_files_by_stem(folder).items() if len(paths) > 1]
 
 
 def _listed_but_absent(root: Path, layout: str, paired: set[str]) -> list[dict]:
@@ -161,6 +204,7 @@ def check_dataset(
     class_pixels = sum((f["class_pixels"] for f in findings if "class_pixels" in f), np.zeros(256, dtype=np.int64))
     labelled = int(class_pixels[: len(CLASS_NAMES)].sum())
     listed = set().union(*split_names.values()) if split_names else set()
+    unpaired, special = _unpaired(root, layout)
     report = {
         "root": str(root),
         "layout": layout,
@@ -170,10 +214,12 @@ def check_dataset(
         # Trained on and scored on: every validation figure of such a dataset is inflated.
         "in_both_splits": sorted(set.intersection(*split_names.values())) if len(split_names) == 2 else [],
         "readable": sum(1 for f in findings if not f["unreadable"] and not f["mislabelled"]),
-        "unreadable": [item for f in findings for item in f["unreadable"]],
+        "unreadable": [item for f in findings for item in f["unreadable"]] + special,
         "mislabelled": [item for f in findings for item in f["mislabelled"]],
         "disguised": [item for f in findings for item in f["disguised"]],
-        "missing": _unpaired(root, layout) + _listed_but_absent(root, layout, {s.name for s in samples}),
+        "multi_frame": [f["multi_frame"] for f in findings if "multi_frame" in f],
+        "missing": unpaired + _listed_but_absent(root, layout, {s.name for s in samples}),
+        "same_name": _same_name(root, layout),
         "size_mismatches": [f["size_mismatch"] for f in findings if "size_mismatch" in f],
         "no_pet_pixels": sorted(f["name"] for f in findings if "class_pixels" in f and f["class_pixels"][PET] == 0),
         "class_pixel_frequencies": {
@@ -203,12 +249,16 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(f"in both trainval and test ({len(report['in_both_splits'])}): {', '.join(report['in_both_splits'])}")
     for item in report["disguised"]:
         lines.append(f"disguised: {item['file']} is {item['content']}, not {item['extension']}")
+    for item in report["multi_frame"]:
+        lines.append(f"multi-frame: {item['file']} holds more than one frame; only the first is used")
     for item in report["unreadable"]:
         lines.append(f"unreadable: {item['reason']}")
     for item in report["mislabelled"]:
         lines.append(f"mislabelled: {item['reason']}")
     for item in report["missing"]:
         lines.append(f"missing: {clipped(item['name'])} has no {item['missing']}")  # a list file's line may be megabytes
+    for item in report["same_name"]:
+        lines.append(f"same name: {', '.join(item['files'])}; only {Path(item['used']).name} is used")
     for item in report["size_mismatches"]:
         lines.append(f"size mismatch: {item['name']} image {item['image'][0]}x{item['image'][1]}, "
                      f"mask {item['mask'][0]}x{item['mask'][1]}")  # fmt: skip

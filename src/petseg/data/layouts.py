@@ -52,15 +52,19 @@ def load_mask(sample: Sample) -> np.ndarray:
     if sample.label_map is None:
         return load_labels(sample.mask_path)
     image = open_image(sample.mask_path)  # the photos' pixel limit: a 164 KB PNG can be 13000 x 13000
-    if image.mode not in ("L", "P", "I", "I;16"):
+    if image.mode not in ("L", "P", "I", "I;16", "F"):
         # Masks saved as RGB gray-scale are common; 1-bit masks read as 0/1 booleans
         # otherwise, while their mapping (like the pixels they were drawn with) says 0/255.
         image = image.convert("L")
     values = np.asarray(image)  # its own 8, 16 or 32 bits: int64 would be 8 bytes a pixel
     lookup = dict(sample.label_map)
+    # A float mask is checked as it is: converted to L, NaN and 0.5 became 0, a class.
     unknown = np.setdiff1d(np.unique(values), list(lookup))
     if unknown.size:
-        raise LabelError(f"{sample.mask_path}: mask values {unknown[:5].tolist()} are not in the class mapping")
+        kind = " (a floating-point mask)" if values.dtype.kind == "f" else ""
+        raise LabelError(f"{sample.mask_path}: mask values {unknown[:5].tolist()} are not in the class mapping{kind}")
+    if values.dtype.kind == "f":  # whole numbers of the mapping by now, each at most 65535
+        values = values.astype(np.uint16)
     table = np.full(int(values.max()) + 1, IGNORE_INDEX, dtype=np.uint8)
     for value, label in lookup.items():
         if value < table.size:
@@ -181,13 +185,30 @@ def read_split_list(path: Path) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def files_by_stem(folder: Path) -> dict[str, Path]:
-    """Image files by stem; macOS '._' resource forks (found in the official tarballs) are not images."""
-    files = {}
+def all_files_by_stem(folder: Path) -> dict[str, list[Path]]:
+    """Image files by stem, each stem's files in name order (cat_1.jpg, cat_1.png); macOS '._'
+    resource forks (found in the official tarballs) are not images, nor is anything but a regular file."""
+    files: dict[str, list[Path]] = {}
     for path in sorted(folder.iterdir()):
         if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith("._"):
-            files.setdefault(path.stem, path)
+            files.setdefault(path.stem, []).append(path)
     return files
+
+
+def files_by_stem(folder: Path) -> dict[str, Path]:
+    """Image files by stem: of two that share one, the first in name order (see `all_files_by_stem`)."""
+    return {stem: paths[0] for stem, paths in all_files_by_stem(folder).items()}
+
+
+def _used_files(folder: Path) -> dict[str, Path]:
+    """`files_by_stem`, with a warning when files share a stem: which one is meant is a guess."""
+    files = all_files_by_stem(folder)
+    shared = [[path.name for path in paths] for paths in files.values() if len(paths) > 1]
+    if shared:
+        more = f" ({len(shared) - 1} more names are shared likewise)" if len(shared) > 1 else ""
+        warnings.warn(f"{folder}: {', '.join(shared[0])} share a name; only {shared[0][0]} is used{more}",
+                      stacklevel=3)
+    return {stem: paths[0] for stem, paths in files.items()}
 
 
 def _select(names: list[str], images: dict[str, Path], masks: dict[str, Path], label_map, root: Path) -> list[Sample]:
@@ -199,8 +220,8 @@ def _select(names: list[str], images: dict[str, Path], masks: dict[str, Path], l
 
 
 def _oxford_samples(root: Path, split: str) -> list[Sample]:
-    images = files_by_stem(root / "images")
-    trimaps = files_by_stem(root / "annotations" / "trimaps")
+    images = _used_files(root / "images")
+    trimaps = _used_files(root / "annotations" / "trimaps")
     if split == "all":
         return _select(sorted(name for name in images if name in trimaps), images, trimaps, None, root)
     list_path = root / "annotations" / f"{split}.txt"
@@ -223,8 +244,8 @@ def _folder_samples(root: Path, split: str, label_map: LabelMap | None) -> list[
                 advice='add classes.json (e.g. {{"0": "background", "255": "pet"}}) or give {mask_values} 0=background,255=pet',
             )
         label_map = read_label_map_file(found[0])
-    images = files_by_stem(root / "images")
-    masks = files_by_stem(root / "masks")
+    images = _used_files(root / "images")
+    masks = _used_files(root / "masks")
     if split == "all":
         return _select(sorted(name for name in images if name in masks), images, masks, label_map, root)
     list_path = root / f"{split}.txt"

@@ -105,7 +105,11 @@ def train_one_epoch(engine: Engine, loader, optimizer, scheduler, scaler, stats:
             logits = model(images)
         loss = engine.loss_fn(logits.float(), masks)
         if not math.isfinite(loss.item()):
-            raise PetsegError(f"training diverged (loss {loss.item()}) at step {stats.steps + 1}", advice="lower {lr}")
+            # Raised before this step's update; only Ctrl-C and an epoch's end save (loop.py), so the
+            # checkpoint stays the last one. lr cannot change on --resume: a new run is the way on.
+            raise PetsegError(f"training diverged at step {stats.steps + 1} of the epoch (train loss {loss.item()}); "
+                              "nothing since the last checkpoint was saved",
+                              advice="lower {lr} and start again with {force}")
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
