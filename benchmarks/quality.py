@@ -1,6 +1,6 @@
 """Quality of a model on any dataset in the official Oxford layout, at original resolution.
 
-    python benchmarks/quality.py DATA_DIR [--model MODEL] [--split all|trainval|test|held-out] [--last] [--flip-tta]
+    python benchmarks/quality.py DATA_DIR [--model MODEL] [--split all|trainval|test|held-out] [--last] [--[no-]flip-tta]
 
 MODEL defaults to the bundled model. `--split held-out` scores the photos that the run
 in MODEL held out with `petseg train --val-fraction` (a held-out figure at near-final data
@@ -63,7 +63,8 @@ def main() -> None:
     parser.add_argument("--split", default="all", choices=("all", "trainval", "test", "held-out"))
     parser.add_argument("--last", action="store_true", help="Score the run's final weights instead of its best epoch's.")
     parser.add_argument("--backend", default=None, choices=("torch", "onnx"))
-    parser.add_argument("--flip-tta", action="store_true", help="Average with the mirrored photo's prediction.")
+    parser.add_argument("--flip-tta", action=argparse.BooleanOptionalAction, default=None,
+                        help="Average with the mirrored photo's prediction (default: for matting only, as cutouts do).")
     parser.add_argument("--alpha", nargs="+", default=list(ALPHAS), choices=ALPHAS, help="Cutout alphas to score.")
     args = parser.parse_args()
 
@@ -87,7 +88,7 @@ def main() -> None:
         "data": args.data_dir,
         "split": args.split,
         "weights": "last" if args.last else "best",
-        "flip_tta": args.flip_tta,
+        "flip_tta": result["flip_tta"],
         "num_images": result["num_images"],
         "skipped": len(result["skipped"]),
         "resolution": "original",

@@ -294,7 +294,8 @@ def test_bg_and_bg_image_alone_imply_color_mode(photos, tmp_path, toy_model_file
 
 
 def test_flip_tta_makes_the_cutout_mirror_symmetric(tmp_path, toy_model_file, toy_photo):
-    """With --flip-tta the prediction averages the photo and its mirror: cutting out the mirror gives the mirrored cutout."""
+    """With --flip-tta (by default with matting) the prediction averages the photo and its mirror: cutting out the
+    mirror gives the mirrored cutout."""
     photo, _ = toy_photo
     side = min(photo.shape[:2])
     photo = np.ascontiguousarray(photo[:side, :side])  # square: no letterbox padding to break the mirror
@@ -308,6 +309,9 @@ def test_flip_tta_makes_the_cutout_mirror_symmetric(tmp_path, toy_model_file, to
 
     assert asymmetry("--mode", "mask", "--alpha", "soft", "--flip-tta") <= 1
     assert asymmetry("--mode", "mask", "--alpha", "soft") > 5
+    # Matting, the default alpha, flips unless told not to (the solver itself is mirror-symmetric).
+    assert asymmetry("--mode", "mask") <= 1
+    assert asymmetry("--mode", "mask", "--no-flip-tta") > 5
 
 
 def test_rerun_skips_same_options_and_refuses_other_options_until_forced(photos, tmp_path, toy_model_file):

@@ -288,3 +288,23 @@ def test_an_evaluation_removes_the_temporaries_a_killed_one_left(toy_data, toy_m
                                       "--examples", "1"])
     assert result.exit_code == 0, result.output
     assert sorted(path.name for path in out.iterdir()) == ["metrics.json", "predictions.png"]
+
+
+def test_each_figure_comes_from_the_prediction_its_output_is_made_from(toy_data, toy_model_file):
+    """By default only matting averages in the mirrored photo: its figures are those of a
+    flip_tta=True segmenter, the labels' and hard alpha's those of a flip_tta=False one."""
+    from petseg.data.layouts import load_samples
+    from petseg.evaluate import evaluate
+    from petseg.inference import Segmenter
+
+    samples = load_samples(toy_data, "test")
+    results = {flip: evaluate(Segmenter.load(toy_model_file, flip_tta=flip), samples, alphas=("matting", "hard"))
+               for flip in (None, True, False)}
+    assert results[None]["flip_tta"] == {"matting": True, "hard": False, "labels": False}
+    assert results[True]["flip_tta"] == {"matting": True, "hard": True, "labels": True}
+    assert results[None]["alpha"]["matting"] == pytest.approx(results[True]["alpha"]["matting"], abs=1e-9)
+    assert results[None]["alpha"]["hard"] == pytest.approx(results[False]["alpha"]["hard"], abs=1e-9)
+    for key in ("pixel_accuracy", "fg_iou"):
+        plain, flipped = (results[flip]["resolutions"]["original"][key] for flip in (False, True))
+        assert results[None]["resolutions"]["original"][key] == pytest.approx(plain, abs=1e-12)
+        assert plain != flipped  # the mirror changes the toy model's answer: the check above can fail

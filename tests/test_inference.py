@@ -86,6 +86,32 @@ def test_flip_tta_averages_the_photo_and_its_mirror(segmenter, toy_photo):
     expected = (plain + mirrored[..., ::-1]) / 2
     assert np.abs(plain - expected).max() > 1e-3  # the mirror does change the answer: the check can fail
     np.testing.assert_allclose(tta.predict(photo), expected, atol=1e-5)
+    # One backend call gives both views; predict_batch's flip overrides the segmenter's rule.
+    views = segmenter.predict_views([photo], (False, True))
+    np.testing.assert_allclose(views[True][0].restore(), expected, atol=1e-5)
+    np.testing.assert_allclose(views[False][0].restore(), plain, atol=1e-6)
+    np.testing.assert_allclose(segmenter.predict_batch([photo], flip=True)[0].restore(), expected, atol=1e-5)
+
+
+def test_flip_tta_by_default_averages_matted_cutouts_only(segmenter, toy_photo):
+    """flip_tta None: matting (the quality path) averages in the mirror; hard, soft, labels
+    and plain probabilities show the single answer; True and False decide for all."""
+    from petseg.inference import Segmenter, remove_background
+
+    photo, _ = toy_photo
+    rules = {flip: Segmenter(segmenter.backend, flip_tta=flip) for flip in (None, True, False)}
+    assert [rules[None].flips_for(alpha) for alpha in ("matting", "hard", "soft", None)] == [True, False, False, False]
+    assert all(rules[True].flips_for(alpha) and not rules[False].flips_for(alpha) for alpha in ("matting", "hard", None))
+    np.testing.assert_array_equal(rules[None].predict(photo), rules[False].predict(photo))
+
+    def cut(flip, alpha):
+        return remove_background(photo, segmenter=rules[flip], alpha=alpha, mode="mask")
+
+    np.testing.assert_array_equal(cut(None, "matting"), cut(True, "matting"))
+    np.testing.assert_array_equal(cut(None, "soft"), cut(False, "soft"))
+    assert np.abs(cut(True, "soft").astype(int) - cut(False, "soft")).max() > 5  # the two views differ here
+    with pytest.raises(PetsegError, match="^flip must be True, False or None, got 'yes'$"):
+        rules[None].predict_batch([photo], flip="yes")
 
 
 def test_every_input_type_gives_the_same_prediction(segmenter, toy_photo, tmp_path):
@@ -162,7 +188,7 @@ def test_load_reports_bad_models_in_one_line(tmp_path, toy_model_file):
         Segmenter.load(toy_model_file, backend="tensorflow")
     with pytest.raises(PetsegError, match="^a model is a run folder or a model file's path, not 5$"):
         Segmenter.load(5)
-    with pytest.raises(PetsegError, match="^flip_tta must be True or False, got 'no'$"):  # it turned TTA on
+    with pytest.raises(PetsegError, match="^flip_tta must be True, False or None, got 'no'$"):  # it turned TTA on
         Segmenter.load(toy_model_file, flip_tta="no")
     with pytest.raises(PetsegError) as raised:
         Segmenter.load(toy_model_file, backend="x" * 100_000)

@@ -63,10 +63,11 @@ def evaluate(
 
     Returns {"model": ..., "image_size", "num_images", "skipped": [reasons],
     "resolutions": {"model": metrics, "original": metrics}, "alpha": {kind: alpha metrics},
-    "examples": [Example]}, each class-metrics dict holding every METRICS.md figure plus
-    "confusion_matrix" (rows = true class); "alpha" scores the cutout alpha of each kind
-    in `alphas` at original resolution (METRICS.md "Cutout alpha"); the examples show the
-    first kind. Unreadable samples are skipped and listed, not fatal.
+    "flip_tta": {"labels" or kind: bool}, "examples": [Example]}, each class-metrics dict
+    holding every METRICS.md figure plus "confusion_matrix" (rows = true class); "alpha"
+    scores the cutout alpha of each kind in `alphas` at original resolution (METRICS.md
+    "Cutout alpha"); "flip_tta" says which predictions averaged in the mirrored photo; the
+    examples show the first kind. Unreadable samples are skipped and listed, not fatal.
     """
     from petseg.data.layouts import load_sample
 
@@ -76,6 +77,9 @@ def evaluate(
     check_trimap_classes(segmenter.config.labels)
     accumulators = {resolution: SegmentationMetrics(num_classes=segmenter.config.num_classes) for resolution in RESOLUTIONS}
     alpha_metrics = {kind: AlphaMetrics() for kind in alphas}
+    # Each figure from the prediction its output is made from: labels as the network gives
+    # them, each alpha as a cutout with it (by default only matting averages in the mirror).
+    flips = {kind: segmenter.flips_for(kind) for kind in alphas} | {"labels": segmenter.flips_for(None)}
     skipped: list[str] = []
     kept: list[Example] = []
     for start in range(0, len(samples), batch_size):
@@ -88,11 +92,14 @@ def evaluate(
                 continue
             photos.append(photo)
             label_maps.append(labels)
-        for photo, labels, prediction in zip(photos, label_maps, segmenter.predict_batch(photos)):
+        views = segmenter.predict_views(photos, [flips["labels"], *(flips[kind] for kind in alphas)])
+        for index, (photo, labels) in enumerate(zip(photos, label_maps)):
+            prediction = views[flips["labels"]][index]
             accumulators["model"].update(prediction.letterbox.apply_mask(labels), prediction.probabilities.argmax(0))
             predicted = prediction.labels()  # the cutout's own upsampling (compose.upsample_labels)
             accumulators["original"].update(labels, predicted)
-            cutouts = {kind: cutout_alpha(photo, prediction, kind, colours=False).alpha for kind in alphas}
+            cutouts = {kind: cutout_alpha(photo, views[flips[kind]][index], kind, colours=False).alpha
+                       for kind in alphas}
             for kind, alpha in cutouts.items():
                 alpha_metrics[kind].update(labels, alpha)
             if len(kept) < examples:
@@ -112,6 +119,7 @@ def evaluate(
             for resolution, metrics in accumulators.items()
         },
         "alpha": {kind: metrics.compute() for kind, metrics in alpha_metrics.items()},
+        "flip_tta": flips,
         "examples": kept,
     }
 
@@ -146,16 +154,18 @@ def metrics_json(result: dict) -> str:
 def format_report(result: dict, class_names: Sequence[str] = CLASS_NAMES) -> str:
     """Summary per resolution, per-class IoU/Dice and the confusion matrix, as plain text."""
     lines = [f"{result['model']} at {result['image_size']} px: {result['num_images']} images"
-             + (f", {len(result['skipped'])} skipped" if result["skipped"] else "")]
+             + (f", {len(result['skipped'])} skipped" if result["skipped"] else "")
+             + (", labels averaged with the mirrored photo's" if result.get("flip_tta", {}).get("labels") else "")]
     lines.append(f"{'resolution':<11}" + "".join(f"{key:>18}" for key in SUMMARY_KEYS))
     for resolution, metrics in result["resolutions"].items():
         lines.append(f"{resolution:<11}" + "".join(f"{metrics[key]:>18.4f}" for key in SUMMARY_KEYS))
     if result.get("alpha"):
         lines.append("")
         lines.append("cutout alpha (original resolution, trimap's known pixels)")
-        lines.append(f"{'alpha':<11}" + "".join(f"{key:>18}" for key in ALPHA_KEYS))
+        lines.append(f"{'alpha':<13}" + "".join(f"{key:>18}" for key in ALPHA_KEYS))
         for kind, metrics in result["alpha"].items():
-            lines.append(f"{kind:<11}" + "".join(f"{metrics[key]:>18.4f}" for key in ALPHA_KEYS))
+            shown = f"{kind}+flip" if result.get("flip_tta", {}).get(kind) else kind  # averaged with the mirror
+            lines.append(f"{shown:<13}" + "".join(f"{metrics[key]:>18.4f}" for key in ALPHA_KEYS))
     for resolution, metrics in result["resolutions"].items():
         lines.append("")
         lines.append(f"per class ({resolution} resolution)   IoU      Dice")

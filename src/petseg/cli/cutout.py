@@ -13,6 +13,8 @@ from petseg.cli.app import app, fail, problem_line, say
 
 MODEL_HELP = "A run folder (its best model), a .safetensors or an .onnx file; default: the bundled model."
 BACKEND_HELP = "torch or onnx (default: onnx for the bundled model and .onnx files, torch for .safetensors)."
+FLIP_HELP = ("Average with the mirrored photo's prediction (2x model time); default: for --alpha matting only, "
+             "the quality path (hard and soft are the fast ones).")
 # Exit status when some files failed and the others were written.
 SOME_FILES_FAILED = 1
 
@@ -32,7 +34,7 @@ def cutout(
     ),
     bg: Optional[str] = typer.Option(None, "--bg", help="Background colour (implies --mode color): #rrggbb or a name (default white)."),
     bg_image: Optional[Path] = typer.Option(None, "--bg-image", help="Background photo (implies --mode color; scaled to cover)."),
-    flip_tta: bool = typer.Option(False, "--flip-tta", help="Average with the mirrored photo's prediction (2x model time)."),
+    flip_tta: Optional[bool] = typer.Option(None, "--flip-tta/--no-flip-tta", help=FLIP_HELP),
     backend: Optional[str] = typer.Option(None, "--backend", help=BACKEND_HELP),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into subfolders of folder inputs."),
     force: bool = typer.Option(
@@ -56,6 +58,7 @@ def cutout(
     from petseg.inference.files import STDIN, check_output_folder, plan_cutouts, remove_stale_outputs
     from petseg.inference.provenance import file_identity, made_differently, model_identity, record_outputs
     from petseg.inference.render import default_mode
+    from petseg.inference.segmenter import flips_for
 
     max_pixels = max_pixels or DEFAULT_MAX_PIXELS
     background = Image.fromarray(load_rgb(bg_image, max_pixels=max_pixels)) if bg_image else None
@@ -78,7 +81,8 @@ def cutout(
     remove_stale_outputs(plan, out)  # what a killed run left
     # What shapes the pixels: a re-run with the same settings (and photos) has nothing to do.
     settings = {"model": model, "model_file": model_identity(model), "mode": mode, "alpha": alpha, "bg": bg,
-                "bg_image": file_identity(bg_image) if bg_image else None, "flip_tta": flip_tta}
+                "bg_image": file_identity(bg_image) if bg_image else None,
+                "flip_tta": flips_for(flip_tta, options.shaping_alpha)}
     different = made_differently(out, plan.skipped, settings)
     if different:
         fail(f"{out}: {len(different)} existing output(s) (e.g. {different[0].name}) were made with other options, "

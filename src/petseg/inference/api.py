@@ -9,8 +9,12 @@ from PIL import Image
 
 from petseg.data.decode import DEFAULT_MAX_PIXELS
 from petseg.errors import PetsegError
-from petseg.inference.render import CutoutOptions, default_mode, encode, render_cutout
+from petseg.inference.render import CutoutOptions, default_mode, encode, predict_for_cutout, render_cutout
 from petseg.inference.segmenter import PhotoLike, Segmenter, as_photo
+
+
+# What a segmenter (or a wrapper around one) must offer for cutouts.
+CUTOUT_METHODS = ("predict_batch", "flips_for")
 
 
 @functools.lru_cache(maxsize=1)
@@ -37,7 +41,8 @@ def remove_background(
     2 background, 3 border), "color" (composited on `bg` colour or `bg_image`); by
     default "color" when a background is given, else "rgba".
     alpha: "matting" (matted edges, edge colours freed of the old background), "hard"
-    (label mask) or "soft" (P(pet) + P(border) / 2).
+    (label mask) or "soft" (P(pet) + P(border) / 2). Matting averages the photo's and its
+    mirror's predictions unless the segmenter was loaded with flip_tta=False.
     """
     background = None
     if bg_image is not None:
@@ -45,10 +50,11 @@ def remove_background(
     mode = default_mode(mode, bg is not None or background is not None)
     options = CutoutOptions(mode=mode, bg=bg, background=background, alpha=alpha)
     photo = as_photo(image, max_pixels=max_pixels)
-    if segmenter is not None and not callable(getattr(segmenter, "predict_batch", None)):  # duck-typed: wrappers welcome
+    if segmenter is not None and not all(callable(getattr(segmenter, method, None)) for method in CUTOUT_METHODS):
+        # duck-typed: wrappers welcome
         raise PetsegError(f"segmenter must be a petseg Segmenter (Segmenter.load(...)), got {type(segmenter).__name__}")
     segmenter = segmenter or default_segmenter()
-    [prediction] = segmenter.predict_batch([photo])
+    [prediction] = predict_for_cutout(segmenter, [photo], options)
     result = render_cutout(photo, prediction, options)
     if isinstance(image, bytes):
         return encode(result, options.image_format)

@@ -20,7 +20,7 @@ from petseg.data.decode import DEFAULT_MAX_PIXELS, load_rgb, not_a_regular_file,
 from petseg.errors import PetsegError
 from petseg.atomic import write_atomic
 from petseg.inference.files import Job
-from petseg.inference.render import CutoutOptions, render_cutout, save_image
+from petseg.inference.render import CutoutOptions, predict_for_cutout, render_cutout, save_image
 from petseg.inference.segmenter import DEFAULT_BATCH_SIZE, Prediction, Segmenter
 
 # Decoded photos waiting for the model or for their output, in pixels (~120 MB of RGB).
@@ -114,7 +114,7 @@ def run_cutouts(
                 except PetsegError as error:
                     fail(job, describe(error), pixels)
             if batch and (len(batch) >= batch_size or not reading):
-                predictions = segmenter.predict_batch([photo for _, _, photo in batch])
+                predictions = predict_for_cutout(segmenter, [photo for _, _, photo in batch], options)
                 for (job, pixels, photo), prediction in zip(batch, predictions):
                     writing.append((job, pixels, writers.submit(write_cutout, job, photo, prediction, options)))
                 batch = []

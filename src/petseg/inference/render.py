@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import zlib
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 from PIL import Image
@@ -51,6 +52,11 @@ class CutoutOptions:
             parse_color(self.bg)
 
     @property
+    def shaping_alpha(self) -> str | None:
+        """The alpha kind that shapes the output; None for label maps, which show the labels alone."""
+        return None if self.mode == "labels" else self.alpha
+
+    @property
     def image_format(self) -> str:
         """Composites are photos (JPEG); everything else needs lossless PNG."""
         return "jpg" if self.mode == "color" else "png"
@@ -61,6 +67,12 @@ def default_mode(mode: str | None, has_background: bool) -> str:
     if mode is not None:
         return mode
     return "color" if has_background else "rgba"
+
+
+def predict_for_cutout(segmenter, photos: Sequence[np.ndarray], options: CutoutOptions) -> list[Prediction]:
+    """The predictions cutouts with `options` are made from: averaged with the mirrored
+    photo's where the segmenter's flip rule says so (by default for matting alone)."""
+    return segmenter.predict_batch(photos, flip=segmenter.flips_for(options.shaping_alpha))
 
 
 def cutout_alpha(photo: np.ndarray, prediction: Prediction, alpha: str, *, colours: bool = True) -> Matte:
