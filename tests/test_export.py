@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -290,3 +292,33 @@ def test_an_export_removes_the_temporaries_a_killed_one_left(toy_model_file, tmp
     result = CliRunner().invoke(app, ["export", str(toy_model_file), "--onnx", str(tmp_path / "toy.onnx")])
     assert result.exit_code == 0, result.output
     assert sorted(path.name for path in tmp_path.iterdir()) == ["toy.onnx"]
+
+
+MANY_RUNS_CHILD = """
+import sys
+import numpy as np
+from petseg.inference import Segmenter, onnx_memory
+
+segmenter = Segmenter.load(sys.argv[1], backend="onnx", threads=1)
+size = segmenter.config.image_size
+onnx_memory.CALL_PIXELS = 16 * size * size  # runs of 16: each far under the cap
+batch = np.zeros((int(sys.argv[2]), 3, size, size), np.float32)
+print(segmenter.backend(batch).shape)
+"""
+
+
+def test_a_big_batch_keeps_no_answers_in_the_capped_arena(toy_model_file):
+    """A batch runs a few images at a time; each run's answer is copied out of ONNX Runtime's
+    arena, so 100 MB of answers pass through a 64 MB cap (they stayed in it: 320 photos of
+    the bundled model ran out of its 384 MB and wrote nothing)."""
+    import subprocess
+    import sys
+
+    from petseg.models import load_model
+
+    size = load_model(toy_model_file).config.image_size
+    count = 100 * 2**20 // (3 * size * size * 4)  # answers of 100 MB in float32
+    child = subprocess.run([sys.executable, "-c", MANY_RUNS_CHILD, str(toy_model_file), str(count)],
+                           capture_output=True, text=True, timeout=300, env={**os.environ, "PETSEG_ONNX_MEMORY_MB": "64"})
+    assert child.returncode == 0, child.stderr[-2000:]
+    assert child.stdout.strip() == f"({count}, 3, {size}, {size})"

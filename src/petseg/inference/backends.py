@@ -83,7 +83,8 @@ class OnnxBackend:
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         try:
-            return self.session.run(None, {self.input_name: batch})[0]
+            # A copy: the answer would otherwise stay in the capped arena until the whole batch is joined.
+            return self.session.run(None, {self.input_name: batch})[0].copy()
         except Exception as error:  # onnxruntime's errors are untyped
             failure = run_failure(error, self.label, *batch.shape[:1], *batch.shape[2:])
         raise failure
