@@ -419,3 +419,20 @@ def test_a_broken_record_is_one_warning_and_the_outputs_count_as_unknown(photos,
     assert forced.returncode == 0
     assert forced.stderr.decode().splitlines()[0] == f"warning: {record}: {problem}; writing a new one"
     assert cli("cutout", photos / "cat.jpg", "--out", out, "--model", toy_model_file).exit_code == 0  # a new record
+
+
+def test_a_pipe_is_held_to_the_file_checks_and_a_closed_stdin_is_one_line(toy_model_file):
+    """A pipe skipped the TIFF strip count (Pillow read all of it into memory: 1.4 GB for a 1 x 4,000,000
+    TIFF of one-row strips), and a closed stdin was a traceback."""
+    from petseg.data.tiff_pieces import MAX_PIECES
+    from tests.test_pixel_limits import tiff_of_strips
+
+    strips = petseg_process("cutout", "-", "--model", toy_model_file, stdin=tiff_of_strips(MAX_PIECES + 1))
+    assert (strips.returncode, strips.stdout, strips.stderr.decode().splitlines()) == (2, b"", [
+        f"error: <stdin>: a TIFF in {MAX_PIECES + 1} strips or tiles, over {MAX_PIECES} (each costs memory before "
+        "the image's size can be checked; photos have at most a few thousand)"])
+    closed = subprocess.run([sys.executable, "-m", "petseg", "cutout", "-", "--model", str(toy_model_file)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=180, close_fds=True,
+                            preexec_fn=lambda: os.close(0))
+    assert (closed.returncode, closed.stderr.decode().splitlines()) == (
+        2, ["error: stdin is closed; pipe a photo in (petseg cutout - < photo.jpg > out.png)"])

@@ -1,5 +1,6 @@
 """`petseg data check` and the other data commands, through the library and the CLI."""
 
+import io
 import json
 import os
 import shutil
@@ -13,6 +14,7 @@ from PIL import Image
 
 from petseg.data.check import check_dataset, format_report
 from petseg.data.layouts import load_mask, load_samples, read_split_list
+from tests.test_pixel_limits import tiff_of_strips, tiff_opens  # noqa: F401
 
 
 def _petseg(*args):
@@ -190,3 +192,65 @@ def test_float_masks_are_checked_against_the_class_mapping(tmp_path):
     good = next(sample for sample in load_samples(root, "all", label_map={0: "background", 255: "pet"})
                 if sample.name == "good")
     assert np.bincount(load_mask(good).ravel()).tolist() == [17, 47]  # pet 0, background 1
+
+
+def _folder_dataset(root: Path, masks: dict[str, bytes]) -> Path:
+    """images/<name>.jpg (64 x 48) and masks/<name>.<suffix> from {"name.suffix": mask file's bytes}."""
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for file_name, data in masks.items():
+        Image.new("RGB", (64, 48)).save(root / "images" / f"{Path(file_name).stem}.jpg")
+        (root / "masks" / file_name).write_bytes(data)
+    return root
+
+
+def _tiff(image: Image.Image, associated_alpha: bool = False) -> bytes:
+    """A TIFF of `image`; associated_alpha: its LA alpha marked premultiplied, which Pillow opens as mode La."""
+    import struct
+
+    buffer = io.BytesIO()
+    image.save(buffer, "TIFF")
+    data = bytearray(buffer.getvalue())
+    directory = struct.unpack_from("<I", data, 4)[0]
+    for start in range(directory + 2, directory + 2 + 12 * struct.unpack_from("<H", data, directory)[0], 12):
+        if associated_alpha and struct.unpack_from("<H", data, start)[0] == 338:  # ExtraSamples: 2 -> 1
+            struct.pack_into("<H", data, start + 8, 1)
+    return bytes(data)
+
+
+def test_a_mask_with_no_gray_levels_is_mislabelled_and_left_out_of_training(tmp_path):
+    """La and LAB masks: image.convert("L") raised ValueError, a traceback in check, train and evaluate."""
+    from petseg.data.check import find_unfit
+
+    root = _folder_dataset(tmp_path / "mine", {
+        "la.tif": _tiff(Image.new("LA", (64, 48), (255, 255)), associated_alpha=True),
+        "lab.tif": _tiff(Image.new("LAB", (64, 48))),
+    })
+    label_map = {0: "background", 255: "pet"}
+    report = check_dataset(root, label_map=label_map)
+    reasons = {Path(item["file"]).name: item["reason"] for item in report["mislabelled"]}
+    assert reasons == {f"{name}.tif": f"{root / 'masks' / name}.tif: a mask in mode {mode} has no gray levels to read "
+                                      f"(conversion from {mode} to {to} not supported); save it as a gray-scale image"
+                       for name, mode, to in (("la", "La", "L"), ("lab", "LAB", "RGB"))}
+    unfit = find_unfit(load_samples(root, "all", label_map=label_map))
+    assert sorted(found.sample.name for found in unfit if found.broken) == ["la", "lab"]
+
+
+def test_a_tiff_of_too_many_strips_never_reaches_pillow_in_the_check(tmp_path, tiff_opens):
+    """sniff_format opened files with Pillow directly: a 1 x 4,000,000 TIFF in one-row strips took
+    `petseg data check` (and `petseg train`, which leaves out what the check finds) to 1.3 GB."""
+    from petseg.data.check import find_unfit
+    from petseg.data.tiff_pieces import MAX_PIECES
+
+    mask = io.BytesIO()
+    Image.new("L", (64, 48), 255).save(mask, "PNG")
+    root = _folder_dataset(tmp_path / "mine", {"s.png": mask.getvalue()})
+    (root / "images" / "s.jpg").unlink()
+    (root / "images" / "s.tif").write_bytes(tiff_of_strips(MAX_PIECES + 1))
+    label_map = {0: "background", 255: "pet"}
+    reason = (f"{root / 'images' / 's.tif'}: a TIFF in {MAX_PIECES + 1} strips or tiles, over {MAX_PIECES} (each costs "
+              "memory before the image's size can be checked; photos have at most a few thousand)")
+    assert check_dataset(root, label_map=label_map)["unreadable"] == [{"file": str(root / "images" / "s.tif"),
+                                                                     "reason": reason}]
+    assert [found.reason for found in find_unfit(load_samples(root, "all", label_map=label_map))] == [reason]
+    assert tiff_opens == []

@@ -223,3 +223,33 @@ def test_scans_are_counted_across_reads(monkeypatch):
     assert jpeg_scans.count_scans(file) == 3
     assert file.tell() == 5, "the caller's position is kept"
     assert 4 < jpeg_scans.count_scans(io.BytesIO(b"\xff\xda" * 10), stop_after=4) <= 6, "stops soon after the limit"
+
+
+class Unseekable:
+    """A stream like a pipe or a user's reader: read(size) only; reading all at once is refused."""
+
+    def __init__(self, data: bytes, fail: Exception | None = None):
+        self.data, self.fail, self.sizes = io.BytesIO(data), fail, []
+
+    def read(self, size=-1):
+        if self.fail is not None:
+            raise self.fail
+        assert size is not None and size > 0, "the whole stream read at once (into memory)"
+        self.sizes.append(size)
+        return self.data.read(size)
+
+
+def test_a_stream_that_cannot_seek_is_copied_in_chunks(monkeypatch):
+    """Pillow read such a stream whole into memory (1 GB piped in took 1.1 GB); a reader without
+    tell() raised AttributeError. Copied in chunks, in memory while small, then on disk."""
+    from petseg.data import decode
+
+    photo = _encode(Image.fromarray(_gradient()), "PNG")
+    monkeypatch.setattr(decode, "SPOOL_MEMORY_BYTES", 100, raising=False)  # the copy goes to disk
+    stream = Unseekable(photo + bytes(5000))  # a photo followed by junk
+    assert load_rgb(stream).shape == (30, 40, 3) and max(stream.sizes) <= decode.COPY_CHUNK_BYTES
+    monkeypatch.setattr(decode, "MAX_STREAM_BYTES", 4000, raising=False)
+    with pytest.raises(ImageError, match=r"^<bytes>: over \d+ GB read from a stream without reaching its end"):
+        load_rgb(Unseekable(photo + bytes(5000)))
+    with pytest.raises(ImageError, match=r"^<bytes>: cannot read image \(boom\)$"):
+        load_rgb(Unseekable(b"", fail=RuntimeError("boom")))

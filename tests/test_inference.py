@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 import pytest
@@ -101,7 +102,8 @@ def test_flip_tta_by_default_averages_matted_cutouts_only(segmenter, toy_photo):
     photo, _ = toy_photo
     rules = {flip: Segmenter(segmenter.backend, flip_tta=flip) for flip in (None, True, False)}
     assert [rules[None].flips_for(alpha) for alpha in ("matting", "hard", "soft", None)] == [True, False, False, False]
-    assert all(rules[True].flips_for(alpha) and not rules[False].flips_for(alpha) for alpha in ("matting", "hard", None))
+    for alpha in ("matting", "hard", None):
+        assert rules[True].flips_for(alpha) and not rules[False].flips_for(alpha)
     np.testing.assert_array_equal(rules[None].predict(photo), rules[False].predict(photo))
 
     def cut(flip, alpha):
@@ -378,4 +380,35 @@ def test_a_batch_size_that_is_not_a_positive_whole_number_is_one_line(toy_model_
     for call in (lambda: segmenter.predict([np.zeros((8, 8, 3), np.uint8)], batch_size=batch_size),
                  lambda: evaluate(segmenter, [], batch_size=batch_size)):
         with pytest.raises(PetsegError, match="^batch_size must be a whole number at least 1, got "):
+            call()
+
+
+def test_a_batch_or_flips_of_the_wrong_kind_is_one_clear_error(segmenter, toy_photo):
+    """A path's characters were taken for photos, an array gave numpy's "truth value ... is ambiguous",
+    flips="TF" a TypeError, and flips=[None] answered {None: ...}."""
+    photo, _ = toy_photo
+    for photos, got in (("photo.jpg", "str"), (photo, "ndarray")):
+        with pytest.raises(PetsegError, match=rf"^photos must be a list or tuple of photos, got {got} "
+                                              r"\(for one photo, pass \[photo\]\)$"):
+            segmenter.predict_batch(photos)
+    with pytest.raises(PetsegError, match=r"got generator \(pass list\(photos\)\)$"):
+        segmenter.predict_views((photo for _ in range(2)), [False])
+    for flips in ("TF", [None], [1]):
+        expected = f"flips must be a list or tuple of True and False, got {flips!r}"
+        with pytest.raises(PetsegError, match=f"^{re.escape(expected)}$"):
+            segmenter.predict_views([photo], flips)
+
+
+def test_batch_size_is_bounded_where_photos_are_held_a_batch_at_a_time(segmenter, toy_photo):
+    """--batch-size 2000 of tiny photos took 4.8 GB: more than 64 photos a call is refused, in one line."""
+    from petseg.evaluate import evaluate
+    from petseg.inference import CutoutOptions
+    from petseg.inference.pipeline import run_cutouts
+
+    photo, _ = toy_photo
+    assert len(segmenter.predict([photo] * 3, batch_size=64)) == 3
+    for call in (lambda: segmenter.predict([photo], batch_size=65),
+                 lambda: run_cutouts(segmenter, [], CutoutOptions(), batch_size=65),
+                 lambda: evaluate(segmenter, [], batch_size=65)):
+        with pytest.raises(PetsegError, match=r"^batch_size must be a whole number in 1\.\.64, got 65$"):
             call()

@@ -392,3 +392,34 @@ def test_a_small_icon_or_texture_is_refused_without_decoding_either(tmp_path, de
     with pytest.raises(ImageError, match=rf"{path.name}: {image_format} files are not supported"):
         load_rgb(path)
     assert decodes == []
+
+
+@pytest.fixture
+def tiff_opens(monkeypatch) -> list[int]:
+    """Each time Pillow's TIFF plugin starts on a file (where it unpacks every strip); it then gives up."""
+    from PIL import TiffImagePlugin
+
+    opened: list[int] = []
+
+    def spy(self):
+        opened.append(1)
+        raise SyntaxError("the TIFF plugin was reached")
+
+    monkeypatch.setattr(TiffImagePlugin.TiffImageFile, "_open", spy)
+    return opened
+
+
+def test_too_many_strips_are_refused_in_a_stream_that_cannot_seek_and_when_sniffing(tmp_path, tiff_opens):
+    """A pipe skipped the strip count (1.4 GB for `cat strips.tif | petseg cutout -`), and so did
+    sniff_format (`petseg data check`, `petseg train`: 1.3 GB)."""
+    from petseg.data.decode import sniff_format
+    from petseg.data.tiff_pieces import MAX_PIECES
+    from tests.test_decode import Unseekable
+
+    data = tiff_of_strips(MAX_PIECES + 1)
+    path = tmp_path / "strips.tif"
+    path.write_bytes(data)
+    with pytest.raises(ImageError, match=f"^<bytes>: a TIFF in {MAX_PIECES + 1} strips or tiles, over {MAX_PIECES} "):
+        load_rgb(Unseekable(data))
+    assert sniff_format(path) is None
+    assert tiff_opens == []

@@ -26,7 +26,7 @@ from petseg.inference.compose import ALPHAS
 from petseg.inference.render import cutout_alpha
 from petseg.inference.segmenter import DEFAULT_BATCH_SIZE, Segmenter
 from petseg.metrics import ALPHA_KEYS, AlphaMetrics, SegmentationMetrics
-from petseg.limits import check_whole_number
+from petseg.limits import MAX_BATCH_SIZE, check_whole_number
 
 RESOLUTIONS = ("model", "original")
 # Rows of the prediction grid. Each keeps its photo at full size until the grid is drawn, and
@@ -71,7 +71,7 @@ def evaluate(
     """
     from petseg.data.layouts import load_sample
 
-    check_whole_number(batch_size, "batch_size", 1)
+    check_whole_number(batch_size, "batch_size", 1, MAX_BATCH_SIZE)
     check_whole_number(examples, "examples", 0, MAX_EXAMPLES)
     segmenter = as_segmenter(model_or_segmenter)
     check_trimap_classes(segmenter.config.labels)

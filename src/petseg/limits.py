@@ -21,6 +21,10 @@ MAX_ASPECT_RATIO = 100
 # Threads (or worker processes) petseg starts for one purpose: more than any machine has
 # cores, and each costs memory (100000 exhausted it before a traceback).
 MAX_THREADS = 1024
+# Photos per model call: each holds about 3 MB at 256 px in flight (its letterboxed square,
+# its probabilities, their mirror images), and more photos a call run no faster on a CPU.
+# --batch-size 2000 of tiny photos took 4.8 GB.
+MAX_BATCH_SIZE = 64
 # DataLoader worker processes: each is a Python process with its own copy of the dataset's
 # state; 1000 of them on 2 cores ran for minutes without starting an epoch.
 MAX_DATA_WORKERS = 64

@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 
 from petseg.cli.app import app, fail, problem_line, say
+from petseg.limits import MAX_BATCH_SIZE
 
 MODEL_HELP = "A run folder (its best model), a .safetensors or an .onnx file; default: the bundled model."
 BACKEND_HELP = "torch or onnx (default: onnx for the bundled model and .onnx files, torch for .safetensors)."
@@ -40,7 +41,7 @@ def cutout(
     force: bool = typer.Option(
         False, "--force", help="Overwrite existing outputs (default: skip those made with the same options, refuse others)."
     ),
-    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Photos per model call."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, max=MAX_BATCH_SIZE, help="Photos per model call."),
     max_pixels: Optional[int] = typer.Option(
         None, "--max-pixels", min=1, help="Refuse larger images, against decompression bombs (default 100 megapixels)."
     ),
@@ -128,6 +129,9 @@ def _cutout_stdin(segmenter, options, max_pixels: int) -> None:
         fail("stdout is closed; redirect it to a file (petseg cutout - > out.png)")
     if sys.stdout.isatty():
         fail("refusing to write image data to a terminal; redirect stdout (petseg cutout - > out.png)")
+    if sys.stdin is None:  # started with stdin closed
+        fail("stdin is closed; pipe a photo in (petseg cutout - < photo.jpg > out.png)")
+    # A pipe cannot seek: decoding copies it to a temporary file first (decode.open_lazily), in bounded memory.
     result = remove_background(
         sys.stdin.buffer, segmenter=segmenter, mode=options.mode, bg=options.bg,
         bg_image=options.background, alpha=options.alpha, max_pixels=max_pixels,

@@ -13,6 +13,7 @@ import io
 import os
 import stat
 import struct
+import tempfile
 from pathlib import Path
 from typing import BinaryIO, Union
 
@@ -46,6 +47,15 @@ PREFIX_BYTES = 16
 # orientation is not trusted, and none of it is unpacked (one tag can hold millions of numbers).
 MAX_EXIF_BYTES = 1 << 20
 ORIENTATION_TAG = 0x0112
+# A file object that cannot seek (stdin from a pipe) is copied first: Pillow would read all of it
+# into memory (1 GB of zeros piped to `petseg cutout -` took 1.1 GB), and the TIFF check needs to
+# seek. The copy stays in memory up to SPOOL_MEMORY_BYTES and goes to a temporary file beyond.
+SPOOL_MEMORY_BYTES = 8 << 20
+COPY_CHUNK_BYTES = 1 << 20
+# The longest stream copied: over any photo within the pixel limit stored uncompressed (100
+# megapixels of RGBA at 16 bits a channel is 800 MB). Nothing limits a file's size (it is read
+# where it lies); this bounds the disk a stream with no end (/dev/zero) can fill.
+MAX_STREAM_BYTES = 2 << 30
 # EXIF orientation -> the turn that makes the photo upright (the table of ImageOps.exif_transpose).
 UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
            5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
@@ -181,13 +191,33 @@ def check_pieces(source: str | Path | BinaryIO, name: str) -> None:
 
 
 def open_lazily(source: str | Path | bytes | BinaryIO, name: str) -> Image.Image:
-    """Image.open: reads the header only, so the size is known before any pixel is decoded."""
+    """Image.open: reads the header only, so the size is known before any pixel is decoded.
+
+    Every Image.open of petseg's goes through here: the checks before it (a regular file, the
+    TIFF's pieces) need a path or a file that can seek, so a stream that cannot is copied first.
+    """
     if isinstance(source, (str, Path)):
         problem = not_a_regular_file(source)
         if problem:
             raise ImageError(f"{name}: {problem}")
+        return _open_checked(source, name)
     if isinstance(source, bytes):
-        source = io.BytesIO(source)
+        return _open_checked(io.BytesIO(source), name)
+    if _can_seek(source):
+        return _open_checked(source, name)
+    copy = _spooled(source, name)
+    try:
+        image = _open_checked(copy, name)
+    except BaseException:
+        copy.close()
+        raise
+    # Ours alone, as Pillow marks its own in-memory copy of such a stream: closed once the pixels are read.
+    image._exclusive_fp = True
+    return image
+
+
+def _open_checked(source: str | Path | BinaryIO, name: str) -> Image.Image:
+    """check_pieces, then Image.open with its failures as ImageErrors."""
     check_pieces(source, name)
     try:
         return Image.open(source, formats=checkable_formats())
@@ -199,6 +229,40 @@ def open_lazily(source: str | Path | bytes | BinaryIO, name: str) -> Image.Image
         raise ImageError(f"{name}: refused by Pillow's decompression-bomb limit ({error})") from None
     except Exception as error:
         raise ImageError(f"{name}: cannot read image ({error})") from None
+
+
+def _can_seek(file: BinaryIO) -> bool:
+    """Whether a file object goes back to its start, as Image.open and check_pieces need (a pipe does not)."""
+    try:
+        if callable(getattr(file, "seekable", None)) and not file.seekable():
+            return False
+        file.seek(file.tell())
+        return True
+    except Exception:  # no seek or tell (AttributeError), io.UnsupportedOperation, a broken stream
+        return False
+
+
+def _spooled(stream: BinaryIO, name: str) -> tempfile.SpooledTemporaryFile:
+    """What is left in a stream, copied chunk by chunk: in memory while small, then on disk."""
+    copy = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES)
+    try:
+        while chunk := stream.read(COPY_CHUNK_BYTES):
+            if copy.tell() + len(chunk) > MAX_STREAM_BYTES:
+                raise ImageError(f"{name}: over {MAX_STREAM_BYTES >> 30} GB read from a stream without reaching "
+                                 "its end (photos are far smaller)")
+            try:
+                copy.write(chunk)
+            except OSError as error:  # a full disk under the temporary folder
+                raise ImageError(f"{name}: cannot copy the stream to a temporary file "
+                                 f"({error.strerror or error})") from None
+    except ImageError:
+        copy.close()
+        raise
+    except Exception as error:  # what the stream's own read raises, or a read that gives text
+        copy.close()
+        raise ImageError(f"{name}: cannot read image ({error})") from None
+    copy.seek(0)
+    return copy
 
 
 def _prefix(source: str | Path | BinaryIO) -> bytes:
@@ -313,10 +377,8 @@ def load_labels(path: str | Path) -> np.ndarray:
 
 def sniff_format(path: str | Path) -> str | None:
     """The format Pillow sees in a file's content (JPEG, PNG, GIF...), or None."""
-    if not_a_regular_file(path):
-        return None
     try:
-        with Image.open(path, formats=checkable_formats()) as image:
+        with open_lazily(path, str(path)) as image:  # its checks too: a TIFF of millions of strips took 1.3 GB
             return image.format
-    except Exception:  # unidentified, a bomb, or malformed: no format to name
+    except Exception:  # unidentified, refused, a bomb, or malformed: no format to name
         return None

@@ -55,7 +55,11 @@ def load_mask(sample: Sample) -> np.ndarray:
     if image.mode not in ("L", "P", "I", "I;16", "F"):
         # Masks saved as RGB gray-scale are common; 1-bit masks read as 0/1 booleans
         # otherwise, while their mapping (like the pixels they were drawn with) says 0/255.
-        image = image.convert("L")
+        try:
+            image = image.convert("L")
+        except Exception as error:  # modes Pillow has no gray for: La (a TIFF's premultiplied alpha), LAB
+            raise LabelError(f"{sample.mask_path}: a mask in mode {image.mode} has no gray levels to read "
+                             f"({error}); save it as a gray-scale image") from None
     values = np.asarray(image)  # its own 8, 16 or 32 bits: int64 would be 8 bytes a pixel
     lookup = dict(sample.label_map)
     # A float mask is checked as it is: converted to L, NaN and 0.5 became 0, a class.

@@ -20,6 +20,7 @@ from petseg.data.decode import DEFAULT_MAX_PIXELS, load_rgb, not_a_regular_file,
 from petseg.errors import PetsegError
 from petseg.atomic import write_atomic
 from petseg.inference.files import Job
+from petseg.limits import MAX_BATCH_SIZE, check_whole_number
 from petseg.inference.render import CutoutOptions, predict_for_cutout, render_cutout, save_image
 from petseg.inference.segmenter import DEFAULT_BATCH_SIZE, Prediction, Segmenter
 
@@ -66,6 +67,7 @@ def run_cutouts(
 
     `describe` words a file's error for the front end (the CLI names its flags).
     """
+    check_whole_number(batch_size, "batch_size", 1, MAX_BATCH_SIZE)
     summary = CutoutSummary()
     waiting = deque(jobs)
     reading: deque[tuple[Job, int, Future]] = deque()

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from petseg.data.decode import DEFAULT_MAX_PIXELS, check_pixels, load_rgb
-from petseg.limits import check_threads, check_whole_number
+from petseg.limits import MAX_BATCH_SIZE, check_threads, check_whole_number
 from petseg.data.letterbox import Letterbox, mean_fill, normalize_array
 from petseg.errors import ImageError, PetsegError, clipped, missing_train_extra
 from petseg.inference.compose import THREE_CLASSES, PetClasses, soft_alpha, upsample, upsample_alpha, upsample_labels
@@ -51,6 +51,14 @@ def as_photo(image: PhotoLike, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -
         raise ImageError(f"image array must be (H, W), (H, W, 3) or (H, W, 4), got shape {image.shape}")
     raise ImageError(f"cannot read an image from {type(image).__name__} "
                      "(give a path, bytes, a binary file, a PIL image or a uint8 array)")
+
+
+def check_photos(photos) -> None:
+    """Refuse a batch that is not a list or tuple: a path's characters, an array's rows are no photos."""
+    if not isinstance(photos, (list, tuple)):
+        one = isinstance(photos, (np.ndarray, Image.Image, bytes, str, Path)) or hasattr(photos, "read")
+        raise PetsegError(f"must be a list or tuple of photos, got {type(photos).__name__} "
+                          f"({'for one photo, pass [photo]' if one else 'pass list(photos)'})", option="photos")
 
 
 @dataclass
@@ -224,6 +232,9 @@ class Segmenter:
         """Predictions without (False) and/or with (True) flip averaging, from one backend
         call: the plain half of a flipped batch is the plain prediction, so scoring both
         costs no more than flipping."""
+        check_photos(photos)
+        if not isinstance(flips, (list, tuple)) or not all(isinstance(flip, bool) for flip in flips):
+            raise PetsegError(f"must be a list or tuple of True and False, got {clipped(repr(flips))}", option="flips")
         if not photos:
             return {flip: [] for flip in flips}
         photos = [as_photo(photo, max_pixels=None) if isinstance(photo, np.ndarray) else as_photo(photo)
@@ -247,7 +258,7 @@ class Segmenter:
         images: one image or a list (ndarray, PIL image, encoded bytes or a path);
         a list gives a list, one image gives one array.
         """
-        check_whole_number(batch_size, "batch_size", 1)
+        check_whole_number(batch_size, "batch_size", 1, MAX_BATCH_SIZE)
         single = not isinstance(images, (list, tuple))
         photos = [as_photo(image, max_pixels=max_pixels) for image in ([images] if single else images)]
         results = []
