@@ -445,6 +445,11 @@ def _crafted_checkpoints(good: dict) -> dict[str, object]:
     first["exp_avg_sq"] = torch.full_like(first["exp_avg_sq"], float("nan"))  # every later step NaN
     nan_schedule = copy.deepcopy(good)
     nan_schedule["scheduler"]["last_epoch"] = float("nan")  # a NaN learning rate from the first step
+    stretched_keys = copy.deepcopy(good)  # 600 million of them took restoring to 3.3 GB, and it resumed
+    stretched_keys["rng"]["numpy"]["keys"] = torch.zeros(1, dtype=torch.int64).expand(10_000_000)
+    from tests.test_hostile_checkpoints import deflated  # a 3.4 MB file of them took loading to 3 GB
+
+    inflating = deflated({**good, "junk": torch.zeros(64 * 2**20, dtype=torch.uint8)})
     return {"empty": b"", "garbage": b"PK\x03\x04 not a torch file at all", "pickled-object": Namespace(format=1),
             "not-a-dict": [1, 2, 3], "missing-keys": {"format": 1, "config": good["config"]},
             "foreign-weights": broken_model, "bad-config": {**good, "config": {"model": 5}},
@@ -455,7 +460,8 @@ def _crafted_checkpoints(good: dict) -> dict[str, object]:
             "train-seconds-huge": {**good, "train_seconds": 10**400},  # beyond any float: OverflowError
             "unfinished-epoch": {**good, "partial_epoch": {"stats": 5, "seconds": 1.0}},
             "optimizer-moment-shape": wrong_moment, "optimizer-moment-nan": nan_moment,
-            "schedule-step-nan": nan_schedule, "rng-states": {**good, "rng": {"torch": torch.zeros(3)}}}
+            "schedule-step-nan": nan_schedule, "rng-states": {**good, "rng": {"torch": torch.zeros(3)}},
+            "rng-keys-stretched": stretched_keys, "inflating-records": inflating}
 
 
 def test_broken_checkpoints_are_one_line_and_the_run_resumes_once_fixed(reference_run, tmp_path, monkeypatch,

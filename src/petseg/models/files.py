@@ -14,6 +14,7 @@ from petseg.atomic import atomic_path
 from petseg.errors import PetsegError, clipped
 from petseg.run_dir import best_model_file
 from petseg.models.config import CONFIG_METADATA_KEY, ModelConfig
+from petseg.models.file_limits import check_header_limits
 
 # The model that ships inside the package, as weights (the source, for PyTorch) and as
 # ONNX (scripts/export_bundled_onnx.py): the default of cutout, serve and Segmenter.load().
@@ -25,10 +26,6 @@ MODEL_SUFFIXES = (".safetensors", ".onnx")
 
 # What a petseg model's state dict holds: its three parts' parameters and buffers.
 MODEL_PARTS = ("encoder.", "decoder.", "head.")
-# The bundled model has 440 tensors in a 45 KB header. A file of a million empty tensors
-# (a 64 MB header) took loading 1.45 GB and 28 s before it was found not to fit.
-MAX_TENSORS = 20_000
-MAX_HEADER_BYTES = 16 * 2**20
 FLOAT_DTYPES = {"F16", "BF16", "F32", "F64"}
 DTYPE_BYTES = {"F16": 2, "BF16": 2, "F32": 4, "F64": 8, "I64": 8}
 
@@ -108,14 +105,11 @@ def read_header(path: str | Path) -> tuple[ModelConfig, int]:
     path = Path(path)
     if not path.is_file():
         raise PetsegError(f"model file {path} does not exist")
-    check_header_size(path)
     try:
+        check_header_limits(path)
         with safe_open(str(path), framework="numpy") as handle:  # the header only
             metadata = handle.metadata() or {}
             names = handle.keys()
-            if len(names) > MAX_TENSORS:
-                raise PetsegError(f"model file {path} holds {len(names)} tensors, over {MAX_TENSORS}: "
-                                  "not a petseg model")
             slices = [(name, handle.get_slice(name)) for name in names]
             tensors = {name: tensor.get_dtype() for name, tensor in slices}
             stored_bytes = sum(math.prod(tensor.get_shape()) * DTYPE_BYTES.get(tensor.get_dtype(), 8)
@@ -132,19 +126,6 @@ def read_header(path: str | Path) -> tuple[ModelConfig, int]:
         raise PetsegError(f"model file {path} has an unreadable {CONFIG_METADATA_KEY}: {error}") from None
     check_tensor_names(path, tensors)
     return config, stored_bytes
-
-
-def check_header_size(path: Path) -> None:
-    """Refuse a header over MAX_HEADER_BYTES before it is parsed (its length is the file's first 8 bytes)."""
-    try:
-        with open(path, "rb") as file:
-            length = int.from_bytes(file.read(8), "little")
-            file_bytes = os.fstat(file.fileno()).st_size
-    except OSError as error:
-        raise PetsegError(f"model file {path}: cannot read it ({error.strerror or error})") from None
-    if MAX_HEADER_BYTES < length <= file_bytes - 8:  # longer than the file: not safetensors at all, as safe_open says
-        raise PetsegError(f"model file {path} has a header of {length} bytes, over {MAX_HEADER_BYTES}: "
-                          "not a petseg model")
 
 
 def check_tensor_names(path: Path, tensors: dict[str, str]) -> None:

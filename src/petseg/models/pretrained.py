@@ -98,15 +98,21 @@ def refused_objects(error: Exception) -> bool:
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """A .safetensors file, or a .pth/.pt/.bin state dict loaded without unpickling code."""
+    """A .safetensors file, or a .pth/.pt/.bin state dict loaded without unpickling code;
+    either within a model file's limits (petseg.models.file_limits), checked before loading."""
+    from petseg.models.file_limits import check_header_limits, inflation_problem
+
     path = Path(path)
-    if not path.is_file():
-        raise PetsegError(f"weights file {path} does not exist")
+    _check_weights_path(path)
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
 
+            check_header_limits(path, "weights file", "more than any model petseg trains")
             return load_file(str(path), device="cpu")
+        problem = inflation_problem(path)  # before torch.load allocates what the records inflate to
+        if problem:
+            raise PetsegError(f"weights file {path} {problem}")
         with warnings.catch_warnings():  # its warnings about a foreign pickle's protocol: the error says enough
             warnings.simplefilter("ignore")
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -125,6 +131,21 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict) or not all(isinstance(value, torch.Tensor) for value in state.values()):
         raise PetsegError(f"weights file {path} does not hold a state dict of tensors")
     return state
+
+
+def _check_weights_path(path: Path) -> None:
+    """A regular file, or an error saying what the path is instead (a FIFO would block reading)."""
+    from petseg.data.decode import not_a_regular_file
+
+    problem = not_a_regular_file(path)
+    if problem == "no such file":
+        raise PetsegError(f"weights file {path} does not exist")
+    if path.is_dir():
+        raise PetsegError(f"weights file {path} is a folder: give the .safetensors or .pth file in it")
+    if problem and problem.startswith("is "):  # a FIFO, a socket, a device
+        raise PetsegError(f"weights file {path} {problem}")
+    if problem:  # a broken symbolic link, a permission, a loop
+        raise PetsegError(f"weights file {path} cannot be read ({problem})")
 
 
 def load_weights_file(model: nn.Module, path: str | Path) -> None:

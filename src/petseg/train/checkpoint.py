@@ -38,9 +38,34 @@ def capture_rng_states() -> dict[str, Any]:
     return states
 
 
+def check_rng_states(states: dict[str, Any]) -> None:
+    """ValueError unless the saved states' tensors have the dtypes and shapes of those this
+    machine captures, checked before any is converted: a crafted checkpoint's numpy keys, one
+    int64 stretched (stride 0) to 600 million, took restoring to 3.3 GB and then resumed."""
+    expected = capture_rng_states()
+    pairs = [("torch state", states["torch"], expected["torch"]),
+             ("numpy keys", states["numpy"]["keys"], expected["numpy"]["keys"])]
+    if "cuda" in states and "cuda" in expected:  # restored only then; one GPU's state is the size of any other's
+        if not isinstance(states["cuda"], list):
+            raise ValueError(f"CUDA states: {_shape_and_dtype(states['cuda'])}, not a list")
+        pairs += [(f"CUDA state {index}", state, expected["cuda"][0]) for index, state in enumerate(states["cuda"])]
+    for name, saved, reference in pairs:
+        if _shape_and_dtype(saved) != _shape_and_dtype(reference):
+            raise ValueError(f"{name}: {_shape_and_dtype(saved)}, not {_shape_and_dtype(reference)}")
+
+
+def _shape_and_dtype(value: Any) -> str:
+    import torch
+
+    if not isinstance(value, torch.Tensor):
+        return f"a {type(value).__name__}"
+    return f"{'x'.join(map(str, value.shape)) or 'scalar'} {str(value.dtype).removeprefix('torch.')}"
+
+
 def restore_rng_states(states: dict[str, Any]) -> None:
     import torch
 
+    check_rng_states(states)
     torch.set_rng_state(states["torch"])
     numpy_state = states["numpy"]
     np.random.set_state((numpy_state["kind"], numpy_state["keys"].numpy().astype(np.uint32), numpy_state["position"],
@@ -67,6 +92,7 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, An
 
     import torch
 
+    from petseg.models.file_limits import inflation_problem
     from petseg.models.pretrained import refused_objects
 
     path = Path(path)
@@ -75,6 +101,9 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, An
     try:
         if path.stat().st_size == 0:
             raise PetsegError(f"{path}: empty (0 bytes), not a checkpoint", advice=BROKEN_CHECKPOINT_ADVICE)
+        problem = inflation_problem(path)  # before torch.load allocates what the records inflate to
+        if problem:
+            raise PetsegError(f"{path}: {problem}", advice=BROKEN_CHECKPOINT_ADVICE)
         with warnings.catch_warnings():  # its warnings about a foreign pickle's protocol: the error says enough
             warnings.simplefilter("ignore")
             state = torch.load(path, map_location=map_location, weights_only=True)

@@ -110,7 +110,7 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self):
-        check_setting_types(self)
+        check_setting_types(self, paths=("data", "out", "weights", "cache_dir"))
         # JSON has no tuples: configs read back from files arrive with lists.
         self.monitor = tuple(self.monitor)
         for name in ("scale", "crop_scale", "breeds", "exclude_breeds"):

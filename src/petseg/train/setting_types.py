@@ -56,9 +56,14 @@ def described(hint: Any) -> str:
     return words.get(origin or hint, str(hint))
 
 
-def check_setting_types(config) -> None:
-    """PetsegError naming the first setting of `config` (a dataclass) whose value has the wrong type."""
+def check_setting_types(config, paths: tuple[str, ...] = ()) -> None:
+    """PetsegError naming the first setting of `config` (a dataclass) whose value has the wrong
+    type, or the first of `paths` (settings that name a file or folder) that is empty text:
+    to Python that is the current folder, where a config file's "out": "" wrote a whole run."""
     for name, hint in typing.get_type_hints(type(config)).items():
         value = getattr(config, name)
         if not conforms(value, hint):
             raise PetsegError(f"must be {described(hint)}, got {clipped(repr(value), SHOWN_CHARACTERS)}", option=name)
+    for name in paths:
+        if getattr(config, name) == "":
+            raise PetsegError("must name a file or folder, got '' (an empty path is the current folder)", option=name)
