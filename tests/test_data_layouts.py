@@ -216,3 +216,55 @@ def test_one_bit_masks_read_as_0_and_255(tmp_path):
         assert saved.mode == "1"
     sample = load_samples(root, "all", label_map={0: "background", 255: "pet"})[0]
     np.testing.assert_array_equal(load_mask(sample), [[1, 0], [0, 1]])
+
+
+def _yaml_alias_bomb(levels: int) -> str:
+    """A few hundred bytes of YAML standing for 9**levels strings: repr() of 5 levels is 400 KB, of 9 levels 2.7 GB."""
+    lines = ['0: [&l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"],']
+    lines += [f"  &l{level} [{', '.join([f'*l{level - 1}'] * 9)}]," for level in range(1, levels)]
+    return "\n".join(lines) + "\n  0]\n"
+
+
+def test_a_yaml_alias_bomb_is_one_short_line(tmp_path):
+    root = _folder_dataset(tmp_path / "mine", {"a": np.zeros((2, 2), np.uint8)})
+    (root / "classes.yaml").write_text(_yaml_alias_bomb(5))
+    with pytest.raises(PetsegError) as raised:
+        load_samples(root, "all")
+    assert str(raised.value) == f"{root / 'classes.yaml'}: a class mapping may not use YAML aliases (*l0)"
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("classes.json", '{"0": [' + "[0, 1], " * 50_000 + "2]}", "class [[0, 1], [0, 1], [0, 1], [0, 1], [0, 1], [0, 1], ...]"),
+    ("classes.yaml", "0: " + "9" * 5000 + "\n", "not valid YAML (Exceeds the limit (4300 digits)"),  # int()'s ValueError
+    ("classes.yaml", "0: 2024-13-45\n", "not valid YAML (month must be in 1..12)"),
+])  # fmt: skip
+def test_a_class_of_the_wrong_kind_is_one_short_line(tmp_path, name, text, message):
+    root = _folder_dataset(tmp_path / "mine", {"a": np.zeros((2, 2), np.uint8)})
+    (root / name).write_text(text)
+    with pytest.raises(PetsegError) as raised:
+        load_samples(root, "all")
+    assert str(raised.value).startswith(f"{root / name}: {message}") and len(str(raised.value)) < 400
+
+
+def test_a_yaml_class_mapping_is_refused_as_it_grows_past_any_mapping(tmp_path, monkeypatch):
+    import petseg.data.layouts
+
+    monkeypatch.setattr(petseg.data.layouts, "MAX_LABEL_MAP_VALUES", 11)
+    root = _folder_dataset(tmp_path / "mine", {"a": np.zeros((2, 2), np.uint8)})
+    (root / "classes.yaml").write_text("".join(f"{value}: pet\n" for value in range(5)))
+    assert len(load_samples(root, "all")[0].label_map) == 5  # 11 values: the mapping and 5 pairs
+    (root / "classes.yaml").write_text("".join(f"{value}: pet\n" for value in range(6)))
+    with pytest.raises(PetsegError, match=r"classes\.yaml: over 11 YAML values, more than a class mapping has"):
+        load_samples(root, "all")
+
+
+def test_echoed_names_and_arguments_are_clipped(toy_data, tmp_path):
+    for split, layout in [("x" * 10_000, "auto"), ("all", "x" * 10_000)]:
+        with pytest.raises(PetsegError) as raised:
+            load_samples(toy_data, split, layout=layout)
+        assert "'" + "x" * 100 + "…'" in str(raised.value) and len(str(raised.value)) < 200
+    root = _copy(toy_data, tmp_path)
+    (root / "annotations" / "trainval.txt").write_text("x" * 1_000_000 + "\n")
+    with pytest.warns(UserWarning) as warned:
+        load_samples(root, "trainval")
+    assert str(warned[0].message).endswith(f"(first: {'x' * 100}…)") and len(str(warned[0].message)) < 400

@@ -189,3 +189,79 @@ def test_resume_names_a_run_config_that_is_no_regular_file(monkeypatch, tmp_path
     assert exit_info.value.code == 2
     assert capsys.readouterr().err == (f"error: {tmp_path / 'config.json'}: cannot read the config file "
                                        "(is a FIFO (named pipe), not a regular file)\n")
+
+
+def test_quoted_shows_any_value_in_a_bounded_line():
+    from petseg.errors import quoted
+
+    assert quoted("cat") == "'cat'" and quoted(0.5) == "0.5" and quoted(True) == "True"
+    assert quoted("x" * 10**6) == "'" + "x" * 100 + "…'"
+    nested: list = ["lol"] * 9
+    for _ in range(8):  # what a YAML alias bomb loads: 43 million strings, shared
+        nested = [nested] * 9
+    assert quoted(nested).startswith("[[[[[[[") and len(quoted(nested)) <= 101
+    assert quoted(10**5000) == "<a int>"  # repr() refuses an int of over 4300 digits
+
+
+@pytest.mark.parametrize("module, function, argument", [
+    ("petseg.inference.compose", "check_mode", "x" * 10**6),
+    ("petseg.inference.compose", "check_alpha", "x" * 10**6),
+    ("petseg.inference.compose", "check_mode", ["x"] * 10**6),  # from Python, anything
+    ("petseg.cli.training", "_parse_scale", "x" * 10**6),
+    ("petseg.cli.training", "_parse_widths", "x" * 10**6),
+])  # fmt: skip
+def test_options_are_echoed_clipped(module, function, argument):
+    import importlib
+
+    with pytest.raises(PetsegError) as raised:
+        getattr(importlib.import_module(module), function)(argument)
+    assert len(str(raised.value)) < 250
+
+
+def test_remove_background_echoes_a_mode_clipped():
+    import numpy as np
+
+    from petseg.inference import remove_background
+
+    with pytest.raises(PetsegError) as raised:
+        remove_background(np.zeros((4, 4, 3), np.uint8), mode="x" * 10**6)
+    assert str(raised.value) == f"cutout mode '{'x' * 100}…' is not one of rgba, mask, labels, color"
+
+
+def test_a_resume_conflict_echoes_the_values_clipped(monkeypatch, capsys):
+    import sys
+
+    import petseg.train
+    from petseg.cli import main
+    from petseg.run_dir import ResumeConflict
+
+    def fit(config, **options):
+        raise ResumeConflict("run", "breeds", ["x" * 1000] * 1000, ["y"])
+
+    monkeypatch.setattr(petseg.train, "build_config", lambda **settings: None)
+    monkeypatch.setattr(petseg.train, "fit", fit)
+    monkeypatch.setattr(sys, "argv", ["petseg", "train", "--out", "run", "--resume"])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: --breeds cannot change on resume (the run has ['xxxxx") and len(line) < 400, line
+
+
+def test_no_problem_line_is_longer_than_about_a_thousand_characters(monkeypatch, tmp_path, capsys):
+    """What messages echo is clipped where they are made, but not paths: 3000 characters of one came back whole."""
+    import sys
+
+    from petseg.cli import main
+    from petseg.cli.app import LONGEST_LINE, problem_line
+
+    line = problem_line("error", "a" * 600 + "b" * 10**6 + "c\x1b" * 300)
+    assert line.startswith("error: " + "a" * 500 + " …[1000200 characters left out]… ") and line.endswith("c\\x1b" * 250)
+    assert problem_line("warning", "x" * LONGEST_LINE) == "warning: " + "x" * LONGEST_LINE  # as it was
+    long_path = str(tmp_path / ("folder/" * 500) / "cat.jpg")
+    monkeypatch.setattr(sys, "argv", ["petseg", "cutout", long_path, "--out", str(tmp_path / "out")])
+    with pytest.raises(SystemExit):
+        main()
+    [error, _] = capsys.readouterr().err.splitlines()  # the error and "wrote 0 file(s) ..."
+    assert error.startswith(f"error: {tmp_path}/folder/") and error.endswith("cat.jpg: no such file or folder")
+    assert len(error) < 1100 and "characters left out" in error

@@ -308,3 +308,12 @@ def test_each_figure_comes_from_the_prediction_its_output_is_made_from(toy_data,
         plain, flipped = (results[flip]["resolutions"]["original"][key] for flip in (False, True))
         assert results[None]["resolutions"]["original"][key] == pytest.approx(plain, abs=1e-12)
         assert plain != flipped  # the mirror changes the toy model's answer: the check above can fail
+
+
+@pytest.mark.parametrize("flag, value", [("--alpha", "x" * 5000), ("--split", "x" * 5000), ("--mask-values", "0=" + "x" * 5000)])
+def test_evaluate_clips_what_it_echoes(toy_data, flag, value):
+    from petseg.cli import app
+
+    result = CliRunner().invoke(app, ["evaluate", "--data", str(toy_data), flag, value])  # refused before a model loads
+    assert isinstance(result.exception, PetsegError)
+    assert "'" + "x" * 100 + "…'" in str(result.exception) and len(str(result.exception)) < 300

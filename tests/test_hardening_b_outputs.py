@@ -86,3 +86,43 @@ def test_a_diagram_run_removes_the_temporaries_a_killed_one_left(tmp_path, monke
     status, errors = _summary(monkeypatch, capsys, "--diagram", tmp_path / "unet.png", "--image-size", 32)
     assert (status, errors) == (0, "")
     assert sorted(path.name for path in tmp_path.iterdir()) == ["unet.png"]
+
+
+def test_a_cutout_record_of_more_values_than_outputs_have_is_refused_unbuilt(tmp_path, monkeypatch):
+    """64 MB of "{}," was 22 million dicts, 1.7 GB, before the record was found to be no mapping."""
+    import tracemalloc
+
+    import petseg.inference.provenance as provenance
+
+    record = tmp_path / provenance.RECORD_FILE
+    record.write_text("[" + "{}," * 600_000 + "{}]")  # more objects than 190,000 outputs' entries
+    monkeypatch.setattr(provenance, "MAX_RECORD_BYTES", 4 * 2**20)  # the read's buffer: tracemalloc counts it whole
+    tracemalloc.start()
+    try:
+        with pytest.warns(UserWarning, match="the cutout record is too large .*; ignoring it"):
+            assert provenance.read_record(tmp_path) == {}
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 10 * 2**20, peak  # the buffer and the text; the dicts would be 40 MB more
+
+
+def test_the_cutout_record_limits_count_objects_and_values(tmp_path, monkeypatch):
+    import petseg.inference.provenance as provenance
+
+    monkeypatch.setattr(provenance, "MAX_RECORD_OUTPUTS", 100)  # at most 300 objects and 3200 values
+    record = tmp_path / provenance.RECORD_FILE
+
+    def outputs(count: int) -> str:
+        return "{" + ",".join(f'"{number}.png": {{}}' for number in range(count)) + "}"
+
+    def numbers(count: int) -> str:
+        return '{"cat.png": {"n": [' + ",".join(["0"] * count) + "]}}"
+
+    for fits, over in [(outputs(299), outputs(300)), (numbers(3196), numbers(3197))]:
+        record.write_text(fits)
+        assert provenance.read_record(tmp_path) != {}
+        record.write_text(over)
+        with pytest.warns(UserWarning, match=r"record is too large \(more JSON values than the settings of 100 outputs\); "
+                                             "writing a new one"):
+            assert provenance.read_record(tmp_path, "writing a new one") == {}

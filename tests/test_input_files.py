@@ -159,3 +159,32 @@ def test_a_cutout_run_removes_the_temporaries_a_killed_run_left(tmp_path, model_
     assert sorted(path.relative_to(out).as_posix() for path in out.rglob("*") if path.name != RECORD_FILE) == [
         ".other.png.petseg-tmp-" + live.name.split("-tmp-")[1], "cat.png", "more", "more/dog.png"
     ]
+
+
+def test_a_recursive_glob_walks_folders_as_a_folder_input_does(tmp_path):
+    """glob.glob follows links to folders: with three links to "." its walk never ended (3**40 paths)."""
+    folder = tmp_path / "photos"
+    (folder / "more").mkdir(parents=True)
+    Image.fromarray(photo_array()).save(folder / "cat.jpg")
+    Image.fromarray(photo_array()).save(folder / "more" / "dog.jpg")
+    for name in ("l1", "l2", "l3"):
+        (folder / name).symlink_to(".")
+    code = ("import sys; from pathlib import Path; from petseg.inference.files import plan_cutouts\n"
+            "plan = plan_cutouts([sys.argv[1] + '/**/*.jpg'], Path(sys.argv[1]) / 'out', '.png', recursive=True)\n"
+            "print(sorted(str(job.source.relative_to(sys.argv[1])) for job in plan.jobs), plan.problems)")
+    child = subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True, text=True, timeout=60)
+    assert child.stdout.strip() == "['cat.jpg', 'more/dog.jpg'] []", child.stderr
+
+
+def test_a_folder_without_photos_is_a_problem_of_its_own(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "folder.jpg").mkdir()  # a folder named like a photo
+    (tmp_path / "only_below" / "deeper").mkdir(parents=True)
+    Image.fromarray(photo_array()).save(tmp_path / "only_below" / "deeper" / "cat.jpg")
+    names = ("empty", "folder.jpg", "only_below")
+    plan = plan_cutouts([str(tmp_path / name) for name in names], tmp_path / "out", ".png")
+    assert plan.jobs == [] and plan.problems == [
+        f"{tmp_path / name}: no photos in this folder (subfolders are searched only when recursive)" for name in names]
+    plan = plan_cutouts([str(tmp_path / name) for name in names], tmp_path / "out", ".png", recursive=True)
+    assert len(plan.jobs) == 1 and plan.problems == [f"{tmp_path / 'empty'}: no photos in this folder",
+                                                     f"{tmp_path / 'folder.jpg'}: no photos in this folder"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import reprlib
 import string
 from typing import Callable
 
@@ -45,6 +46,23 @@ ECHO_CHARACTERS = 100
 def clipped(text: str, limit: int = ECHO_CHARACTERS) -> str:
     """`text` as a message shows it: at most `limit` characters and an ellipsis."""
     return text if len(text) <= limit else text[:limit] + "…"
+
+
+# Containers are shown a few items deep and wide: repr() of a YAML alias bomb (341 bytes
+# standing for a billion strings) would be gigabytes.
+_SHORT_REPR = reprlib.Repr()
+_SHORT_REPR.maxstring = _SHORT_REPR.maxother = _SHORT_REPR.maxlong = ECHO_CHARACTERS
+
+
+def quoted(value) -> str:
+    """A value the user gave, as a message echoes it: repr() of a text clipped to ECHO_CHARACTERS
+    ('xxx…'), anything else as reprlib writes it, bounded whatever its size."""
+    if isinstance(value, str):
+        return repr(clipped(value))
+    try:
+        return clipped(_SHORT_REPR.repr(value))
+    except Exception:  # an int of over 4300 digits, an object whose repr() fails
+        return f"<a {type(value).__name__}>"
 
 
 # Control characters (C0 and C1: newlines, ESC, ...) in a file name would split a one-line

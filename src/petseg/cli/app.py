@@ -18,8 +18,17 @@ app = typer.Typer(
 )
 
 
+# Longer problem lines lose their middle: what they echo is clipped where they are made, but
+# not paths, and no message may be megabytes.
+LONGEST_LINE = 1000
+
+
 def problem_line(kind: str, message: str) -> str:
-    """"error: ...", "warning: ...": one line, file names' control characters escaped."""
+    """"error: ...", "warning: ...": one line, file names' control characters escaped, at most
+    about LONGEST_LINE characters of the message."""
+    if len(message) > LONGEST_LINE:
+        left_out = len(message) - LONGEST_LINE
+        message = f"{message[:LONGEST_LINE // 2]} …[{left_out} characters left out]… {message[-LONGEST_LINE // 2:]}"
     return f"{kind}: {one_line(message)}"
 
 

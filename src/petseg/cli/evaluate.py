@@ -41,7 +41,7 @@ def evaluate(
     from tqdm import tqdm
 
     from petseg.data.layouts import load_samples, parse_label_map
-    from petseg.errors import PetsegError, missing_train_extra
+    from petseg.errors import PetsegError, missing_train_extra, quoted
     from petseg.evaluate import evaluate as run_evaluation
     from petseg.evaluate import MAX_EXAMPLES, fit_check_warning, format_report, metrics_json, write_prediction_grid
     from petseg.inference import Segmenter
@@ -65,10 +65,10 @@ def evaluate(
     alphas = tuple(dict.fromkeys(alpha)) if alpha else ALPHAS
     for kind in alphas:
         if kind not in ALPHAS:
-            raise PetsegError(f"--alpha: {kind!r} is not one of {', '.join(ALPHAS)}")
+            raise PetsegError(f"--alpha: {quoted(kind)} is not one of {', '.join(ALPHAS)}")
     samples = load_samples(data, split, label_map=parse_label_map(mask_values) if mask_values else None)
     if not samples:
-        raise PetsegError(f"--data: {data} has no samples in split {split!r}")
+        raise PetsegError(f"--data: {data} has no samples in split {quoted(split)}")
     segmenter = Segmenter.load(model, backend, flip_tta=flip_tta)
     with tqdm(total=len(samples), unit="photo", disable=not sys.stderr.isatty(), file=sys.stderr) as bar:
         result = run_evaluation(segmenter, samples, batch_size=batch_size, examples=examples if out else 0,

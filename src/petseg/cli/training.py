@@ -12,7 +12,7 @@ from typing import Optional
 import typer
 
 from petseg.cli.app import app, fail
-from petseg.errors import PetsegError
+from petseg.errors import PetsegError, quoted
 
 
 def _parse_scale(text: str, flag: str = "--scale"):
@@ -22,7 +22,7 @@ def _parse_scale(text: str, flag: str = "--scale"):
     try:
         low, high = (float(part) for part in text.split(","))
     except ValueError:
-        raise PetsegError(f"{flag} must look like MIN,MAX (e.g. 0.75,1.25) or none, got {text!r}") from None
+        raise PetsegError(f"{flag} must look like MIN,MAX (e.g. 0.75,1.25) or none, got {quoted(text)}") from None
     return (low, high)
 
 
@@ -36,7 +36,7 @@ def _parse_widths(text: str) -> list[int]:
     try:
         return [int(part) for part in text.split(",")]
     except ValueError:
-        raise PetsegError(f"--decoder-channels must be comma-separated integers, e.g. 256,128,64,32,16, got {text!r}") from None
+        raise PetsegError(f"--decoder-channels must be comma-separated integers, e.g. 256,128,64,32,16, got {quoted(text)}") from None
 
 
 # A TrainConfig field that no single flag sets -> the flags that set it.
@@ -112,7 +112,7 @@ def train(
     try:
         result = fit(config, resume=resume, force=force)
     except ResumeConflict as error:
-        fail(f"{_flag(error.setting)} cannot change on resume (the run has {error.saved!r}, not {error.given!r}); "
+        fail(f"{_flag(error.setting)} cannot change on resume (the run has {quoted(error.saved)}, not {quoted(error.given)}); "
              f"only {', '.join(_flag(name) for name in RESUMABLE_SETTINGS)} may")
     if result.interrupted:
         raise typer.Exit(130)

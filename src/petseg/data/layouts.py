@@ -24,7 +24,7 @@ import numpy as np
 
 from petseg.data.decode import load_labels, load_rgb, open_image
 from petseg.data.labels import CLASS_NAMES, IGNORE_INDEX
-from petseg.errors import ImageError, LabelError, PetsegError, clipped
+from petseg.errors import ImageError, LabelError, PetsegError, clipped, quoted
 from petseg.text_files import parse_json, read_text_file
 
 SPLITS = ("trainval", "test", "all")
@@ -35,6 +35,12 @@ LABEL_MAP_FILES = ("classes.json", "classes.yaml", "classes.yml")
 IGNORE_NAMES = ("ignore", "void")
 
 LabelMap = tuple[tuple[int, int], ...]
+
+# A class mapping has one entry per mask value, at most 65536, each two values (mask value
+# and class) and under 32 bytes of text; a larger file is not one. A few hundred bytes of YAML
+# aliases stand for billions of values, so aliases are refused.
+MAX_LABEL_MAP_BYTES = 4 * 2**20
+MAX_LABEL_MAP_VALUES = 2 * 65536 + 1
 
 
 @dataclass(frozen=True)
@@ -115,7 +121,7 @@ def _class_index(label, source: str) -> int:
         return IGNORE_INDEX
     index = _whole(label)
     if index not in (*range(len(CLASS_NAMES)), IGNORE_INDEX):
-        raise PetsegError(f"{source}: class {label!r} must be one of {', '.join((*CLASS_NAMES, *IGNORE_NAMES))} or 0-2")
+        raise PetsegError(f"{source}: class {quoted(label)} must be one of {', '.join((*CLASS_NAMES, *IGNORE_NAMES))} or 0-2")
     return index
 
 
@@ -127,7 +133,7 @@ def normalize_label_map(mapping: Mapping, source: str = "label map") -> LabelMap
     for given, label in mapping.items():
         value = _whole(given)
         if value is None:
-            raise PetsegError(f"{source}: mask value {clipped(repr(given))} is not an integer")
+            raise PetsegError(f"{source}: mask value {quoted(given)} is not an integer")
         if not 0 <= value <= 65535:
             raise PetsegError(f"{source}: mask value {value} is outside 0..65535")
         if value in pairs:  # "255" and "0255", or 255 and "255 ": one value, two classes
@@ -152,19 +158,39 @@ def parse_label_map(text: str) -> LabelMap:
 def read_label_map_file(path: str | Path) -> LabelMap:
     """A JSON or YAML file holding {mask value: class}."""
     path = Path(path)
-    text = read_text_file(path, "class mapping")
-    if path.suffix.lower() == ".json":
-        mapping = parse_json(text, path)
-    else:
-        import yaml
-
-        try:
-            mapping = yaml.safe_load(text)
-        except RecursionError:
-            raise PetsegError(f"{path}: not valid YAML (nested too deeply)") from None
-        except yaml.YAMLError as error:
-            raise PetsegError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+    text = read_text_file(path, "class mapping", max_bytes=MAX_LABEL_MAP_BYTES)
+    mapping = parse_json(text, path) if path.suffix.lower() == ".json" else _parse_label_map_yaml(text, path)
     return normalize_label_map(mapping, str(path))
+
+
+def _parse_label_map_yaml(text: str, path: Path):
+    """yaml.safe_load, refusing aliases and more than MAX_LABEL_MAP_VALUES values as they are read."""
+    import yaml
+
+    class BoundedLoader(yaml.SafeLoader):
+        values = 0
+
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent):
+                raise PetsegError(f"{path}: a class mapping may not use YAML aliases "
+                                  f"(*{clipped(self.peek_event().anchor)})")
+            self.values += 1
+            if self.values > MAX_LABEL_MAP_VALUES:
+                raise PetsegError(f"{path}: over {MAX_LABEL_MAP_VALUES} YAML values, more than a class mapping has "
+                                  "(a mask value and a class per entry)")
+            return super().compose_node(parent, index)
+
+    loader = BoundedLoader(text)
+    try:
+        return loader.get_single_data()
+    except RecursionError:
+        raise PetsegError(f"{path}: not valid YAML (nested too deeply)") from None
+    except yaml.YAMLError as error:
+        raise PetsegError(f"{path}: not valid YAML ({clipped(str(error).splitlines()[0])})") from None
+    except ValueError as error:  # a number of over 4300 digits, a date such as 2024-13-45
+        raise PetsegError(f"{path}: not valid YAML ({clipped(str(error))})") from None
+    finally:
+        loader.dispose()
 
 
 def detect_layout(root: Path) -> str:
@@ -219,7 +245,7 @@ def _select(names: list[str], images: dict[str, Path], masks: dict[str, Path], l
     missing = [name for name in names if name not in images or name not in masks]
     if missing:
         warnings.warn(f"{root}: {len(missing)} listed images have no photo or mask and are left out "
-                      f"(first: {missing[0]})", stacklevel=3)
+                      f"(first: {clipped(missing[0])})", stacklevel=3)
     return [Sample(name, images[name], masks[name], label_map) for name in names if name in images and name in masks]
 
 
@@ -276,9 +302,9 @@ def load_samples(
     """The samples of `split` ('trainval', 'test' or 'all') in a dataset folder."""
     root = Path(root)
     if split not in SPLITS:
-        raise PetsegError(f"split {split!r} is not one of {', '.join(SPLITS)}")
+        raise PetsegError(f"split {quoted(split)} is not one of {', '.join(SPLITS)}")
     if layout not in LAYOUTS:
-        raise PetsegError(f"layout {layout!r} is not one of {', '.join(LAYOUTS)}")
+        raise PetsegError(f"layout {quoted(layout)} is not one of {', '.join(LAYOUTS)}")
     if not root.is_dir():
         raise PetsegError(f"{root}: dataset folder not found")
     if layout == "auto":

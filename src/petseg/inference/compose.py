@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image, ImageColor, ImageOps
 
 from petseg.data.labels import BACKGROUND, BORDER, CLASS_NAMES, PET, TRIMAP_OFFSET
-from petseg.errors import PetsegError, clipped
+from petseg.errors import PetsegError, clipped, quoted
 
 MODES = ("rgba", "mask", "labels", "color")
 # How the alpha is made: matted edges (inference/matting.py), the label mask, or P(pet) + P(border) / 2.
@@ -136,7 +136,7 @@ def labels_to_trimap(labels: np.ndarray) -> np.ndarray:
 
 def parse_color(text: str) -> tuple[int, int, int]:
     if not isinstance(text, str):
-        raise PetsegError(f"background colour must be a text such as #rrggbb or white, got {clipped(repr(text))}")
+        raise PetsegError(f"background colour must be a text such as #rrggbb or white, got {quoted(text)}")
     try:
         channels = ImageColor.getrgb(text)[:3]
     except ValueError:
@@ -156,12 +156,12 @@ def fit_background(background: Image.Image, height: int, width: int) -> Image.Im
 
 def check_alpha(alpha: str) -> None:
     if alpha not in ALPHAS:
-        raise PetsegError(f"alpha {alpha!r} is not one of {', '.join(ALPHAS)}")
+        raise PetsegError(f"alpha {quoted(alpha)} is not one of {', '.join(ALPHAS)}")
 
 
 def check_mode(mode: str) -> None:
     if mode not in MODES:
-        raise PetsegError(f"cutout mode {mode!r} is not one of {', '.join(MODES)}")
+        raise PetsegError(f"cutout mode {quoted(mode)} is not one of {', '.join(MODES)}")
 
 
 def rgba_cutout(photo: np.ndarray, alpha: np.ndarray) -> Image.Image:

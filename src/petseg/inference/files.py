@@ -15,7 +15,7 @@ import glob
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from petseg.atomic import remove_stale_temporaries
 from petseg.data.decode import not_a_regular_file, readable_suffixes
@@ -60,6 +60,32 @@ def _folder_images(folder: Path, recursive: bool, out_dir: Path) -> Iterable[Pat
                 yield Path(root) / name
 
 
+def _glob(pattern: str, recursive: bool) -> list[str]:
+    """glob.glob, but `**` walks folders as a folder input does: never into a symbolic link to a
+    folder. glob.glob follows them, and three links to "." in a folder make its walk endless."""
+    parts = pattern.replace(os.altsep, os.sep).split(os.sep) if os.altsep else pattern.split(os.sep)
+    if not recursive or "**" not in parts:
+        return glob.glob(pattern)
+    at = parts.index("**")
+    rest = parts[at + 1:]
+    while rest[:1] == ["**"]:  # a/**/**/b is a/**/b
+        rest = rest[1:]
+    rest = os.sep.join(rest) if rest else "*"  # a trailing ** matches everything below; folders are dropped later
+    matches = []
+    for top in glob.glob(os.sep.join(parts[:at]) or os.sep) if at else [""]:  # "" before ** in /**: the root
+        for folder in _folders_below(top):
+            matches += _glob(os.path.join(glob.escape(folder), rest) if folder else rest, recursive)
+    return list(dict.fromkeys(matches))
+
+
+def _folders_below(top: str) -> Iterator[str]:
+    """`top` ("" for the current folder) and the folders below it that `**` matches: hidden ones and
+    symbolic links to folders are left out, as glob.glob leaves out hidden ones."""
+    for root, directories, _ in os.walk(top or os.curdir):  # os.walk does not follow links to folders
+        directories[:] = sorted(name for name in directories if not name.startswith("."))
+        yield root if top else root[len(os.curdir + os.sep):]  # ./a/b -> a/b, as glob.glob names them
+
+
 def _split_unreadable(paths: Iterable[Path]) -> tuple[list[Path], list[str]]:
     """Regular files, and one problem line for each path that must not be opened."""
     files, problems = [], []
@@ -77,12 +103,15 @@ def _expand(argument: str, recursive: bool, out_dir: Path) -> tuple[list[tuple[P
     path = Path(argument)
     if path.is_dir():
         files, problems = _split_unreadable(_folder_images(path, recursive, out_dir))
+        if not files and not problems:  # an empty folder, or one named like a photo: the user meant something else
+            below = "" if recursive else " (subfolders are searched only when recursive)"
+            problems = [f"{path}: no photos in this folder{below}"]
         return [(source, source.relative_to(path)) for source in files], problems
     if os.path.lexists(path):
         files, problems = _split_unreadable([path])
         return [(source, Path(source.name)) for source in files], problems
     if _GLOB_CHARACTERS & set(argument):
-        matches = sorted(Path(match) for match in glob.glob(argument, recursive=recursive))
+        matches = sorted(Path(match) for match in _glob(argument, recursive))
         files, problems = _split_unreadable(match for match in matches if not match.is_dir())
         if files or problems:
             return [(match, Path(match.name)) for match in files], problems

@@ -27,8 +27,13 @@ from petseg.text_files import parse_json, read_text_file
 RECORD_FILE = ".petseg-cutouts.json"
 # The entry key that names the photo, beside the settings (the model file is one of those).
 SOURCE_KEY = "source"
-# About 180,000 outputs' entries; a larger record is read as unreadable, not into memory.
+# An output's entry is about 340 bytes and 28 JSON values (keys, texts, numbers and its three
+# objects). A record larger than this many outputs need is unreadable, refused before it is
+# parsed: 64 MB of "{}," would be 22 million dicts, 1.7 GB. The largest a record may be takes
+# about 350 MB to read, as does the worst one within the limits.
+MAX_RECORD_OUTPUTS = 190_000
 MAX_RECORD_BYTES = 64 * 2**20
+VALUES_PER_OUTPUT, OBJECTS_PER_OUTPUT = 32, 3
 
 
 class CutoutJob(Protocol):
@@ -69,12 +74,23 @@ def read_record(out_dir: Path, broken: str = "") -> dict[str, dict]:
     if not os.path.lexists(path):
         return {}
     try:
-        record = parse_json(read_text_file(path, "cutout record", max_bytes=MAX_RECORD_BYTES), path)
-        if not isinstance(record, dict) or not all(isinstance(entry, dict) for entry in record.values()):
-            raise PetsegError(f"{path}: the cutout record is not a mapping of outputs to settings")
+        record = _parse_record(read_text_file(path, "cutout record", max_bytes=MAX_RECORD_BYTES), path)
     except PetsegError as error:
         warnings.warn(f"{error}; {broken or 'ignoring it'}", stacklevel=2)
         return {}
+    return record
+
+
+def _parse_record(text: str, path: Path) -> dict[str, dict]:
+    # Every JSON value but the first follows one of "{[:," and every object opens with "{":
+    # counted, in texts too, they bound what parsing would build from above.
+    values, objects = sum(map(text.count, "{[:,")), text.count("{")
+    if values > VALUES_PER_OUTPUT * MAX_RECORD_OUTPUTS or objects > OBJECTS_PER_OUTPUT * MAX_RECORD_OUTPUTS:
+        raise PetsegError(f"{path}: the cutout record is too large "
+                          f"(more JSON values than the settings of {MAX_RECORD_OUTPUTS:,} outputs)")
+    record = parse_json(text, path)
+    if not isinstance(record, dict) or not all(isinstance(entry, dict) for entry in record.values()):
+        raise PetsegError(f"{path}: the cutout record is not a mapping of outputs to settings")
     return record
 
 
