@@ -218,6 +218,17 @@ def test_options_are_echoed_clipped(module, function, argument):
     assert len(str(raised.value)) < 250
 
 
+def test_an_unknown_model_name_and_a_resume_conflict_are_echoed_clipped():
+    from petseg.models.registry import model_spec
+    from petseg.run_dir import ResumeConflict
+
+    with pytest.raises(PetsegError) as raised:
+        model_spec("x" * 10**6)
+    assert str(raised.value).startswith(f"unknown model '{'x' * 100}…'; valid names: ")
+    conflict = str(ResumeConflict("run", "breeds", ["x" * 1000] * 1000, "y" * 10**6))
+    assert len(conflict) < 400 and conflict.startswith("run: the run was trained with breeds=[")
+
+
 def test_remove_background_echoes_a_mode_clipped():
     import numpy as np
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from petseg.atomic import remove_stale_temporaries
-from petseg.errors import PetsegError
+from petseg.errors import PetsegError, quoted
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_FILE = "last.pt"
@@ -53,7 +53,7 @@ class ResumeConflict(PetsegError):
     `saved` in the run and is `given` now."""
 
     def __init__(self, run_dir: str | Path, setting: str, saved: Any, given: Any):
-        super().__init__(f"{run_dir}: the run was trained with {setting}={saved!r}, not {given!r}; only "
+        super().__init__(f"{run_dir}: the run was trained with {setting}={quoted(saved)}, not {quoted(given)}; only "
                          f"{', '.join(RESUMABLE_SETTINGS)} may change on resume")
         self.setting, self.saved, self.given = setting, saved, given
 

@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from petseg.cli.app import app, say
+from petseg.limits import MAX_BATCH_SIZE
 from petseg.cli.cutout import BACKEND_HELP, FLIP_HELP, MODEL_HELP, SOME_FILES_FAILED
 
 METRICS_FILE = "metrics.json"
@@ -24,7 +25,7 @@ def evaluate(
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as one JSON object."),
     examples: int = typer.Option(6, "--examples", min=1, help=f"Rows of {GRID_FILE}."),
     backend: Optional[str] = typer.Option(None, "--backend", help=BACKEND_HELP),
-    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Photos per model call."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, max=MAX_BATCH_SIZE, help="Photos per model call."),
     flip_tta: Optional[bool] = typer.Option(None, "--flip-tta/--no-flip-tta", help=FLIP_HELP),
     alpha: Optional[list[str]] = typer.Option(
         None, "--alpha", help="Cutout alpha to score (matting, hard, soft; repeat for several; default all three)."

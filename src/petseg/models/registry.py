@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from petseg.data.labels import CLASS_NAMES
-from petseg.errors import PetsegError
+from petseg.errors import PetsegError, quoted
 from petseg.models.config import IMAGE_SIZE_RANGE, MAX_CLASSES, ModelConfig, check_integer, check_options
 
 TIMM_PREFIX = "unet_"
@@ -54,7 +54,7 @@ def model_spec(name: str) -> ModelSpec:
         if timm.is_model(timm_name):
             return ModelSpec(name, timm_name, "timm hub (online, cached)")
     raise PetsegError(
-        f"unknown model {name!r}; valid names: {', '.join(list_models())}, "
+        f"unknown model {quoted(name)}; valid names: {', '.join(list_models())}, "
         "or unet_<timm model> for any timm backbone with features_only (e.g. unet_resnet18)"
     )
 
