@@ -128,22 +128,24 @@ def main() -> None:
                              "interleaved in the same loop: latency 'compared' and the ratio shipped/compared.")
     args = parser.parse_args()
 
-    from petseg.inference import Segmenter
-    from petseg.inference.export import export_onnx
-    from petseg.models import load_model
-    from petseg.models.files import bundled_model_path
-
-    model = load_model(bundled_model_path())
     with tempfile.TemporaryDirectory() as directory:
         scratch = Path(directory)
         photos = oxford_size_photos(args.photos, scratch)
-        # Fresh processes first, so that RUSAGE_CHILDREN holds the 50 MP cutout's peak.
+        # Fresh processes first, so that RUSAGE_CHILDREN holds the 50 MP cutout's peak, and
+        # before this process loads PyTorch: a child counts its parent's pages until it execs
+        # (the figure read 1171 MB with the model loaded here, 928 MB without).
         peak_mb, big_seconds = peak_rss_mb_for_big_photo(photos[0], scratch)
         cold = {
             "cold_cutout_5_photos_s": wall_seconds("cutout", *photos[:5], "--out", scratch / "cold"),
             "help_s": wall_seconds("--help"),
             "models_s": wall_seconds("models"),
         }
+        from petseg.inference import Segmenter
+        from petseg.inference.export import export_onnx
+        from petseg.models import load_model
+        from petseg.models.files import bundled_model_path
+
+        model = load_model(bundled_model_path())
         float_onnx = export_onnx(model)
         (scratch / "float.onnx").write_bytes(float_onnx)
         int8, int8_source = int8_model(float_onnx, photos, scratch)

@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from petseg.server import create_app
+from tests.test_inference_toy_model import one_thread, toy_model_file, toy_photo  # noqa: F401
 
 PHOTO_HEIGHT, PHOTO_WIDTH = 90, 120
 
@@ -534,3 +535,35 @@ def test_memory_freed_by_a_worker_thread_goes_back_to_the_system():
     assert release_freed_memory(budget_mb=0)
     # Measured here: 86 -> 34 MB in a bare process (the worker thread kept 52 MB freed).
     assert resident_mb() < before - 20, (before, resident_mb())
+
+
+def test_the_server_runs_the_model_once_a_photo_unless_told_to_average_in_the_mirror(toy_model_file, toy_photo,
+                                                                                     monkeypatch):
+    """`petseg serve` keeps its throughput: no flip TTA by default, even for matting (the CLI's
+    default); create_app(flip_tta=True), --flip-tta and PETSEG_FLIP_TTA turn it on."""
+    from petseg.errors import PetsegError
+    from petseg.server import app_from_environment
+
+    photo, _ = toy_photo  # a trained toy model: its answer changes with the mirror
+    side = min(photo.shape[:2])
+    photo = np.ascontiguousarray(photo[:side, :side])  # square: no letterbox padding to break the mirror
+
+    def asymmetry(app) -> int:
+        with TestClient(app) as client:
+            assert client.get("/api/model").json()["flip_tta"]["matting"] == app.title.endswith("flip")
+            plain, mirrored = (np.asarray(decode(post(client, "/api/mask", encode(image, "PNG")))).astype(int)
+                               for image in (photo, np.ascontiguousarray(photo[:, ::-1])))
+        return int(np.abs(plain - mirrored[:, ::-1]).max())
+
+    plain_app, flip_app = create_app(toy_model_file), create_app(toy_model_file, flip_tta=True)
+    flip_app.title += " flip"
+    assert asymmetry(plain_app) > 5 and asymmetry(flip_app) <= 1
+    monkeypatch.setenv("PETSEG_MODEL", str(toy_model_file))
+    monkeypatch.setenv("PETSEG_FLIP_TTA", "True")  # as export_settings writes it
+    with TestClient(app_from_environment()) as client:
+        assert client.get("/api/model").json()["flip_tta"] == {"matting": True, "hard": True, "soft": True}
+    monkeypatch.setenv("PETSEG_FLIP_TTA", "sometimes")
+    with pytest.raises(PetsegError, match=r"^PETSEG_FLIP_TTA='sometimes' is not a valid boolean \(true or false\)$"):
+        app_from_environment()
+    with pytest.raises(PetsegError, match="^flip_tta must be True or False, got 'yes'$"):
+        create_app(toy_model_file, flip_tta="yes")

@@ -18,6 +18,16 @@ from fastapi import FastAPI
 from petseg.errors import PetsegError, clipped
 from petseg.server.app import create_app
 
+def boolean(text: str) -> bool:
+    """True / False as `str()` writes them, or 1 / 0, yes / no (any case); else ValueError."""
+    answers = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+    if text.strip().lower() not in answers:
+        raise ValueError(text)
+    return answers[text.strip().lower()]
+
+
+boolean.__name__ = "boolean (true or false)"  # how the error names the type
+
 # create_app keyword -> (environment variable, type)
 VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "model": ("PETSEG_MODEL", str),
@@ -26,6 +36,7 @@ VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "max_upload_mb": ("PETSEG_MAX_UPLOAD_MB", float),
     "max_pixels": ("PETSEG_MAX_PIXELS", int),
     "read_timeout_s": ("PETSEG_READ_TIMEOUT", float),
+    "flip_tta": ("PETSEG_FLIP_TTA", boolean),
 }
 
 
