@@ -474,6 +474,21 @@ def test_serve_command_reports_a_bad_model_in_one_line(tmp_path):
     assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1
 
 
+def test_serve_refuses_more_worker_processes_than_a_machine_could_hold(monkeypatch):
+    """--workers 100000 started loading 100000 copies of the model."""
+    import uvicorn
+    from typer.testing import CliRunner
+
+    from petseg.cli import app
+
+    def started(*args, **kwargs):
+        raise AssertionError("the server started")
+
+    monkeypatch.setattr(uvicorn, "run", started)
+    result = CliRunner().invoke(app, ["serve", "--workers", "65"])
+    assert result.exit_code == 2 and "--workers" in result.output and "64" in result.output
+
+
 def test_app_from_environment(model_file, monkeypatch):
     from petseg.errors import PetsegError
     from petseg.server import app_from_environment

@@ -351,3 +351,10 @@ def test_a_loss_that_turns_nan_mid_epoch_stops_before_the_step_with_the_epoch_en
         "training diverged at step 2 of the epoch (train loss nan); nothing since the last checkpoint was saved; "
         "lower --lr and start again with --force")
     assert stats.steps == 1  # the NaN step took no optimizer step
+
+
+def test_an_empty_monitor_list_is_refused_not_a_silent_end_of_early_stopping():
+    from petseg.train.recipes import TrainConfig
+
+    with pytest.raises(PetsegError, match=r"^monitor must name train_loss, val_loss or val_miou, got \[\]$"):
+        TrainConfig.from_dict({"model": "unet_diy", "data": "data", "out": "out", "monitor": []})

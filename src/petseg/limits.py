@@ -21,6 +21,9 @@ MAX_ASPECT_RATIO = 100
 # Threads (or worker processes) petseg starts for one purpose: more than any machine has
 # cores, and each costs memory (100000 exhausted it before a traceback).
 MAX_THREADS = 1024
+# `petseg serve --workers`: each is a process with its own copy of the model (about 300 MB),
+# and each works on its own photos: more than a big machine's cores only fill its memory.
+MAX_SERVER_WORKERS = 64
 # Photos per model call: each holds about 3 MB at 256 px in flight (its letterboxed square,
 # its probabilities, their mirror images), and more photos a call run no faster on a CPU.
 # --batch-size 2000 of tiny photos took 4.8 GB.

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from petseg.cli.app import app
-from petseg.limits import MIN_READ_TIMEOUT_S, MIN_UPLOAD_MB, SERVE_MAX_PIXELS
+from petseg.limits import MAX_SERVER_WORKERS, MIN_READ_TIMEOUT_S, MIN_UPLOAD_MB, SERVE_MAX_PIXELS
 
 
 @app.command()
@@ -18,7 +18,9 @@ def serve(
     ),
     host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 for every interface)."),
     port: int = typer.Option(8000, min=1, max=65535, help="TCP port to listen on."),
-    workers: int = typer.Option(1, min=1, help="Server processes, each with its own copy of the model."),
+    workers: int = typer.Option(
+        1, min=1, max=MAX_SERVER_WORKERS, help="Server processes, each with its own copy of the model."
+    ),
     threads: int = typer.Option(1, min=1, help="Photos each process works on at the same time."),
     queue: int = typer.Option(
         16, min=0, help="Photos that may wait for a free thread in each process; more get 503 + Retry-After."

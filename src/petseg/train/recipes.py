@@ -170,7 +170,7 @@ class TrainConfig:
              f"must be trainval or all, got {_shown(self.train_split)}"),
             (self.scale is None or (len(self.scale) == 2 and 0 < self.scale[0] <= self.scale[1]),
              "scale", f"must be MIN,MAX with 0 < MIN <= MAX, got {_shown(self.scale)}"),
-            (all(m in ("train_loss", "val_loss", "val_miou") for m in self.monitor),
+            (bool(self.monitor) and all(m in ("train_loss", "val_loss", "val_miou") for m in self.monitor),
              "monitor", f"must name train_loss, val_loss or val_miou, got {_shown(list(self.monitor))}"),
         ]
         for ok, option, message in checks:
