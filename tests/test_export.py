@@ -322,3 +322,22 @@ def test_a_big_batch_keeps_no_answers_in_the_capped_arena(toy_model_file):
                            capture_output=True, text=True, timeout=300, env={**os.environ, "PETSEG_ONNX_MEMORY_MB": "64"})
     assert child.returncode == 0, child.stderr[-2000:]
     assert child.stdout.strip() == f"({count}, 3, {size}, {size})"
+
+
+def test_int8_settings_are_refused_before_any_export_work(toy_model_file, toy_data, tmp_path, monkeypatch):
+    """A calibration file instead of a folder, or an unknown scope, was refused 7 s in, after
+    the export and its parity check."""
+    from petseg.inference import export
+
+    def exported(*args, **kwargs):
+        raise AssertionError("the model was exported before its settings were checked")
+
+    monkeypatch.setattr(export, "verified_onnx", exported)
+    photo = next((toy_data / "images").iterdir())
+    cases = [({"calibration": photo}, f"{photo}: calibration photos must be a folder"),
+             ({"calibration": toy_data / "images", "int8_scope": "x" * 1000},
+              f"int8 scope '{'x' * 100}…' is not one of decoder, all")]
+    for settings, message in cases:
+        with pytest.raises(PetsegError) as raised:
+            export.export_and_verify(None, tmp_path / "x.onnx", **settings)
+        assert str(raised.value) == message

@@ -133,6 +133,10 @@ def export_and_verify(
         raise PetsegError(f"{path}: is a folder; name the .onnx file to write")
     if path.exists() and not force:
         raise PetsegError(f"{path}: already exists", advice="{force} overwrites it")
+    if calibration is not None:
+        from petseg.inference.quantize import check_int8_settings
+
+        check_int8_settings(calibration, int8_scope)
     remove_stale_temporaries(path.parent)  # what a killed export left beside the file
     if isinstance(source, bytes):
         data, report = source, ExportReport(None)

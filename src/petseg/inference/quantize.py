@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from petseg.errors import PetsegError
+from petseg.errors import PetsegError, quoted
 from petseg.inference.backends import INPUT_NAME, OnnxBackend
 
 # Calibration photos are spread over the folder; a few dozen fix the activation ranges.
@@ -38,6 +38,15 @@ def stays_float(node_name: str, float_part: str | None) -> bool:
     return top_level or any(part in node_name for part in FLOAT_OUTPUT_NODES) or bool(float_part and float_part in node_name)
 
 
+def check_int8_settings(folder: str | Path, scope: str) -> None:
+    """Refuse a calibration that is not a folder and an unknown scope, before any export work
+    (they were refused after the export and its parity check, 7 s in)."""
+    if scope not in INT8_SCOPES:
+        raise PetsegError(f"int8 scope {quoted(scope)} is not one of {', '.join(INT8_SCOPES)}")
+    if not Path(folder).is_dir():
+        raise PetsegError(f"{folder}: calibration photos must be a folder")
+
+
 def calibration_batches(folder: str | Path, config, limit: int = CALIBRATION_PHOTOS) -> list[np.ndarray]:
     """Up to `limit` photos spread over `folder` (subfolders included), each a (1, 3, S, S)
     batch preprocessed exactly as a cutout does; unreadable files are passed over."""
@@ -45,8 +54,7 @@ def calibration_batches(folder: str | Path, config, limit: int = CALIBRATION_PHO
     from petseg.inference.segmenter import letterbox_batch
 
     folder = Path(folder)
-    if not folder.is_dir():
-        raise PetsegError(f"{folder}: calibration photos must be a folder")
+    check_int8_settings(folder, "decoder")
     suffixes = readable_suffixes()
     files = sorted(
         path for path in folder.rglob("*")
@@ -74,7 +82,7 @@ def quantize_int8(float_model: bytes, batches: list[np.ndarray], *, scope: str =
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     if scope not in INT8_SCOPES:
-        raise PetsegError(f"int8 scope {scope!r} is not one of {', '.join(INT8_SCOPES)}")
+        raise PetsegError(f"int8 scope {quoted(scope)} is not one of {', '.join(INT8_SCOPES)}")
 
     class Photos(CalibrationDataReader):
         def __init__(self):
