@@ -134,9 +134,11 @@ def export_and_verify(
     if path.exists() and not force:
         raise PetsegError(f"{path}: already exists", advice="{force} overwrites it")
     if calibration is not None:
-        from petseg.inference.quantize import check_int8_settings
+        from petseg.inference.quantize import check_calibration_folder, check_int8_scope
 
-        check_int8_settings(calibration, int8_scope)
+        # Before any export work: they were refused after the export and its parity check, 7 s in.
+        check_int8_scope(int8_scope)
+        check_calibration_folder(calibration)
     remove_stale_temporaries(path.parent)  # what a killed export left beside the file
     if isinstance(source, bytes):
         data, report = source, ExportReport(None)

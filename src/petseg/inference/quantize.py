@@ -38,11 +38,12 @@ def stays_float(node_name: str, float_part: str | None) -> bool:
     return top_level or any(part in node_name for part in FLOAT_OUTPUT_NODES) or bool(float_part and float_part in node_name)
 
 
-def check_int8_settings(folder: str | Path, scope: str) -> None:
-    """Refuse a calibration that is not a folder and an unknown scope, before any export work
-    (they were refused after the export and its parity check, 7 s in)."""
+def check_int8_scope(scope: str) -> None:
     if scope not in INT8_SCOPES:
         raise PetsegError(f"int8 scope {quoted(scope)} is not one of {', '.join(INT8_SCOPES)}")
+
+
+def check_calibration_folder(folder: str | Path) -> None:
     if not Path(folder).is_dir():
         raise PetsegError(f"{folder}: calibration photos must be a folder")
 
@@ -54,7 +55,7 @@ def calibration_batches(folder: str | Path, config, limit: int = CALIBRATION_PHO
     from petseg.inference.segmenter import letterbox_batch
 
     folder = Path(folder)
-    check_int8_settings(folder, "decoder")
+    check_calibration_folder(folder)
     suffixes = readable_suffixes()
     files = sorted(
         path for path in folder.rglob("*")
@@ -81,8 +82,7 @@ def quantize_int8(float_model: bytes, batches: list[np.ndarray], *, scope: str =
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    if scope not in INT8_SCOPES:
-        raise PetsegError(f"int8 scope {quoted(scope)} is not one of {', '.join(INT8_SCOPES)}")
+    check_int8_scope(scope)
 
     class Photos(CalibrationDataReader):
         def __init__(self):
