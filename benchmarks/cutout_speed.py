@@ -1,6 +1,7 @@
 """Cutout speed of the bundled model on this CPU: one JSON line.
 
-- latency_ms_batch1: the model alone, median of repeated batch-1 calls at its own size,
+- latency_ms_batch1: the model alone, median of batch-1 calls at its own size (each
+  session timed in blocks, the blocks in turn: see `latency_ms`),
   for ONNX float32, ONNX int8 (the shipped .onnx when it is int8, else quantized here on
   the photos), PyTorch and the shipped .onnx file ("shipped"), with --compare-onnx FILE
   also that file ("compared", e.g. the previous bundled model) and the ratio
@@ -16,7 +17,8 @@
   for one 50-megapixel JPEG.
 
 Targets: cold cutout of 5 photos <= 1.5 s, --help < 0.5 s, models < 2 s, int8 latency
-1.5x lower than float, < 1500 MB for 50 megapixels.
+1.5x lower than float (on the cutout's threads and on one, as each server photo runs),
+< 1500 MB for 50 megapixels.
 
     python benchmarks/cutout_speed.py [--photos 32] [--compare-onnx OLD.onnx]
 """
@@ -38,7 +40,8 @@ import numpy as np
 from PIL import Image
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "oxford-pets-sample" / "images"
-TARGETS = {"cold_cutout_5_photos_s": 1.5, "help_s": 0.5, "models_s": 2.0, "int8_speedup": 1.5, "peak_rss_mb_50mp": 1500.0}
+TARGETS = {"cold_cutout_5_photos_s": 1.5, "help_s": 0.5, "models_s": 2.0, "int8_speedup": 1.5,
+           "int8_speedup_one_thread": 1.5, "peak_rss_mb_50mp": 1500.0}
 FIFTY_MEGAPIXELS = (8660, 5774)
 PETSEG = [sys.executable, "-m", "petseg"]
 
@@ -67,18 +70,28 @@ def photos_per_second(segmenter, photos: list[Path], out: Path, alpha: str = "ma
     return len(summary.written) / (time.perf_counter() - start)
 
 
+# After a call, ONNX Runtime's and PyTorch's worker threads spin for a while waiting for
+# more work; calls of another session made meanwhile share the cores with them. Timing the
+# sessions call by call in turn made every 2-thread session look about 40% slower (the
+# shipped int8 file measured 56 ms beside a float session, 40 ms alone). So each session
+# is timed in blocks, after a pause and one untimed call, and the blocks take turns so a
+# change of load still hits every session alike.
+SETTLE_S = 0.2
+BLOCKS = 4
+
+
 def latency_ms(segmenters: dict, size: int, repeats: int = 20) -> dict:
-    """Median batch-1 latency per backend, the backends interleaved so load changes hit all alike."""
+    """Median batch-1 latency per backend: blocks of calls per session, the sessions in turn."""
     batch = np.random.default_rng(0).standard_normal((1, 3, size, size), dtype=np.float32)
     times = {name: [] for name in segmenters}
-    for segmenter in segmenters.values():
-        for _ in range(3):
-            segmenter.backend(batch)
-    for _ in range(repeats):
+    for _ in range(BLOCKS):
         for name, segmenter in segmenters.items():
-            start = time.perf_counter()
-            segmenter.backend(batch)
-            times[name].append(time.perf_counter() - start)
+            time.sleep(SETTLE_S)
+            segmenter.backend(batch)  # wakes its threads (and warms it up on the first block)
+            for _ in range(-(-repeats // BLOCKS)):
+                start = time.perf_counter()
+                segmenter.backend(batch)
+                times[name].append(time.perf_counter() - start)
     return {name: round(statistics.median(values) * 1000, 1) for name, values in times.items()}
 
 
@@ -187,7 +200,8 @@ def main() -> None:
             "targets": TARGETS,
         }
     result["meets_targets"] = {
-        key: (result[key] >= target if key == "int8_speedup" else result[key] <= target) for key, target in TARGETS.items()
+        key: (result[key] >= target if key.startswith("int8_speedup") else result[key] <= target)
+        for key, target in TARGETS.items()
     }
     print(json.dumps(result))
 
