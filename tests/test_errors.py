@@ -201,6 +201,7 @@ def test_quoted_shows_any_value_in_a_bounded_line():
         nested = [nested] * 9
     assert quoted(nested).startswith("[[[[[[[") and len(quoted(nested)) <= 101
     assert quoted(10**5000) == "<a int>"  # repr() refuses an int of over 4300 digits
+    assert quoted("x" * 1000, limit=10) == "'" + "x" * 10 + "…'" and len(quoted(["x" * 1000] * 1000, limit=10)) == 11
 
 
 @pytest.mark.parametrize("module, function, argument", [
@@ -209,6 +210,7 @@ def test_quoted_shows_any_value_in_a_bounded_line():
     ("petseg.inference.compose", "check_mode", ["x"] * 10**6),  # from Python, anything
     ("petseg.cli.training", "_parse_scale", "x" * 10**6),
     ("petseg.cli.training", "_parse_widths", "x" * 10**6),
+    ("petseg.inference.segmenter", "check_flip_tta", [["x" * 1000] * 1000] * 1000),  # repr() would be 1 GB
 ])  # fmt: skip
 def test_options_are_echoed_clipped(module, function, argument):
     import importlib

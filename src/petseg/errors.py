@@ -54,13 +54,13 @@ _SHORT_REPR = reprlib.Repr()
 _SHORT_REPR.maxstring = _SHORT_REPR.maxother = _SHORT_REPR.maxlong = ECHO_CHARACTERS
 
 
-def quoted(value) -> str:
-    """A value the user gave, as a message echoes it: repr() of a text clipped to ECHO_CHARACTERS
-    ('xxx…'), anything else as reprlib writes it, bounded whatever its size."""
+def quoted(value, limit: int = ECHO_CHARACTERS) -> str:
+    """A value the user gave, as a message echoes it: repr() of a text clipped to `limit`
+    characters ('xxx…'), anything else as reprlib writes it, bounded whatever its size."""
     if isinstance(value, str):
-        return repr(clipped(value))
+        return repr(clipped(value, limit))
     try:
-        return clipped(_SHORT_REPR.repr(value))
+        return clipped(_SHORT_REPR.repr(value), limit)
     except Exception:  # an int of over 4300 digits, an object whose repr() fails
         return f"<a {type(value).__name__}>"
 

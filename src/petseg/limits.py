@@ -56,11 +56,11 @@ def finite_float(value) -> float | None:
 
 def check_whole_number(value, option: str, low: int, high: int | None = None) -> None:
     """Refuse a count that is not a whole number in low..high (high None: no upper bound)."""
-    from petseg.errors import PetsegError, clipped
+    from petseg.errors import PetsegError, quoted
 
     if not is_whole_number(value, low, high):
         bounds = f"in {low}..{high}" if high is not None else f"at least {low}"
-        raise PetsegError(f"must be a whole number {bounds}, got {clipped(repr(value))}", option=option)
+        raise PetsegError(f"must be a whole number {bounds}, got {quoted(value)}", option=option)
 
 
 def check_threads(threads: int | None, option: str = "threads") -> None:

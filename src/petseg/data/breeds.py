@@ -12,7 +12,7 @@ import re
 from typing import Iterable, Sequence
 
 from petseg.data.layouts import Sample
-from petseg.errors import PetsegError, clipped
+from petseg.errors import PetsegError, clipped, quoted
 
 # The official 37 breeds' names fit; a folder of thousands is cut short in messages.
 MAX_LISTED_CHARACTERS = 1000
@@ -40,7 +40,7 @@ def resolve_breeds(names: Sequence[str], known: Sequence[str], what: str = "bree
         if breed is None:
             valid = clipped(", ".join(known), MAX_LISTED_CHARACTERS) if known else \
                 "none (no photo is named <breed>_<number>)"
-            raise PetsegError(f"unknown {what} {clipped(repr(name))}; breeds in this dataset: {valid}")
+            raise PetsegError(f"unknown {what} {quoted(name)}; breeds in this dataset: {valid}")
         resolved.append(breed)
     return resolved
 

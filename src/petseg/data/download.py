@@ -31,7 +31,7 @@ from typing import Mapping
 from petseg import __version__
 from petseg.atomic import TEMPORARY_MARK, make_temporary_folder, remove_stale_temporaries
 from petseg.data.tar_headers import oversized_extension
-from petseg.errors import PetsegError, clipped
+from petseg.errors import PetsegError, quoted
 
 OFFICIAL_BASE_URL = "https://www.robots.ox.ac.uk/~vgg/data/pets/data/"
 OFFICIAL_CHECKSUMS = {
@@ -119,12 +119,12 @@ def check_base_url(url: str) -> None:
         parts = urllib.parse.urlsplit(url)
         parts.port  # a port that is not a number raises here
     except ValueError as error:  # "http://[::1": an unclosed IPv6 address
-        raise DownloadError(f"is not a valid URL ({error}), got {clipped(repr(url))}", option="base_url") from None
+        raise DownloadError(f"is not a valid URL ({error}), got {quoted(url)}", option="base_url") from None
     if parts.scheme.lower() not in URL_SCHEMES:
-        raise DownloadError(f"must be an http://, https:// or file:// URL, got {clipped(repr(url))}",
+        raise DownloadError(f"must be an http://, https:// or file:// URL, got {quoted(url)}",
                             option="base_url")
     if parts.scheme.lower() != "file" and not parts.hostname:
-        raise DownloadError(f"must name a server (http://HOST/...), got {clipped(repr(url))}", option="base_url")
+        raise DownloadError(f"must name a server (http://HOST/...), got {quoted(url)}", option="base_url")
 
 
 def file_md5(path: Path) -> str:
@@ -251,7 +251,7 @@ def _checked_members(tar: tarfile.TarFile, archive: Path) -> list[tarfile.TarInf
                                   "any dataset archive")
         reason = _refusal(member)
         if reason:
-            raise BadArchiveError(f"{archive}: refusing to extract {clipped(repr(member.name))}: {reason}")
+            raise BadArchiveError(f"{archive}: refusing to extract {quoted(member.name)}: {reason}")
         unpacked += member.size
         if unpacked > MAX_UNPACKED_BYTES:
             raise BadArchiveError(f"{archive}: refusing to extract over {unpacked / 2**30:.1f} GB, more than "
@@ -268,7 +268,7 @@ def _unpack(tar: tarfile.TarFile, members: list[tarfile.TarInfo], staging: Path,
     except OSError as error:
         if error.errno not in _ARCHIVE_ERRNOS:
             raise
-        member = clipped(repr(os.path.relpath(error.filename, staging))) if error.filename else "a member"
+        member = quoted(os.path.relpath(error.filename, staging)) if error.filename else "a member"
         raise BadArchiveError(f"{archive}: cannot unpack {member}: it clashes with another member "
                               f"({error.strerror})") from None
 

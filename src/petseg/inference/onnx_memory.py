@@ -30,7 +30,7 @@ CALL_PIXELS = 8 * 256 * 256
 @functools.lru_cache(maxsize=1)
 def arena_bytes() -> int:
     """The cap, read once per process (the arena is registered once)."""
-    from petseg.errors import PetsegError, clipped
+    from petseg.errors import PetsegError, quoted
 
     text = os.environ.get(MEMORY_VARIABLE, str(DEFAULT_MEMORY_MB))
     try:
@@ -39,7 +39,7 @@ def arena_bytes() -> int:
         megabytes = math.nan
     if not MIN_MEMORY_MB <= megabytes <= 2**30:
         raise PetsegError(f"{MEMORY_VARIABLE} must be a number of megabytes from {MIN_MEMORY_MB} up, "
-                          f"got {clipped(repr(text))}")
+                          f"got {quoted(text)}")
     return int(megabytes * 2**20)
 
 

@@ -18,7 +18,7 @@ from PIL import Image
 from petseg.data.decode import DEFAULT_MAX_PIXELS, check_pixels, load_rgb
 from petseg.limits import MAX_BATCH_SIZE, check_threads, check_whole_number
 from petseg.data.letterbox import Letterbox, mean_fill, normalize_array
-from petseg.errors import ImageError, PetsegError, clipped, missing_train_extra
+from petseg.errors import ImageError, PetsegError, missing_train_extra, quoted
 from petseg.inference.compose import THREE_CLASSES, PetClasses, soft_alpha, upsample, upsample_alpha, upsample_labels
 from petseg.models.config import ModelConfig
 from petseg.models.files import bundled_model_path, resolve_model_path
@@ -107,7 +107,7 @@ class Prediction:
 def check_flip_tta(flip_tta, option: str = "flip_tta") -> None:
     """Refuse a flip_tta that is not True, False or None (the text "no" would have turned it on)."""
     if flip_tta is not None and not isinstance(flip_tta, bool):
-        raise PetsegError(f"must be True, False or None, got {clipped(repr(flip_tta))}", option=option)
+        raise PetsegError(f"must be True, False or None, got {quoted(flip_tta)}", option=option)
 
 
 def flips_for(flip_tta: bool | None, alpha: str | None) -> bool:
@@ -168,7 +168,7 @@ class Segmenter:
         check_threads(threads)
         check_flip_tta(flip_tta)
         if backend is not None and backend not in BACKENDS:
-            raise PetsegError(f"backend {clipped(repr(backend))} is not one of {', '.join(BACKENDS)}")
+            raise PetsegError(f"backend {quoted(backend)} is not one of {', '.join(BACKENDS)}")
         if model is None:
             path = bundled_model_path(".safetensors" if backend == "torch" else ".onnx")
         else:
@@ -234,7 +234,7 @@ class Segmenter:
         costs no more than flipping."""
         check_photos(photos)
         if not isinstance(flips, (list, tuple)) or not all(isinstance(flip, bool) for flip in flips):
-            raise PetsegError(f"must be a list or tuple of True and False, got {clipped(repr(flips))}", option="flips")
+            raise PetsegError(f"must be a list or tuple of True and False, got {quoted(flips)}", option="flips")
         if not photos:
             return {flip: [] for flip in flips}
         photos = [as_photo(photo, max_pixels=None) if isinstance(photo, np.ndarray) else as_photo(photo)

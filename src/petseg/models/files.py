@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from petseg.atomic import atomic_path
-from petseg.errors import PetsegError, clipped
+from petseg.errors import PetsegError, clipped, quoted
 from petseg.run_dir import best_model_file
 from petseg.models.config import CONFIG_METADATA_KEY, ModelConfig
 from petseg.models.file_limits import check_header_limits
@@ -48,7 +48,7 @@ def resolve_model_path(model: str | Path | None) -> Path:
     if model is None:
         return bundled_model_path()
     if not isinstance(model, (str, os.PathLike)):
-        raise PetsegError(f"a model is a run folder or a model file's path, not {clipped(repr(model))}")
+        raise PetsegError(f"a model is a run folder or a model file's path, not {quoted(model)}")
     path = Path(model)
     if path.is_dir():
         return best_model_file(path)  # a training run folder: its best epoch's model

@@ -26,7 +26,7 @@ from starlette.exceptions import HTTPException
 
 from petseg import __version__
 from petseg.data.decode import source_name
-from petseg.errors import ECHO_CHARACTERS, ImageError, NotAnImageError, PetsegError, clipped
+from petseg.errors import ECHO_CHARACTERS, ImageError, NotAnImageError, PetsegError, clipped, quoted
 from petseg.limits import MIN_READ_TIMEOUT_S, MIN_UPLOAD_MB, SERVE_MAX_PIXELS, check_threads, check_whole_number
 from petseg.server.inference_queue import InferenceQueue
 from petseg.server.memory import release_freed_memory
@@ -83,11 +83,11 @@ def create_app(
     check_whole_number(queue_size, "queue_size", 0)
     check_whole_number(max_pixels, "max_pixels", 1)
     if not isinstance(flip_tta, bool):
-        raise PetsegError(f"must be True or False, got {clipped(repr(flip_tta))}", option="flip_tta")
+        raise PetsegError(f"must be True or False, got {quoted(flip_tta)}", option="flip_tta")
     for name, value, low in (("max_upload_mb", max_upload_mb, MIN_UPLOAD_MB), ("read_timeout_s", read_timeout_s,
                                                                                  MIN_READ_TIMEOUT_S)):
         if not low <= value < math.inf:
-            raise PetsegError(f"must be a number from {low:g} up, got {clipped(repr(value))}", option=name)
+            raise PetsegError(f"must be a number from {low:g} up, got {quoted(value)}", option=name)
     if segmenter is None:
         from petseg.inference import Segmenter
 
@@ -241,7 +241,7 @@ def _install_error_handlers(app: FastAPI) -> None:
                 # pydantic's words would be "Value error, Expected UploadFile, received: <class 'str'>".
                 message = "must be a file part of a multipart/form-data upload, not a text value"
             elif "input" in problem and problem.get("type") != "missing":
-                message += f", got {clipped(repr(problem['input']))}"
+                message += f", got {quoted(problem['input'])}"
             problems.append(f"{field}: {message}")
         return JSONResponse({"detail": _one_line("; ".join(problems))}, status_code=422)
 

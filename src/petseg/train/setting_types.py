@@ -8,7 +8,7 @@ import types
 import typing
 from typing import Any
 
-from petseg.errors import PetsegError, clipped
+from petseg.errors import PetsegError, quoted
 from petseg.limits import finite_float
 
 SHOWN_CHARACTERS = 60
@@ -63,7 +63,7 @@ def check_setting_types(config, paths: tuple[str, ...] = ()) -> None:
     for name, hint in typing.get_type_hints(type(config)).items():
         value = getattr(config, name)
         if not conforms(value, hint):
-            raise PetsegError(f"must be {described(hint)}, got {clipped(repr(value), SHOWN_CHARACTERS)}", option=name)
+            raise PetsegError(f"must be {described(hint)}, got {quoted(value, SHOWN_CHARACTERS)}", option=name)
     for name in paths:
         if getattr(config, name) == "":
             raise PetsegError("must name a file or folder, got '' (an empty path is the current folder)", option=name)

@@ -165,8 +165,8 @@ def check_optimizer_state(optimizer) -> None:
 
 def check_schedule_step(step) -> None:
     """ValueError unless the schedule's step count is a whole number (a NaN one gave every step a NaN lr)."""
-    from petseg.errors import clipped
+    from petseg.errors import quoted
     from petseg.limits import is_whole_number
 
     if not is_whole_number(step, 0):
-        raise ValueError(f"its schedule's step count {clipped(repr(step))} is not a whole number")
+        raise ValueError(f"its schedule's step count {quoted(step)} is not a whole number")

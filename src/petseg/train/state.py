@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from petseg.errors import clipped
+from petseg.errors import quoted
 from petseg.limits import finite_float, is_whole_number
 from petseg.run_dir import BEST_MODEL_FILE
 from petseg.train.early_stopping import EarlyStopping
@@ -67,27 +67,27 @@ def check_loop_state(state: dict[str, Any]) -> None:
     epoch, history = state["epoch"], state["history"]
     if not (is_whole_number(epoch, 0) and isinstance(history, list) and epoch == len(history)):
         shown = f"{len(history)} rows" if isinstance(history, list) else type(history).__name__
-        raise ValueError(f"its epoch {clipped(repr(epoch))} and its history ({shown}) do not agree")
+        raise ValueError(f"its epoch {quoted(epoch)} and its history ({shown}) do not agree")
     for row in history:
         if not (isinstance(row, dict) and {"epoch", "val_miou"} <= row.keys()
                 and all(isinstance(key, str) and _is_finite(value) for key, value in row.items())):
-            raise ValueError(f"a history row is not an epoch's figures: {clipped(repr(row))}")
+            raise ValueError(f"a history row is not an epoch's figures: {quoted(row)}")
     best_epoch = state["best_epoch"]
     if not (is_whole_number(best_epoch, 0, epoch) and _is_finite(state["best_miou"])):
-        shown = f"{clipped(repr(best_epoch))} with mIoU {clipped(repr(state['best_miou']))}"
+        shown = f"{quoted(best_epoch)} with mIoU {quoted(state['best_miou'])}"
         raise ValueError(f"its best epoch ({shown}) is not valid")
     if not (_is_finite(state["train_seconds"]) and state["train_seconds"] >= 0):
-        raise ValueError(f"its training time {clipped(repr(state['train_seconds']))} is not valid")
+        raise ValueError(f"its training time {quoted(state['train_seconds'])} is not valid")
     partial = state["partial_epoch"]
     if partial is not None:
         from petseg.train.epoch_stats import EpochStats
 
         saved, seconds = (partial.get("stats"), partial.get("seconds")) if isinstance(partial, dict) else (None, None)
         if not (isinstance(saved, dict) and _is_finite(seconds)):
-            raise ValueError(f"its unfinished epoch is not one: {clipped(repr(partial))}")
+            raise ValueError(f"its unfinished epoch is not one: {quoted(partial)}")
         stats = EpochStats.from_state_dict(saved)  # KeyError or TypeError if it is not
         if not (is_whole_number(stats.steps, 0) and is_whole_number(stats.images, 0)):
-            raise ValueError(f"its unfinished epoch counts {clipped(repr(stats.steps))} steps")
+            raise ValueError(f"its unfinished epoch counts {quoted(stats.steps)} steps")
 
 
 @dataclass
