@@ -202,6 +202,25 @@ def test_color_mode_writes_jpegs_and_checks_its_options(photos, tmp_path, toy_mo
         assert isinstance(failed.exception, PetsegError) and message in str(failed.exception)
 
 
+def test_a_wrong_flag_combination_is_refused_before_the_background_photo_decodes(photos, tmp_path, toy_model_file,
+                                                                                monkeypatch):
+    """--bg with --bg-image is refused from the flags alone: the background photo is never read."""
+    from petseg.data import decode
+
+    decoded = []
+
+    def load_rgb(*args, **kwargs):
+        decoded.append(args)
+        raise AssertionError("the background photo was decoded")
+
+    monkeypatch.setattr(decode, "load_rgb", load_rgb)
+    failed = cli("cutout", photos / "cat.jpg", "--out", tmp_path / "out", "--model", toy_model_file,
+                 "--bg", "red", "--bg-image", photos / "cat.jpg")
+    assert isinstance(failed.exception, PetsegError), failed.output
+    assert "--mode/--alpha/--bg/--bg-image: give one background, a colour or an image, not both" in str(failed.exception)
+    assert decoded == []
+
+
 def test_pipeline_keeps_order_independent_results_in_small_batches(photos, tmp_path, toy_model_file, monkeypatch):
     """Batches of 1 with a tiny pixel budget give the same files as one batch."""
     from petseg.inference import CutoutOptions, Segmenter, pipeline

@@ -62,12 +62,18 @@ def cutout(
     from petseg.inference.segmenter import flips_for
 
     max_pixels = max_pixels or DEFAULT_MAX_PIXELS
-    background = Image.fromarray(load_rgb(bg_image, max_pixels=max_pixels)) if bg_image else None
     mode = default_mode(mode, bg is not None or bg_image is not None)
-    try:
-        options = CutoutOptions(mode=mode, bg=bg, background=background, alpha=alpha)
-    except PetsegError as error:  # the library speaks of modes, alphas and backgrounds; name the flags
-        raise PetsegError(f"--mode/--alpha/--bg/--bg-image: {error}") from None
+
+    def options_with(background) -> CutoutOptions:
+        try:
+            return CutoutOptions(mode=mode, bg=bg, background=background, alpha=alpha)
+        except PetsegError as error:  # the library speaks of modes, alphas and backgrounds; name the flags
+            raise PetsegError(f"--mode/--alpha/--bg/--bg-image: {error}") from None
+
+    # The flags' combination first, with a stand-in: a wrong one is refused before a big background decodes.
+    options = options_with(Image.new("RGB", (1, 1)) if bg_image else None)
+    if bg_image:
+        options = options_with(Image.fromarray(load_rgb(bg_image, max_pixels=max_pixels)))
     if STDIN in inputs:
         if len(inputs) > 1:
             fail("INPUT: - (stdin) cannot be combined with other inputs")
