@@ -78,12 +78,35 @@ def test_a_100_kb_setting_is_echoed_cut_to_100_characters(tmp_path, name):
     with pytest.raises(PetsegError) as raised:
         read_config_file(config_file)  # what `petseg train --config cfg.json` reads
     message = str(raised.value)
-    shown = "'" + "x" * (ECHO_CHARACTERS - 1) + "…"  # repr's quote, then the text up to 100 characters
+    shown = "'" + "x" * ECHO_CHARACTERS + "…'"  # the text up to 100 characters, quoted
     assert message.startswith(f"{config_file}: {name} must be ") and message.endswith(f", got {shown}"), message[:300]
     if name == "recipe":  # --recipe picks the recipe's settings before any config is built
         with pytest.raises(PetsegError) as raised:
             resolve_config("unet_diy", "data", "out", huge)
         assert str(raised.value).endswith(f", got {shown}") and len(str(raised.value)) < 200
+
+
+def test_a_config_file_names_the_settings_it_lacks_and_takes_out_and_data_from_the_command_line(tmp_path):
+    from petseg.train.configure import build_config, read_config_file
+
+    config_file = tmp_path / "recipe.json"
+    config_file.write_text(json.dumps({"epochs": 3}))
+    with pytest.raises(PetsegError) as raised:
+        read_config_file(config_file)
+    assert str(raised.value) == f"{config_file}: missing setting(s) model, data, out"  # not TrainConfig's TypeError
+    config = build_config(config_file=config_file, model="unet_diy", out=tmp_path / "run", data=tmp_path / "data")
+    assert (config.model, config.out, config.data, config.epochs) == ("unet_diy", str(tmp_path / "run"),
+                                                                     str(tmp_path / "data"), 3)
+
+
+def test_an_unknown_layout_is_refused_with_the_config(tmp_path):
+    config_file = tmp_path / "cfg.json"
+    config_file.write_text(json.dumps({"model": "unet_diy", "data": "data", "out": "out", "layout": "nope"}))
+    from petseg.train.configure import read_config_file
+
+    with pytest.raises(PetsegError) as raised:
+        read_config_file(config_file)  # before the run folder is made, not when the data loads
+    assert str(raised.value) == f"{config_file}: layout 'nope' is not one of auto, oxford, folder"
 
 
 # What a config file can hold that its setting's type cannot: one line naming the setting.

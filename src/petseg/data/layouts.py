@@ -292,6 +292,11 @@ def _folder_samples(root: Path, split: str, label_map: LabelMap | None) -> list[
     return _select(names, images, masks, label_map, root)
 
 
+def check_layout(layout: str) -> None:
+    if layout not in LAYOUTS:
+        raise PetsegError(f"layout {quoted(layout)} is not one of {', '.join(LAYOUTS)}")
+
+
 def load_samples(
     root: str | Path,
     split: str = "trainval",
@@ -303,8 +308,7 @@ def load_samples(
     root = Path(root)
     if split not in SPLITS:
         raise PetsegError(f"split {quoted(split)} is not one of {', '.join(SPLITS)}")
-    if layout not in LAYOUTS:
-        raise PetsegError(f"layout {quoted(layout)} is not one of {', '.join(LAYOUTS)}")
+    check_layout(layout)
     if not root.is_dir():
         raise PetsegError(f"{root}: dataset folder not found")
     if layout == "auto":

@@ -9,7 +9,7 @@ Whether a resumed run may take the overrides is the run folder's rule
 from __future__ import annotations
 
 import os
-from dataclasses import asdict
+from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -19,14 +19,22 @@ from petseg.text_files import parse_json, read_text_file
 from petseg.train.recipes import TrainConfig, recipe_settings, setting_names
 
 
-def read_config_file(path: str | Path) -> TrainConfig:
-    """A TrainConfig saved as JSON (a recipe file, or the config a run saved in its folder)."""
+def read_config_file(path: str | Path, given: Mapping[str, Any] | None = None) -> TrainConfig:
+    """A TrainConfig saved as JSON (a recipe file, or the config a run saved in its folder).
+
+    `given` fills the settings the file leaves out (a recipe file without `model`, `out`
+    or `data`, run with --model, --out and --data)."""
     path = Path(path)
     if path.is_dir():
         raise PetsegError(f"{path}: is a folder; pass the config file, e.g. {path / run_dir.CONFIG_FILE}")
     values = parse_json(read_text_file(path, "config file"), path)
     if not isinstance(values, dict):
         raise PetsegError(f"{path}: expected a JSON object of settings, got {type(values).__name__}")
+    values = {**(given or {}), **values}
+    required = (f.name for f in fields(TrainConfig) if f.default is MISSING and f.default_factory is MISSING)
+    missing = [name for name in required if name not in values]
+    if missing:
+        raise PetsegError(f"{path}: missing setting(s) {', '.join(missing)}")
     try:
         return TrainConfig.from_dict(values)
     except PetsegError as error:
@@ -47,7 +55,7 @@ def _starting_settings(*, out, model, data, recipe, config_file, resume, overrid
         # --model/--recipe are settings like any other here: the resume rule decides.
         return {**asdict(read_config_file(saved)), **_given(model=model, recipe=recipe)}
     if config_file is not None:
-        config = read_config_file(config_file)
+        config = read_config_file(config_file, _given(model=model, out=out and str(out), data=data and str(data)))
         if model is not None and model != config.model:
             raise PetsegError(f"{model}: {config_file} configures a {config.model} run", option="model")
         return {**asdict(config), **_given(recipe=recipe)}

@@ -12,7 +12,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from petseg.errors import PetsegError, clipped
+from petseg.errors import PetsegError, quoted
 from petseg.limits import MAX_DATA_WORKERS, MAX_THREADS
 from petseg.models.config import IMAGE_SIZE_RANGE
 from petseg.train.setting_types import check_setting_types
@@ -27,11 +27,6 @@ MAX_SEED = 2**32 - 1
 # experiment and stop values that only make NaN weights.
 MAX_LR = 1
 MAX_ENCODER_LR_FACTOR = 10
-
-
-def _shown(value: Any) -> str:
-    """A setting's value as a message echoes it: a 100 KB text from a config file comes back cut."""
-    return clipped(repr(value))
 
 
 @dataclass
@@ -133,52 +128,54 @@ class TrainConfig:
     def validate(self) -> None:
         """Reject impossible values with a message naming the setting (a flag on the command line)."""
         checks = [
-            (self.recipe in RECIPES, "recipe", f"must be one of {', '.join(RECIPES)}, got {_shown(self.recipe)}"),
-            (self.epochs >= 1, "epochs", f"must be at least 1, got {_shown(self.epochs)}"),
-            (self.batch_size >= 1, "batch_size", f"must be at least 1, got {_shown(self.batch_size)}"),
+            (self.recipe in RECIPES, "recipe", f"must be one of {', '.join(RECIPES)}, got {quoted(self.recipe)}"),
+            (self.epochs >= 1, "epochs", f"must be at least 1, got {quoted(self.epochs)}"),
+            (self.batch_size >= 1, "batch_size", f"must be at least 1, got {quoted(self.batch_size)}"),
             (16 <= self.image_size <= IMAGE_SIZE_RANGE[1], "image_size",
-             f"must be in 16..{IMAGE_SIZE_RANGE[1]}, got {_shown(self.image_size)}"),
+             f"must be in 16..{IMAGE_SIZE_RANGE[1]}, got {quoted(self.image_size)}"),
             # Beyond these, training diverges to NaN within a step or two (lr 1e308 wrote NaN weights).
-            (0 < self.lr <= MAX_LR, "lr", f"must be in (0, {MAX_LR}], got {_shown(self.lr)}"),
-            (0 <= self.weight_decay <= 1, "weight_decay", f"must be in [0, 1], got {_shown(self.weight_decay)}"),
+            (0 < self.lr <= MAX_LR, "lr", f"must be in (0, {MAX_LR}], got {quoted(self.lr)}"),
+            (0 <= self.weight_decay <= 1, "weight_decay", f"must be in [0, 1], got {quoted(self.weight_decay)}"),
             (0 <= self.encoder_lr_factor <= MAX_ENCODER_LR_FACTOR, "encoder_lr_factor",
-             f"must be in [0, {MAX_ENCODER_LR_FACTOR}], got {_shown(self.encoder_lr_factor)}"),
-            (self.optimizer in ("adam", "adamw"), "optimizer", f"must be adam or adamw, got {_shown(self.optimizer)}"),
+             f"must be in [0, {MAX_ENCODER_LR_FACTOR}], got {quoted(self.encoder_lr_factor)}"),
+            (self.optimizer in ("adam", "adamw"), "optimizer", f"must be adam or adamw, got {quoted(self.optimizer)}"),
             (self.schedule in ("cosine", "exponential"), "schedule",
-             f"must be cosine or exponential, got {_shown(self.schedule)}"),
-            (self.loss in ("ce", "dice_ce"), "loss", f"must be ce or dice_ce, got {_shown(self.loss)}"),
-            (self.patience >= 1, "patience", f"must be at least 1, got {_shown(self.patience)}"),
+             f"must be cosine or exponential, got {quoted(self.schedule)}"),
+            (self.loss in ("ce", "dice_ce"), "loss", f"must be ce or dice_ce, got {quoted(self.loss)}"),
+            (self.patience >= 1, "patience", f"must be at least 1, got {quoted(self.patience)}"),
             # Longer than the run, the schedule would never reach its peak (1e308 overflowed into a traceback).
             (0 <= self.warmup_epochs <= self.epochs, "warmup_epochs",
-             f"must be in 0..{_shown(self.epochs)} (the run's epochs), got {_shown(self.warmup_epochs)}"),
-            (0 < self.decay_rate <= 1, "decay_rate", f"must be in (0, 1], got {_shown(self.decay_rate)}"),
+             f"must be in 0..{quoted(self.epochs)} (the run's epochs), got {quoted(self.warmup_epochs)}"),
+            (0 < self.decay_rate <= 1, "decay_rate", f"must be in (0, 1], got {quoted(self.decay_rate)}"),
             (self.ema_decay is None or 0 < self.ema_decay < 1, "ema_decay",
-             f"must be between 0 and 1 (exclusive), got {_shown(self.ema_decay)}"),
-            (self.decay_steps >= 1, "decay_steps", f"must be at least 1, got {_shown(self.decay_steps)}"),
-            (0 <= self.seed <= MAX_SEED, "seed", f"must be in 0..{MAX_SEED}, got {_shown(self.seed)}"),
+             f"must be between 0 and 1 (exclusive), got {quoted(self.ema_decay)}"),
+            (self.decay_steps >= 1, "decay_steps", f"must be at least 1, got {quoted(self.decay_steps)}"),
+            (0 <= self.seed <= MAX_SEED, "seed", f"must be in 0..{MAX_SEED}, got {quoted(self.seed)}"),
             (0 <= self.workers <= MAX_DATA_WORKERS, "workers",
-             f"must be in 0..{MAX_DATA_WORKERS}, got {_shown(self.workers)}"),
+             f"must be in 0..{MAX_DATA_WORKERS}, got {quoted(self.workers)}"),
             (self.threads is None or 1 <= self.threads <= MAX_THREADS, "threads",
-             f"must be in 1..{MAX_THREADS}, got {_shown(self.threads)}"),
-            (self.device in ("auto", "cpu", "cuda"), "device", f"must be auto, cpu or cuda, got {_shown(self.device)}"),
+             f"must be in 1..{MAX_THREADS}, got {quoted(self.threads)}"),
+            (self.device in ("auto", "cpu", "cuda"), "device", f"must be auto, cpu or cuda, got {quoted(self.device)}"),
             (self.amp in ("auto", "bf16", "fp16", "off"), "amp",
-             f"must be auto, bf16, fp16 or off, got {_shown(self.amp)}"),
+             f"must be auto, bf16, fp16 or off, got {quoted(self.amp)}"),
             (self.val_fraction is None or 0 < self.val_fraction < 1,
-             "val_fraction", f"must be between 0 and 1 (exclusive), got {_shown(self.val_fraction)}"),
-            (self.limit is None or self.limit >= 1, "limit", f"must be at least 1, got {_shown(self.limit)}"),
+             "val_fraction", f"must be between 0 and 1 (exclusive), got {quoted(self.val_fraction)}"),
+            (self.limit is None or self.limit >= 1, "limit", f"must be at least 1, got {quoted(self.limit)}"),
             (self.train_split in ("trainval", "all"), "train_split",
-             f"must be trainval or all, got {_shown(self.train_split)}"),
+             f"must be trainval or all, got {quoted(self.train_split)}"),
             (self.scale is None or (len(self.scale) == 2 and 0 < self.scale[0] <= self.scale[1]),
-             "scale", f"must be MIN,MAX with 0 < MIN <= MAX, got {_shown(self.scale)}"),
+             "scale", f"must be MIN,MAX with 0 < MIN <= MAX, got {quoted(self.scale)}"),
             (bool(self.monitor) and all(m in ("train_loss", "val_loss", "val_miou") for m in self.monitor),
-             "monitor", f"must name train_loss, val_loss or val_miou, got {_shown(list(self.monitor))}"),
+             "monitor", f"must name train_loss, val_loss or val_miou, got {quoted(list(self.monitor))}"),
         ]
         for ok, option, message in checks:
             if not ok:
                 raise PetsegError(message, option=option)
         from petseg.data.augment import Augment
+        from petseg.data.layouts import check_layout
         from petseg.models.config import check_options
 
+        check_layout(self.layout)  # here, not first when the data loads after the run folder is made
         Augment.from_config(self)  # its knobs' ranges, named as the settings are
         # Before the run folder exists: a model that cannot be built must not leave an empty one.
         check_options(self.model_options, prefix="model_options.")
@@ -200,7 +197,7 @@ def recipe_settings(recipe: str, model: str, *, pretrained: bool = False, weight
         return default_recipe(model, from_scratch=not (pretrained or weights))
     if recipe == "generalize":
         return generalize_recipe(model, from_scratch=not (pretrained or weights))
-    raise PetsegError(f"must be one of {', '.join(RECIPES)}, got {_shown(recipe)}", option="recipe")
+    raise PetsegError(f"must be one of {', '.join(RECIPES)}, got {quoted(recipe)}", option="recipe")
 
 
 def seed_recipe(model: str) -> dict[str, Any]:
