@@ -11,6 +11,7 @@ import torch
 from petseg.data.augment import Augment
 from petseg.data.copy_paste import paste_on_background, pet_free_square
 from petseg.data.labels import BACKGROUND, BORDER, IGNORE_INDEX, PET
+from petseg.data.pet_recolor import KEPT_COLOUR, KINDS, LUMA, recolor_pet
 from petseg.errors import PetsegError
 
 PAD_COLOUR = (124, 116, 104)
@@ -201,9 +202,44 @@ def test_copy_paste_asks_for_a_donor_only_when_it_pastes():
     Augment(copy_paste=0.0)(image, mask, donor=no_donor)
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_pet_recolouring_changes_the_pet_and_border_only(kind):
+    image, mask = striped_pair()
+    recoloured = recolor_pet(image, mask, kind, strength=0.6)
+    pet = (mask == PET) | (mask == BORDER)
+    assert np.array_equal(recoloured[~pet], image[~pet])  # background and padding untouched
+    fur = recoloured[pet].astype(int)
+    luma = (image[pet].astype(np.float32) @ LUMA).mean()
+    # How far the channels are apart (0 is grey): 240 in the striped pet's pure colours, of
+    # which KEPT_COLOUR stays, then shrunk by 1 - strength as the fur goes white or black.
+    spread = np.ptp(fur, axis=1).max()
+    assert spread <= KEPT_COLOUR[kind] * 240 * (1 - 0.6 * (kind != "grey")) + 1
+    if kind == "white":
+        assert fur.mean() > luma + 0.5 * (255 - luma)
+    elif kind == "black":
+        assert fur.mean() < luma * 0.5
+    else:
+        assert abs(fur.mean() - luma) < 1
+
+
+def test_pet_recolouring_follows_the_mask_through_the_geometry():
+    """Same seed, with and without recolouring: the images differ exactly where the moved mask has a pet."""
+    image, mask = striped_pair()
+    geometry = dict(hflip=True, rotation=20, scale=(0.8, 1.2), crop_scale=(0.6, 1.0))
+    for seed in range(5):
+        torch.manual_seed(seed)
+        plain_image, plain_mask = Augment(**geometry)(image, mask, fill=PAD_COLOUR)
+        torch.manual_seed(seed)
+        recoloured, recoloured_mask = Augment(**geometry, pet_recolor=1.0)(image, mask, fill=PAD_COLOUR)
+        assert np.array_equal(plain_mask, recoloured_mask)
+        pet = (plain_mask == PET) | (plain_mask == BORDER)
+        changed = (recoloured != plain_image).any(axis=2)
+        assert pet.any() and not (changed & ~pet).any() and changed[pet].mean() > 0.9
+
+
 @pytest.mark.parametrize("options", [
     {"scale": (0.0, 1.0)}, {"scale": (1.5, 1.0)}, {"color_jitter": 1.5}, {"crop_scale": (0.5, 1.5)},
-    {"hue": 0.6}, {"rotation": -1}, {"grayscale": 2}, {"copy_paste": -0.1}, {"gamma": 1.0},
+    {"hue": 0.6}, {"rotation": -1}, {"grayscale": 2}, {"copy_paste": -0.1}, {"gamma": 1.0}, {"pet_recolor": 1.5},
 ])
 def test_bad_augment_options_are_errors(options):
     with pytest.raises(PetsegError, match="augment"):

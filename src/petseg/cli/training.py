@@ -82,6 +82,7 @@ def train(
     blur: Optional[float] = typer.Option(None, help="Probability of a Gaussian blur."),
     noise: Optional[float] = typer.Option(None, help="Std of Gaussian pixel noise (share of 0..255), added half the time."),
     copy_paste: Optional[float] = typer.Option(None, help="Probability of pasting the pet onto another photo's pet-free background."),
+    pet_recolor: Optional[float] = typer.Option(None, help="Probability of turning the pet's fur white, black or grey (its background kept)."),
     breeds: Optional[str] = typer.Option(None, help="Train and validate on these breeds only, e.g. Abyssinian,american_bulldog (any case)."),
     exclude_breeds: Optional[str] = typer.Option(None, help="Leave these breeds out, e.g. Bengal."),
     keep_suspect: Optional[bool] = typer.Option(None, "--keep-suspect/--skip-suspect", help="Train on masks without pet pixels, which `petseg data check` flags (default: leave them out; broken files are always left out)."),

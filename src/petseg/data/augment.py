@@ -6,6 +6,8 @@ Three stages, in this order:
 - geometric: flip, random resized crop, zoom and small rotations move image and mask
   together (tv_tensors.Mask: nearest-neighbour, new pixels IGNORE_INDEX; the image's new
   pixels take the letterbox padding colour);
+- pet recolouring (optional): the pet alone turned white, black or grey, fur colours the
+  sample lacks (petseg.data.pet_recolor);
 - appearance: brightness/contrast/saturation/hue, gamma, grayscale, blur and noise,
   the image only: fur colours and photo conditions the sample lacks.
 
@@ -23,6 +25,7 @@ import numpy as np
 
 from petseg.data.copy_paste import paste_on_background
 from petseg.data.labels import IGNORE_INDEX
+from petseg.data.pet_recolor import random_recolor
 from petseg.errors import PetsegError
 
 Pair = tuple[np.ndarray, np.ndarray]
@@ -49,7 +52,7 @@ class Augment:
     rotation: at most this many degrees either way. color_jitter: J varies brightness,
     contrast and saturation by a factor in [1 - J, 1 + J]. hue: shift by up to this much
     of the colour wheel (at most 0.5). gamma: G draws gamma in [1 - G, 1 + G]. grayscale,
-    blur, copy_paste: the probability of each. noise: the standard deviation of Gaussian
+    blur, copy_paste, pet_recolor: the probability of each. noise: the standard deviation of Gaussian
     pixel noise (a share of the 0..255 range) added half the time.
     """
 
@@ -64,6 +67,7 @@ class Augment:
     blur: float = 0.0
     noise: float = 0.0
     copy_paste: float = 0.0
+    pet_recolor: float = 0.0
 
     def __post_init__(self):
         object.__setattr__(self, "scale", _range("scale", self.scale))
@@ -72,7 +76,7 @@ class Augment:
             raise PetsegError(f"augment crop_scale is a share of the area, at most 1, got {self.crop_scale}")
         # Factors 1 - J must stay positive; the others are probabilities or plain bounds.
         below = {"color_jitter": 1, "gamma": 1}
-        up_to = {"hue": 0.5, "rotation": 180, "noise": 1, "grayscale": 1, "blur": 1, "copy_paste": 1}
+        up_to = {"hue": 0.5, "rotation": 180, "noise": 1, "grayscale": 1, "blur": 1, "copy_paste": 1, "pet_recolor": 1}
         for name, limit in below.items():
             if not 0 <= getattr(self, name) < limit:
                 raise PetsegError(f"augment {name} must be in [0, {limit}), got {getattr(self, name)}")
@@ -99,6 +103,9 @@ class Augment:
         image_t = tv_tensors.Image(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1))
         mask_t = tv_tensors.Mask(torch.from_numpy(np.ascontiguousarray(mask)))
         image_t, mask_t = self._geometric(mask.shape[0], fill)(image_t, mask_t)
+        if self.pet_recolor and torch.rand(()).item() < self.pet_recolor:
+            recolored = random_recolor(image_t.permute(1, 2, 0).numpy(), mask_t.numpy())
+            image_t = tv_tensors.Image(torch.from_numpy(recolored).permute(2, 0, 1))
         image_t = self._appearance()(image_t)
         return image_t.permute(1, 2, 0).contiguous().numpy(), mask_t.numpy()
 

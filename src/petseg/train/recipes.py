@@ -80,6 +80,7 @@ class TrainConfig:
     blur: float = 0.0  # probability
     noise: float = 0.0  # std of Gaussian pixel noise, share of the 0..255 range
     copy_paste: float = 0.0  # probability of pasting the pet onto another photo's background
+    pet_recolor: float = 0.0  # probability of turning the pet's fur white, black or grey
     # Which photos: breeds by name (`Abyssinian`, `american_bulldog`, any case), None for all.
     breeds: tuple[str, ...] | None = None
     exclude_breeds: tuple[str, ...] | None = None
