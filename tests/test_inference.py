@@ -342,7 +342,11 @@ def test_pillow_upsampling_matches_torch_bilinear():
     (np.zeros((0, 0, 3), np.uint8), "image array is empty: shape (0, 0, 3)"),
     (np.zeros((5, 0), np.uint8), "image array is empty"),
     (5, "cannot read an image from int (give a path"),
-])
+    # A batch of one: its shape is named, not checked as a 150 x 1 photo (it was "150x1 is not a photo's shape").
+    (np.zeros((1, 150, 200, 3), np.uint8), "image array must be (H, W), (H, W, 3) or (H, W, 4), got shape (1, 150, 200, 3)"),
+    (np.zeros((150, 200, 2), np.uint8), "image array must be (H, W), (H, W, 3) or (H, W, 4), got shape (150, 200, 2)"),
+    (np.zeros((1,) * 32, np.uint8), "image array must be (H, W), (H, W, 3) or (H, W, 4), got shape (1, 1, 1, 1, 1, 1,"),
+])  # fmt: skip
 def test_inputs_that_hold_no_image_are_one_line(value, words):
     from petseg.inference.segmenter import as_photo
 

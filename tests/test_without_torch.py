@@ -141,6 +141,14 @@ try:
     Segmenter.load(bundled_model_path(), backend='torch')
 except PetsegError as error:
     found['load_safetensors'] = str(error)
+import petseg
+for name, call in (('create_model', lambda: petseg.create_model('unet_diy', num_classes=3)),
+                   ('load_model', lambda: petseg.load_model(bundled_model_path())),
+                   ('save_model', lambda: petseg.save_model(None, 'model.safetensors'))):
+    try:
+        call()
+    except Exception as error:  # a bare ModuleNotFoundError came out before
+        found[name] = [isinstance(error, PetsegError), str(error)]
 """, tmp_path)
     export = found["export"]
     assert export["code"] != 0 and export["stderr"].strip().splitlines() == [
@@ -154,4 +162,6 @@ except PetsegError as error:
     # The figures ship with the package (models/figures.json): listed without PyTorch.
     assert all(isinstance(row["params"], int) and row["params"] > 0 for row in rows)
     assert found["load_safetensors"].endswith("a .safetensors model needs PyTorch: pip install 'petseg[train]'")
+    for name in ("create_model", "load_model", "save_model"):  # the Python API says it as the CLI does
+        assert found[name] == [True, f"{name} needs PyTorch: pip install 'petseg[train]'"]
     assert found["torch_imported"] is False

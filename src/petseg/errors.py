@@ -110,3 +110,34 @@ def missing_train_extra(error: ModuleNotFoundError, what: str) -> PetsegError | 
     """"<what> needs PyTorch: pip install 'petseg[train]'" when `error` is a [train] module, else None."""
     package = _TRAIN_MODULES.get((error.name or "").partition(".")[0])
     return None if package is None else PetsegError(f"{what} needs {package}: {TRAIN_INSTALL}")
+
+
+class TrainInstallMissing(PetsegError):
+    """A function of the training install called without it; `package` is what is missing.
+    The CLI names its command instead of the function ("petseg export needs PyTorch")."""
+
+    def __init__(self, what: str, package: str) -> None:
+        super().__init__(f"{what} needs {package}: {TRAIN_INSTALL}")
+        self.package = package
+
+
+def needs_train_install(what: str):
+    """Decorator for the Python API's training-install functions: a [train] module missing
+    while one runs is TrainInstallMissing ("<what> needs PyTorch: pip install
+    'petseg[train]'"), not a bare ModuleNotFoundError from deep inside."""
+    import functools
+
+    def decorate(function):
+        @functools.wraps(function)
+        def wrapper(*args, **kwargs):
+            try:
+                return function(*args, **kwargs)
+            except ModuleNotFoundError as error:
+                package = _TRAIN_MODULES.get((error.name or "").partition(".")[0])
+                if package is None:
+                    raise
+            raise TrainInstallMissing(what, package)
+
+        return wrapper
+
+    return decorate

@@ -7,7 +7,7 @@ import warnings
 
 import typer
 
-from petseg.errors import PetsegError, clipped, command_line_flag, missing_train_extra, one_line
+from petseg.errors import PetsegError, TrainInstallMissing, clipped, command_line_flag, missing_train_extra, one_line
 
 app = typer.Typer(
     name="petseg",
@@ -55,6 +55,9 @@ def main() -> None:
         sys.exit(2)
     try:
         sys.exit(_run_app())
+    except TrainInstallMissing as error:  # from the Python API inside a command: name the command
+        say("error", str(TrainInstallMissing(f"petseg {_command_name()}", error.package)))
+        sys.exit(error.exit_code)
     except PetsegError as error:
         say("error", error.worded(command_line_flag))
         sys.exit(error.exit_code)

@@ -18,7 +18,7 @@ from PIL import Image
 from petseg.data.decode import DEFAULT_MAX_PIXELS, check_pixels, load_rgb
 from petseg.limits import MAX_BATCH_SIZE, check_threads, check_whole_number
 from petseg.data.letterbox import Letterbox, mean_fill, normalize_array
-from petseg.errors import ImageError, PetsegError, missing_train_extra, quoted
+from petseg.errors import TRAIN_INSTALL, ImageError, PetsegError, TrainInstallMissing, quoted
 from petseg.inference.compose import THREE_CLASSES, PetClasses, soft_alpha, upsample, upsample_alpha, upsample_labels
 from petseg.models.config import ModelConfig
 from petseg.models.files import bundled_model_path, resolve_model_path
@@ -38,17 +38,15 @@ def as_photo(image: PhotoLike, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -
     if isinstance(image, (bytes, str, Path, Image.Image)) or hasattr(image, "read"):
         return load_rgb(image, max_pixels=max_pixels)  # checks the size before decoding
     if isinstance(image, np.ndarray):
-        if image.ndim >= 2:
-            check_pixels("image array", image.shape[1], image.shape[0], max_pixels)
-            if 0 in image.shape[:2]:
-                raise ImageError(f"image array is empty: shape {image.shape}")
+        # The shape first: a batch (N, H, W, 3) would otherwise be checked as an H x N photo.
+        if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (3, 4))):
+            raise ImageError(f"image array must be (H, W), (H, W, 3) or (H, W, 4), got shape {quoted(image.shape)}")
+        check_pixels("image array", image.shape[1], image.shape[0], max_pixels)
+        if 0 in image.shape[:2]:
+            raise ImageError(f"image array is empty: shape {image.shape}")
         if image.dtype != np.uint8:
             raise ImageError(f"image array must be uint8, got {image.dtype}")
-        if image.ndim == 2:
-            return np.repeat(image[..., None], 3, axis=2)
-        if image.ndim == 3 and image.shape[2] in (3, 4):
-            return image[..., :3]
-        raise ImageError(f"image array must be (H, W), (H, W, 3) or (H, W, 4), got shape {image.shape}")
+        return np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image[..., :3]
     raise ImageError(f"cannot read an image from {type(image).__name__} "
                      "(give a path, bytes, a binary file, a PIL image or a uint8 array)")
 
@@ -184,11 +182,8 @@ class Segmenter:
 
             return cls.from_model(load_model(path), backend or "torch", threads=threads, flip_tta=flip_tta,
                                   name=str(path))
-        except ModuleNotFoundError as error:
-            problem = missing_train_extra(error, f"{path}: a .safetensors model")
-            if problem is None:
-                raise
-            raise problem from None
+        except TrainInstallMissing as error:  # the file, not load_model, is what the user knows
+            raise PetsegError(f"{path}: a .safetensors model needs {error.package}: {TRAIN_INSTALL}") from None
 
     @classmethod
     def from_model(cls, model, backend: str = "torch", *, threads: int | None = None,

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from petseg.atomic import atomic_path
-from petseg.errors import PetsegError, clipped, quoted
+from petseg.errors import PetsegError, clipped, needs_train_install, quoted
 from petseg.run_dir import best_model_file
 from petseg.models.config import CONFIG_METADATA_KEY, ModelConfig
 from petseg.models.file_limits import check_header_limits
@@ -59,6 +59,7 @@ def resolve_model_path(model: str | Path | None) -> Path:
     return path
 
 
+@needs_train_install("save_model")
 def save_model(model, path: str | Path, *, dtype=None) -> Path:
     """Write `model`'s weights and config to `path` atomically (temp file + rename).
 
@@ -139,6 +140,7 @@ def check_tensor_names(path: Path, tensors: dict[str, str]) -> None:
         raise PetsegError(f"model file {path} has no head weights: not a petseg model")
 
 
+@needs_train_install("load_model")
 def load_model(path: str | Path, map_location: str = "cpu"):
     """Rebuild the model stored in `path` and load its weights; returns it in eval mode."""
     config, stored_bytes = read_header(path)  # checked before torch is even imported

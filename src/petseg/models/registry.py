@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from petseg.data.labels import CLASS_NAMES
-from petseg.errors import PetsegError, quoted
+from petseg.errors import PetsegError, needs_train_install, quoted
 from petseg.models.config import IMAGE_SIZE_RANGE, MAX_CLASSES, ModelConfig, check_integer, check_options
 
 TIMM_PREFIX = "unet_"
@@ -69,6 +69,7 @@ def has_offline_imagenet_weights(name: str) -> bool:
     return variant is not None and importlib.util.find_spec(variant.module) is not None
 
 
+@needs_train_install("create_model")
 def create_model(
     name: str,
     num_classes: int = 3,
