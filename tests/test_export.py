@@ -84,6 +84,20 @@ def test_the_parity_check_sees_a_different_model():
     assert max_probability_difference(model, export_onnx(other)) > 0.01
 
 
+def test_a_dangling_symbolic_link_is_not_replaced_without_force(toy_model_file, tmp_path):
+    """exists() calls a link to nowhere absent; the export wrote over it (the link became a file)."""
+    from petseg.inference.export import export_and_verify
+    from petseg.models import load_model
+
+    link = tmp_path / "model.onnx"
+    link.symlink_to(tmp_path / "nowhere")
+    with pytest.raises(PetsegError, match="model.onnx: already exists; force overwrites it"):
+        export_and_verify(load_model(toy_model_file), link)
+    assert link.is_symlink()
+    export_and_verify(load_model(toy_model_file), link, force=True)
+    assert link.is_file() and not link.is_symlink()
+
+
 def test_export_command_writes_a_self_describing_model_once(toy_model_file, tmp_path):
     from petseg.cli import app
     from petseg.inference import Segmenter

@@ -83,6 +83,13 @@ def remove_stale_temporaries(folder: str | Path) -> list[Path]:
     return removed
 
 
+def refuse_to_overwrite(path: str | Path, force: bool) -> None:
+    """Unless `force`, refuse a `path` that is there: a file, or a dangling symbolic link (which
+    exists() calls absent, and which writing would have silently replaced)."""
+    if not force and os.path.lexists(path):
+        raise PetsegError(f"{path}: already exists", advice="{force} overwrites it")
+
+
 def prepare_output_folder(folder: str | Path) -> None:
     """Before a command's work: refuse a folder its outputs could not be written to, and clear it of
     the temporaries dead runs left.

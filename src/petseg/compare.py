@@ -19,7 +19,7 @@ from pathlib import Path
 from petseg.errors import PetsegError
 from petseg.limits import check_threads, check_whole_number, finite_float
 from petseg.models.config import IMAGE_SIZE_RANGE
-from petseg.atomic import prepare_output_folder, write_text_atomic
+from petseg.atomic import prepare_output_folder, refuse_to_overwrite, write_text_atomic
 from petseg.run_dir import CONFIG_FILE, HISTORY_JSON_FILE, SUMMARY_FILE, best_model_file
 from petseg.text_files import parse_json, read_text_file
 from petseg.train.history import read_history
@@ -211,10 +211,8 @@ def compare_runs(run_dirs: list[str | Path], out_dir: str | Path | None = None, 
 
 def _check_out_dir(out_dir: Path, force: bool) -> None:
     """Before the models are measured: an earlier comparison is kept unless `force`, and the folder must take files."""
-    if not force:
-        existing = [name for name in OUTPUT_NAMES if (out_dir / name).exists()]
-        if existing:
-            raise PetsegError(f"{out_dir / existing[0]}: already exists", advice="{force} overwrites it")
+    for name in OUTPUT_NAMES:
+        refuse_to_overwrite(out_dir / name, force)
     prepare_output_folder(out_dir)
 
 

@@ -150,11 +150,10 @@ def summary_command(
 
 
 def _check_diagram_path(diagram: Path, force: bool) -> None:
-    from petseg.atomic import prepare_output_folder
+    from petseg.atomic import prepare_output_folder, refuse_to_overwrite
     from petseg.errors import PetsegError
 
     if diagram.is_dir():
         raise PetsegError(f"{diagram}: is a folder; name the .png or .svg file to write")
-    if diagram.exists() and not force:
-        raise PetsegError(f"{diagram}: already exists (use --force to overwrite)")
+    refuse_to_overwrite(diagram, force)
     prepare_output_folder(diagram.parent)

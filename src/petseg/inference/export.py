@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from petseg.errors import PetsegError
-from petseg.atomic import remove_stale_temporaries, write_bytes_atomic
+from petseg.atomic import refuse_to_overwrite, remove_stale_temporaries, write_bytes_atomic
 from petseg.inference.backends import INPUT_NAME, OUTPUT_NAME, OnnxBackend
 from petseg.models.config import CONFIG_METADATA_KEY
 
@@ -131,8 +131,7 @@ def export_and_verify(
     path = Path(path)
     if path.is_dir():
         raise PetsegError(f"{path}: is a folder; name the .onnx file to write")
-    if path.exists() and not force:
-        raise PetsegError(f"{path}: already exists", advice="{force} overwrites it")
+    refuse_to_overwrite(path, force)
     if calibration is not None:
         from petseg.inference.quantize import check_calibration_folder, check_int8_scope
 
