@@ -143,6 +143,22 @@ def test_a_fifo_named_like_a_mask_is_not_a_regular_file(toy_data, tmp_path):
     assert f"unreadable: {reason}" in format_report(report).splitlines()
 
 
+@pytest.mark.parametrize("kind", ["device", "folder"])
+def test_a_split_list_that_is_no_file_is_refused_not_taken_for_missing(toy_data, tmp_path, kind):
+    """A test.txt linked to /dev/zero was skipped as absent: its photos came out "in no split list", then "ok"."""
+    from petseg.errors import PetsegError
+
+    root = shutil.copytree(toy_data, tmp_path / "pets")
+    listed = root / "annotations" / "test.txt"
+    listed.unlink()
+    listed.symlink_to("/dev/zero") if kind == "device" else listed.mkdir()
+    reason = "is a character device, not a regular file" if kind == "device" else "is a directory, not a file"
+    for check in (lambda: check_dataset(root), lambda: load_samples(root, "test")):
+        with pytest.raises(PetsegError) as raised:
+            check()
+        assert str(raised.value) == f"{listed}: cannot read the list file ({reason})"
+
+
 def test_photos_that_share_a_name_are_reported_and_the_first_is_used(toy_data, tmp_path):
     root = shutil.copytree(toy_data, tmp_path / "pets")
     name = read_split_list(root / "annotations" / "list.txt")[0]

@@ -171,7 +171,7 @@ def _listed_but_absent(root: Path, layout: str, paired: set[str]) -> list[dict]:
     folder = root / "annotations" if layout == "oxford" else root
     absent = []
     for split in ("trainval", "test"):
-        if (folder / f"{split}.txt").is_file():
+        if os.path.lexists(folder / f"{split}.txt"):  # a device or folder there is refused when read, not skipped
             absent += [{"name": n, "missing": f"files (listed in {split}.txt)"}
                        for n in read_split_list(folder / f"{split}.txt") if n not in paired]  # fmt: skip
     return absent
@@ -232,7 +232,7 @@ def check_dataset(
 
 
 def _has_split(root: Path, split: str) -> bool:
-    return (root / "annotations" / f"{split}.txt").is_file() or (root / "masks").is_dir()
+    return os.path.lexists(root / "annotations" / f"{split}.txt") or (root / "masks").is_dir()
 
 
 def format_report(report: dict[str, Any]) -> str:

@@ -135,7 +135,7 @@ def not_a_regular_file(path: str | Path) -> str | None:
     if stat.S_ISREG(mode):
         return None
     if stat.S_ISDIR(mode):
-        return "is a directory, not an image"
+        return "is a directory, not a file"
     kinds = {stat.S_ISFIFO: "a FIFO (named pipe)", stat.S_ISSOCK: "a socket", stat.S_ISCHR: "a character device",
              stat.S_ISBLK: "a block device"}
     kind = next((name for test, name in kinds.items() if test(mode)), "a special file")

@@ -13,6 +13,7 @@ Two layouts:
 
 from __future__ import annotations
 
+import os
 import re
 import warnings
 import zlib
@@ -255,7 +256,7 @@ def _oxford_samples(root: Path, split: str) -> list[Sample]:
     if split == "all":
         return _select(sorted(name for name in images if name in trimaps), images, trimaps, None, root)
     list_path = root / "annotations" / f"{split}.txt"
-    if not list_path.is_file():
+    if not os.path.lexists(list_path):  # anything else there (a device, a folder) is read, and refused, as such
         raise PetsegError(f"{list_path}: split list not found (use split 'all' for every image with a trimap)")
     return _select(read_split_list(list_path), images, trimaps, None, root)
 
