@@ -109,6 +109,27 @@ def test_resume_without_checkpoint_is_a_user_error(toy_data, tmp_path):
         fit(tiny_config(toy_data, tmp_path / "new"), resume=True)
 
 
+@pytest.mark.parametrize("damage", ["best model deleted", "tensorboard is a file"])
+def test_resume_refuses_a_run_folder_missing_what_it_cannot_remake(reference_run, toy_data, tmp_path, damage):
+    """Without best.safetensors a resume ended "best val mIoU ... at epoch 1" with no best model; a
+    file named tensorboard failed after the start with "File exists"."""
+    import shutil
+
+    out = shutil.copytree(reference_run, tmp_path / "run")
+    config_written = (out / "config.json").stat().st_mtime_ns
+    if damage == "best model deleted":
+        (out / "best.safetensors").unlink()
+        words = f"{out / 'best.safetensors'}: missing, though the checkpoint's best epoch is"
+    else:
+        shutil.rmtree(out / "tensorboard", ignore_errors=True)
+        (out / "tensorboard").write_text("x")
+        words = f"{out / 'tensorboard'}: is not a folder; the run writes its TensorBoard curves there, move it away"
+    with pytest.raises(PetsegError) as raised:
+        fit(tiny_config(toy_data, out, epochs=EPOCHS + 1), resume=True)
+    assert str(raised.value).startswith(words), str(raised.value)
+    assert (out / "config.json").stat().st_mtime_ns == config_written  # refused before anything is written
+
+
 def test_a_model_that_cannot_be_built_leaves_no_run_folder(toy_data, tmp_path):
     """Refused model options: one line, exit 2, and none of the folders --out would have created."""
     out = tmp_path / "runs" / "new"

@@ -17,6 +17,7 @@ inference can turn a run folder into its model file without importing the traine
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -136,6 +137,18 @@ def check_resume(run_dir: str | Path, saved: Mapping[str, Any], current: Mapping
         old = saved.get(name)
         if not _same(name, old, new):
             raise ResumeConflict(run_dir, name, old, new)
+
+
+def check_resumable_folder(run_dir: str | Path, best_epoch: Any) -> None:
+    """What a resumed run needs beside its checkpoint: the best epoch's model, which it cannot
+    make again (a later epoch may never beat it), and a TensorBoard folder to write to."""
+    best = Path(run_dir) / BEST_MODEL_FILE
+    if isinstance(best_epoch, int) and best_epoch >= 1 and not os.path.lexists(best):
+        raise PetsegError(f"{best}: missing, though the checkpoint's best epoch is {best_epoch}: the resumed run "
+                          "would end without its best model", advice=BROKEN_CHECKPOINT_ADVICE)
+    curves = Path(run_dir) / TENSORBOARD_FOLDER
+    if os.path.lexists(curves) and not curves.is_dir():
+        raise PetsegError(f"{curves}: is not a folder; the run writes its TensorBoard curves there, move it away")
 
 
 def check_world_size(run_dir: str | Path, saved: int | None, current: int) -> None:

@@ -80,6 +80,7 @@ def open_run_folder(config: TrainConfig, context: DistributedContext, *, resume:
             raise run_folder.unusable_checkpoint(checkpoint_path, error) from None
         run_folder.check_resume(path, asdict(saved), asdict(config))
         run_folder.check_world_size(path, checkpoint.get("world_size"), context.world_size)
+        run_folder.check_resumable_folder(path, checkpoint.get("best_epoch"))
     barrier(context)  # every rank has checked and read the run folder before rank 0 writes to it
     return checkpoint
 
