@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import typer
 
 from petseg.cli.app import app
+from petseg.limits import MAX_SEED, MAX_TOY_IMAGES
 
 data_app = typer.Typer(help="Download, check and generate datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
@@ -60,13 +63,34 @@ def check(
 @data_app.command()
 def toy(
     out_dir: Path = typer.Argument(..., help="Folder to create (Oxford layout)."),
-    n: int = typer.Option(24, "--n", help="Number of images."),
+    n: int = typer.Option(24, "--n", help=f"Number of images, 1..{MAX_TOY_IMAGES}."),
     size: int = typer.Option(96, "--size", help="Long side of each image in pixels."),
-    seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives the same dataset."),
+    seed: int = typer.Option(0, "--seed", help=f"Random seed, 0..{MAX_SEED}: the same seed gives the same dataset."),
     force: bool = typer.Option(False, "--force", help="Replace OUT_DIR if it is not empty."),
 ) -> None:
     """Generate a small synthetic pet dataset, for offline runs and tests."""
     from petseg.data.toy import make_toy_dataset
 
-    make_toy_dataset(out_dir, n=n, size=size, seed=seed, force=force)
+    with _sigterm_as_exit():
+        make_toy_dataset(out_dir, n=n, size=size, seed=seed, force=force)
     typer.echo(f"wrote {n} toy images to {out_dir}")
+
+
+@contextlib.contextmanager
+def _sigterm_as_exit() -> Iterator[None]:
+    """Turn SIGTERM (kill, timeout, a job scheduler) into SystemExit(143) while the block runs, so
+    that the block's cleanup (the toy dataset's staging folder) runs; a second SIGTERM kills at once."""
+
+    def stop(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise SystemExit(128 + signum)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread (a test runner's): leave signals alone
+        previous = None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

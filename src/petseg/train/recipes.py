@@ -13,16 +13,13 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from petseg.errors import PetsegError, quoted
-from petseg.limits import MAX_DATA_WORKERS, MAX_THREADS
+from petseg.limits import MAX_DATA_WORKERS, MAX_SEED, MAX_THREADS
 from petseg.models.config import IMAGE_SIZE_RANGE
 from petseg.train.setting_types import check_setting_types
 
 RECIPES = ("seed", "default", "generalize")
 
 
-# Seeds are unsigned 32-bit numbers, as NumPy's legacy generator and most tools take them
-# (2**63 and up overflowed PyTorch's seeding after the run folder was made).
-MAX_SEED = 2**32 - 1
 # The recipes use 1e-3 to 3e-2 (encoder factor 0.1 to 1); these bounds leave room to
 # experiment and stop values that only make NaN weights.
 MAX_LR = 1
