@@ -1,7 +1,9 @@
 """`petseg data download` against a local HTTP server serving archives built here."""
 
+import gzip
 import hashlib
 import io
+import struct
 import subprocess
 import sys
 import tarfile
@@ -346,3 +348,143 @@ def test_header_extensions_of_real_sizes_pass_and_every_member_is_looked_at(tmp_
     huge_name_after = _member("images/" + "e" * 100_000 + ".jpg")
     assert "a pax header of" in scanned([(sized, PHOTO[:3000]), (huge_name_after, b"y")], tarfile.PAX_FORMAT)
     assert scanned([(_member("images/f.jpg"), PHOTO[:3000])], tarfile.USTAR_FORMAT) is None
+
+
+# Archives written block by block, for the headers tarfile writes for no one: Solaris 'X' pax headers, checksums
+# over signed bytes (as old Sun and NeXT tars did), base-256 negative sizes, GNU sparse files.
+def _header(name: str, size: int = 0, kind: bytes = tarfile.REGTYPE, *, signed: bool = False, uname: str = "",
+            size_field: bytes = b"") -> bytes:
+    info = tarfile.TarInfo(name)
+    info.size, info.type, info.uname = size, kind, uname
+    block = bytearray(info.tobuf(format=tarfile.USTAR_FORMAT))
+    if size_field:
+        block[124:136] = size_field
+    return _checksummed(block, signed)
+
+
+def _checksummed(block: bytearray, signed: bool = False) -> bytes:
+    block[148:156] = b" " * 8
+    checksum = 256 + sum(struct.unpack("148b8x356b" if signed else "148B8x356B", block))
+    block[148:156] = b"%06o\0 " % checksum
+    return bytes(block)
+
+
+def _negative(size: int) -> bytes:
+    """A size field of -size, in GNU base-256."""
+    return b"\xff" + (256**11 - size).to_bytes(11, "big")
+
+
+def _padded(data: bytes) -> bytes:
+    return data + b"\0" * (-len(data) % tarfile.BLOCKSIZE)
+
+
+def _file(name: str, content: bytes = b"x", **header) -> bytes:
+    return _header(name, len(content), **header) + _padded(content)
+
+
+def _extension(kind: bytes, content: bytes) -> bytes:
+    return _header("././@LongLink", len(content), kind) + _padded(content)
+
+
+def _pax_header(records: dict, kind: bytes = tarfile.XHDTYPE) -> bytes:
+    return tarfile.TarInfo._create_pax_generic_header(records, kind, "utf-8")
+
+
+def _raw_tar_gz(*blocks: bytes) -> bytes:
+    return gzip.compress(b"".join(blocks) + b"\0" * 1024)
+
+
+def _sparse_header(name: str) -> bytes:
+    """An old GNU sparse file's header: one region of 1 byte at 0, no extension blocks."""
+    block = bytearray(_header(name, 1, tarfile.GNUTYPE_SPARSE))
+    block[386:410] = b"%011o\0%011o\0" % (0, 1)
+    block[483:495] = b"%011o\0" % 1
+    return _checksummed(block)
+
+
+@pytest.mark.parametrize("blocks, words", [
+    # A 972 KB archive with a 1 GB Solaris 'X' header (tarfile reads it as a pax header) took 1 GB.
+    ([_extension(tarfile.SOLARIS_XHDTYPE, b"\0" * 70_000)], "a Solaris pax header of 70000 bytes (at most 65536 are"),
+    # Digits are searched in quadratic time (CVE-2024-6232): 150,000 of them held a core for 22 s.
+    ([_extension(tarfile.SOLARIS_XHDTYPE, b"1" * 20_000)], "a Solaris pax header holding a run of 20000 digits"),
+    ([_pax_header({"comment": "1" * 20_000})], "a pax header holding a run of 20000 digits"),
+    # Without its '=', a record's keyword runs on to the header's last '=': 64 KB of this took 1 GB.
+    ([_extension(tarfile.XHDTYPE, b"2 " * 2000 + b"=")], "a pax header that is not well-formed records (at byte 0)"),
+    # tarfile accepts a checksum over signed bytes: the scan stopped there, and a 1 GB long name after took 2 GB.
+    ([_file("images/a.jpg", signed=True, uname="café"), _extension(tarfile.GNUTYPE_LONGNAME, b"b" * 70_000)],
+     "a long name of 70000 bytes"),
+    # A file whose name ends in '/' is a folder to tarfile, its size no data: the scan skipped it, and lost its way.
+    ([_header("images/folder/", 10**6, tarfile.AREGTYPE), _extension(tarfile.GNUTYPE_LONGNAME, b"b" * 70_000)],
+     "a long name of 70000 bytes"),
+    # A negative size (base-256) made tarfile read with a negative length: a ValueError traceback.
+    ([_header("././@LongLink", kind=tarfile.GNUTYPE_LONGNAME, size_field=_negative(4096))],
+     "a long name of -4096 bytes"),
+    # Each header of a member is read a level deeper: 400 of them were a RecursionError traceback.
+    ([_extension(tarfile.GNUTYPE_LONGNAME, b"images/a.jpg")] * 400, "over 16 headers for one member"),
+    # tarfile reads a sparse file's map whole, and a bad one is a ValueError traceback.
+    ([_sparse_header("images/a.jpg"), _padded(b"x")], "a GNU sparse file"),
+    ([_pax_header({"GNU.sparse.size": "junk"})], "a GNU sparse file"),
+])  # fmt: skip
+def test_headers_tarfile_would_choke_on_are_refused_before_it_reads_them(server, tmp_path, blocks, words):
+    server.files["images.tar.gz"] = _raw_tar_gz(*blocks, _file("images/b.jpg"))
+    root = tmp_path / "pets"
+    with pytest.raises(BadArchiveError) as raised:
+        _download(server, root, {"images.tar.gz": None}, retries=0)
+    message = str(raised.value)
+    assert message.startswith(f"{root / 'images.tar.gz'}: refusing to extract an archive with {words}")
+    assert "\n" not in message and len(message) < 300
+    assert list(root.iterdir()) == []
+
+
+def test_headers_of_every_kind_that_are_fine_still_unpack(server, tmp_path):
+    server.files["images.tar.gz"] = _raw_tar_gz(
+        _file("images/signed.jpg", b"signed", signed=True, uname="café"),
+        _pax_header({"path": "images/solaris.jpg"}, tarfile.SOLARIS_XHDTYPE), _file("images/renamed", b"solaris"),
+        _pax_header({"comment": "a" * 60_000, "size": "3"}), _header("images/sized.jpg", 2000) + _padded(b"pax"),
+        _extension(tarfile.GNUTYPE_LONGNAME, b"images/" + b"c" * 200 + b".jpg"), _file("images/short", b"long"),
+    )
+    root = _download(server, tmp_path / "pets", {"images.tar.gz": None})
+    unpacked = {path.name: path.read_bytes() for path in (root / "images").iterdir()}
+    assert unpacked == {"signed.jpg": b"signed", "solaris.jpg": b"solaris", "sized.jpg": b"pax",
+                        "c" * 200 + ".jpg": b"long"}
+
+
+def test_a_negative_size_that_would_send_tarfile_back_round_forever_is_refused(tmp_path):
+    from petseg.data.tar_headers import oversized_extension
+
+    archive = tmp_path / "images.tar.gz"
+    back = _negative(1024)  # from its data back to the header before it
+    archive.write_bytes(_raw_tar_gz(_file("images/a.jpg"), _header("images/b.jpg", size_field=back)))
+    assert oversized_extension(archive) == "a member of negative size"
+
+
+def test_names_and_pax_records_that_every_member_keeps_are_bounded_over_the_archive(tmp_path):
+    from petseg.data.tar_headers import oversized_extension
+
+    # tarfile gives every member its own copy of the global records: one header of 35 KB and 2,000 members took 200 MB.
+    archive = tmp_path / "images.tar.gz"
+    records = _pax_header({f"k{number}": "" for number in range(5000)}, tarfile.XGLTYPE)  # 54 KB, within the limit
+    members = [_file(f"images/{number}.jpg") for number in range(200)]
+    archive.write_bytes(_raw_tar_gz(records, *members))
+    assert oversized_extension(archive) == "over 67,108,864 bytes of names and pax records kept for its members"
+    archive.write_bytes(_raw_tar_gz(records, *members[:10]))
+    assert oversized_extension(archive) is None
+
+
+def test_every_header_type_that_makes_tarfile_read_past_it_is_checked():
+    """Probes tarfile's own dispatch: a type not handled as a member's own header makes it read on."""
+    from petseg.data.tar_headers import READ_WHOLE
+
+    class Probe(tarfile.TarInfo):
+        def _proc_builtin(self, tar):
+            return self
+
+    reading_on = set()
+    for code in range(256):
+        probe = Probe()
+        probe.type = bytes([code])
+        try:
+            probe._proc_member(None)  # anything but _proc_builtin reaches for an archive (or sparse map) it lacks
+        except AttributeError:
+            reading_on.add(probe.type)
+    assert reading_on == set(READ_WHOLE) | {tarfile.GNUTYPE_SPARSE}

@@ -7,8 +7,9 @@ into a hidden folder and only then moved into place. A `.<name>.done` marker mak
 second run a no-op. An archive that fails its md5 or cannot be unpacked is deleted, so
 the next run downloads it afresh; that run also removes the unpacking folders
 (`.<name>.petseg-tmp-*`) a killed run left behind. Before tarfile reads an archive, a
-first pass over its headers refuses long names and pax headers over 64 KB
-(tar_headers.py), which tarfile would read whole.
+first pass, tarfile's own reading of its headers with checks added (tar_headers.py),
+refuses what tarfile would read whole or parse at length: long names and pax headers
+over 64 KB, malformed pax records, sparse files.
 """
 
 from __future__ import annotations

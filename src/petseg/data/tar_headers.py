@@ -1,85 +1,145 @@
-"""Refuse tar archives whose header extensions are too long, before tarfile reads them.
+"""Refuse tar archives whose headers tarfile would choke on, before tarfile reads them for real.
 
-tarfile reads a GNU long name or link name ('L', 'K') and a pax header ('x', 'g') whole
-into memory while it reads the member they belong to, before any check of that member
-can run: a 778 KB .tar.gz whose long name was 800 MB of one letter took a download past
-6 GB. Pythons before 3.11.10 and 3.12.6 also search pax headers with a pattern that is
-quadratic in their length (CVE-2024-6232): a 464-byte .tar.gz of 300,000 digits held a
-core for 1 minute 45. Real archives' long names are a few hundred bytes and their pax
-headers a few KB, so anything past MAX_EXTENSION_BYTES is refused from a first pass over
-the headers (the decompressed stream, member data skipped), before tarfile sees it.
+tarfile reads some headers whole into memory while it reads the member they belong to,
+before any check of that member can run: GNU long names and link names ('L', 'K') and
+pax headers ('x', 'g' and Solaris 'X'). A 778 KB .tar.gz whose long name was 800 MB of
+one letter took a download past 6 GB, a 2.4 MB one with an 'X' header 2.5 GB. Python
+3.11.7's tarfile also parses pax headers with patterns that backtrack: a run of digits
+is searched in time quadratic in its length (CVE-2024-6232: 300,000 digits held a core
+for 1 minute 45), and in a record without its '=' the keyword runs on to the next '=' of
+the header, every record keeping its own copy (64 KB of "2 2 2 ... =" took 1 GB). Real
+long names are a few hundred bytes, and real pax headers a few records.
+
+So a first pass reads the archive with tarfile itself, which decides by its own parsing
+what is a header (checksums signed or unsigned, sizes octal or base-256, which header
+belongs to which member), through hooks that refuse, before tarfile reads on:
+- a header it reads whole of over MAX_EXTENSION_BYTES, or of a negative size;
+- a pax header that is not records "<length> <keyword>=<value>" each ending in a newline
+  within its length, or that holds a run of over MAX_DIGITS digits;
+- a GNU sparse file: tarfile reads its map into a list block by block (each 512 bytes of
+  map cost 2.5 KB) or into one string line by line; no dataset archive holds one;
+- over MAX_CHAIN headers for one member: tarfile reads each one a level deeper;
+and, after each member, a negative size (tarfile would step back to a header it has read
+and go round forever) or over MAX_KEPT_BYTES of names and pax records over all members
+(tarfile gives each member its own copy of every pax record in force).
 """
 
 from __future__ import annotations
 
-import bz2
-import gzip
 import lzma
 import re
+import tarfile
 import zlib
 from pathlib import Path
 
 MAX_EXTENSION_BYTES = 64 * 1024
-BLOCK = 512
-EXTENSIONS = {b"L": "a long name", b"K": "a long link name", b"x": "a pax header", b"g": "a global pax header"}
-COMPRESSED = ((b"\x1f\x8b", gzip.open), (b"BZh", bz2.open), (b"\xfd7zXZ\x00", lzma.open))
-PAX_SIZE = re.compile(rb"\d+ size=(\d+)\n")
+MAX_DIGITS = 32  # sizes and times take at most 20
+MAX_CHAIN = 16  # real members have at most 4 headers: a long name, a long link name, a pax header, their own
+MAX_KEPT_BYTES = 64 * 2**20  # the official archives' names come to about 1 MB
+PAX_RECORD_BYTES = 100  # what a pax record kept costs in Python objects beyond its text
+# The header types tarfile reads whole: TarInfo._proc_member hands them to _proc_gnulong and _proc_pax.
+READ_WHOLE = {
+    tarfile.GNUTYPE_LONGNAME: "a long name",
+    tarfile.GNUTYPE_LONGLINK: "a long link name",
+    tarfile.XHDTYPE: "a pax header",
+    tarfile.XGLTYPE: "a global pax header",
+    tarfile.SOLARIS_XHDTYPE: "a Solaris pax header",
+}
+_DIGIT_RUN = re.compile(rb"\d{%d}\d*" % (MAX_DIGITS + 1))
+_RECORD_LENGTH = re.compile(rb"(\d+) ")  # how tarfile's "(\d+) ([^=]+)=" begins
 
 
-def _opened(archive: Path):
-    with open(archive, "rb") as file:
-        magic = file.read(6)
-    opener = next((opener for prefix, opener in COMPRESSED if magic.startswith(prefix)), open)
-    return opener(archive, "rb")
-
-
-def _header_size(block: bytes) -> int | None:
-    """A header block's size field (octal, or GNU base-256), or None if the block is no valid header."""
-    stored = block[148:156].split(b"\0", 1)[0].strip()
-    try:
-        checksum = int(stored or b"-1", 8)
-    except ValueError:
-        return None
-    if checksum != sum(block[:148]) + 8 * 32 + sum(block[156:]):
-        return None
-    field = block[124:136]
-    if field[0] & 0x80:  # base-256, for members over 8 GB
-        return int.from_bytes(field[1:], "big")
-    try:
-        return int(field.split(b"\0", 1)[0].strip() or b"0", 8)
-    except ValueError:
-        return None
+class _Refused(Exception):
+    """What the archive holds that tarfile must not read."""
 
 
 def oversized_extension(archive: Path) -> str | None:
-    """What is too long in the archive's headers ("a long name of 104857600 bytes"), or None.
+    """What the archive holds that tarfile must not read ("a long name of 104857600 bytes (...)"), or None.
 
-    Stops at the first block that is no valid header, or at damaged compression: the end,
-    or what tarfile will then report.
+    None too when tarfile cannot read the archive: unpacking it then fails the same way, at
+    the same place, having read nothing more than this pass did.
     """
     try:
-        return _scan(archive)
-    except (OSError, EOFError, zlib.error, lzma.LZMAError):
+        with _CheckingTarFile.open(archive, "r:*") as tar:
+            kept = 0
+            while (member := tar.next()) is not None:
+                tar.members.clear()  # only the headers matter here: keep memory flat over a flood of members
+                tar.chain = 0
+                if member.size < 0 or tar.offset < tar.fileobj.tell():
+                    return "a member of negative size"
+                kept += len(member.name) + len(member.linkname)
+                kept += sum(len(key) + len(value) + PAX_RECORD_BYTES for key, value in member.pax_headers.items())
+                if kept > MAX_KEPT_BYTES:
+                    return f"over {MAX_KEPT_BYTES:,} bytes of names and pax records kept for its members"
+    except _Refused as refusal:
+        return str(refusal)
+    except (tarfile.TarError, OSError, EOFError, zlib.error, lzma.LZMAError):
         return None
-
-
-def _scan(archive: Path) -> str | None:
-    with _opened(archive) as stream:
-        next_size = None  # a pax header's own size for the member after it
-        while len(block := stream.read(BLOCK)) == BLOCK:
-            size = _header_size(block)
-            if size is None:
-                return None
-            kind = block[156:157]
-            if kind in EXTENSIONS:
-                if size > MAX_EXTENSION_BYTES:
-                    return f"{EXTENSIONS[kind]} of {size} bytes (at most {MAX_EXTENSION_BYTES} are read)"
-                data = stream.read(size)
-                stream.read(-size % BLOCK)
-                found = PAX_SIZE.search(data) if kind == b"x" else None
-                next_size = int(found.group(1)) if found else None
-                continue
-            size, next_size = (size if next_size is None else next_size), None
-            if kind not in (b"5", b"1", b"2", b"3", b"4", b"6"):  # folders, links and devices hold no data
-                stream.seek(size + -size % BLOCK, 1)
     return None
+
+
+class _CheckedTarInfo(tarfile.TarInfo):
+    """tarfile's own header, checked before tarfile reads what follows it."""
+
+    def _proc_member(self, tar):
+        tar.chain += 1
+        if tar.chain > MAX_CHAIN:
+            raise _Refused(f"over {MAX_CHAIN} headers for one member")
+        if self.type in READ_WHOLE and not 0 <= self.size <= MAX_EXTENSION_BYTES:
+            raise _Refused(f"{READ_WHOLE[self.type]} of {self.size} bytes (at most {MAX_EXTENSION_BYTES} are read)")
+        if self.type == tarfile.GNUTYPE_SPARSE:
+            raise _Refused("a GNU sparse file")
+        return super()._proc_member(tar)
+
+    def _proc_pax(self, tar):
+        stream = tar.fileobj
+        records = stream.read(self._block(self.size))  # at most MAX_EXTENSION_BYTES, checked above
+        _check_pax(records, READ_WHOLE[self.type])
+        tar.fileobj = _GivenBack(records, stream)  # for tarfile to read them again
+        try:
+            return super()._proc_pax(tar)
+        finally:
+            tar.fileobj = stream
+
+
+class _CheckingTarFile(tarfile.TarFile):
+    tarinfo = _CheckedTarInfo
+    chain = 0  # headers read since the last member
+
+
+def _check_pax(records: bytes, what: str) -> None:
+    """Refuse pax records tarfile would parse in more than linear time and memory."""
+    if run := _DIGIT_RUN.search(records):
+        raise _Refused(f"{what} holding a run of {len(run[0])} digits (at most {MAX_DIGITS})")
+    position = 0
+    while length := _RECORD_LENGTH.match(records, position):  # where tarfile reads a record, it must be whole
+        record = records[position:position + int(length[1])]
+        keyword_start = length.end() - position
+        if len(record) != int(length[1]) or not record.endswith(b"\n") or b"=" not in record[keyword_start:]:
+            raise _Refused(f"{what} that is not well-formed records (at byte {position})")
+        if record[keyword_start:].startswith(b"GNU.sparse."):
+            raise _Refused("a GNU sparse file")
+        position += len(record)
+
+
+class _GivenBack:
+    """A stream with bytes read from it given back, to be read again first."""
+
+    def __init__(self, data: bytes, stream):
+        self.data, self.stream = data, stream
+
+    def read(self, size: int = -1) -> bytes:
+        if size < 0:
+            data, self.data = self.data, b""
+            return data + self.stream.read()
+        data, self.data = self.data[:size], self.data[size:]
+        return data + self.stream.read(size - len(data))
+
+    def tell(self) -> int:
+        return self.stream.tell() - len(self.data)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if whence == 1:
+            offset -= len(self.data)
+        self.data = b""
+        return self.stream.seek(offset, whence)
