@@ -495,6 +495,22 @@ def test_the_onnx_memory_setting_is_checked(monkeypatch, value):
         onnx_memory.arena_bytes.cache_clear()  # the next reader sees this process's real setting
 
 
+def test_a_bad_onnx_memory_setting_stops_a_cutout_instead_of_lifting_the_cap(tmp_path):
+    """The arena's registration swallowed the setting's error: 'abc' ran every session uncapped."""
+    import os
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    Image.new("RGB", (40, 30), (200, 120, 40)).save(tmp_path / "photo.jpg")
+    result = subprocess.run([sys.executable, "-m", "petseg", "cutout", "photo.jpg", "--out", "cut"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=300, env={**os.environ, "PETSEG_ONNX_MEMORY_MB": "abc"})
+    assert result.returncode == 2 and result.stderr.splitlines() == [
+        "error: PETSEG_ONNX_MEMORY_MB must be a number of megabytes from 64 up, got 'abc'"], result.stderr
+    assert not (tmp_path / "cut").exists()
+
+
 def test_any_batch_size_runs_in_pieces_that_fit_the_arena(monkeypatch):
     from petseg.inference import Segmenter
     from petseg.inference import onnx_memory

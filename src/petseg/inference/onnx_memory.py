@@ -48,10 +48,11 @@ def shared_cpu_arena() -> bool:
     """Register the capped arena, once per process; whether sessions may use the environment's."""
     import onnxruntime
 
+    cap = arena_bytes()  # a bad PETSEG_ONNX_MEMORY_MB is the user's error, not an arena already there
     memory = onnxruntime.OrtMemoryInfo("Cpu", onnxruntime.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0,
                                        onnxruntime.OrtMemType.DEFAULT)
     try:  # -1: ONNX Runtime's defaults for growth, first chunk and dead bytes
-        onnxruntime.create_and_register_allocator(memory, onnxruntime.OrtArenaCfg(arena_bytes(), -1, -1, -1))
+        onnxruntime.create_and_register_allocator(memory, onnxruntime.OrtArenaCfg(cap, -1, -1, -1))
     except Exception as error:  # the application registered its own first: that one serves
         return "already" in str(error).lower()
     return True
