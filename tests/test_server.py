@@ -236,6 +236,10 @@ def test_exif_rotated_photo_comes_back_upright(client):
 def test_not_an_image_is_415(client):
     assert_json_error(post(client, "/api/cutout", b"hello, I am text", filename="notes.jpg"), 415, "not an image")
     assert_json_error(post(client, "/api/mask", b"", filename="empty.png"), 415, "not an image")
+    # The upload's name is echoed with its control characters escaped: a raw ESC drove terminals reading the log.
+    response = post(client, "/api/cutout", b"hello", filename="cat\x1b]0;pwned\x07.png")
+    assert_json_error(response, 415, "cat\\x1b]0;pwned")  # (httpx sends the BEL as %07)
+    assert "\x1b" not in response.json()["detail"]
 
 
 def test_corrupt_image_is_400(client):
@@ -504,9 +508,10 @@ def test_app_from_environment(model_file, monkeypatch):
     with pytest.raises(PetsegError, match="PETSEG_THREADS='many'"):
         app_from_environment()
     monkeypatch.setenv("PETSEG_THREADS", "1")
-    monkeypatch.setenv("PETSEG_MAX_UPLOAD_MB", "1e-300")  # a float, but no upload would fit
-    with pytest.raises(PetsegError, match=r"^PETSEG_MAX_UPLOAD_MB must be a number from 0.001 up, got 1e-300$"):
-        app_from_environment()
+    for value, shown in (("1e-300", "1e-300"), ("1e308", "1e\\+308")):  # 1e308 MB overflowed into a traceback
+        monkeypatch.setenv("PETSEG_MAX_UPLOAD_MB", value)
+        with pytest.raises(PetsegError, match=rf"^PETSEG_MAX_UPLOAD_MB must be a number from 0.001 to 2048, got {shown}$"):
+            app_from_environment()
 
 
 def test_workers_get_exactly_the_settings_serve_was_given(tmp_path):

@@ -12,6 +12,10 @@ SERVE_MAX_PIXELS = 50_000_000
 # The server's smallest upload limit (1 KB) and upload deadline: below them every upload fails.
 MIN_UPLOAD_MB = 0.001
 MIN_READ_TIMEOUT_S = 0.1
+# Upper ends: no photo petseg decodes is over 2 GB (decode.MAX_STREAM_BYTES), and a day is
+# longer than any upload should take (1e308 MB overflowed into a traceback at start-up).
+MAX_UPLOAD_MB = 2048
+MAX_READ_TIMEOUT_S = 86_400
 
 # One side more than this many times the other is not a photo: the model would see a strip
 # less than 3 of its pixels wide, and matting's band (sized in model pixels) grows to

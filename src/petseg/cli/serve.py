@@ -8,7 +8,8 @@ from typing import Optional
 import typer
 
 from petseg.cli.app import app
-from petseg.limits import MAX_SERVER_WORKERS, MIN_READ_TIMEOUT_S, MIN_UPLOAD_MB, SERVE_MAX_PIXELS
+from petseg.limits import (MAX_READ_TIMEOUT_S, MAX_SERVER_WORKERS, MAX_UPLOAD_MB, MIN_READ_TIMEOUT_S, MIN_UPLOAD_MB,
+                           SERVE_MAX_PIXELS)
 
 
 @app.command()
@@ -25,10 +26,10 @@ def serve(
     queue: int = typer.Option(
         16, min=0, help="Photos that may wait for a free thread in each process; more get 503 + Retry-After."
     ),
-    max_upload_mb: float = typer.Option(20.0, min=MIN_UPLOAD_MB, help="Largest accepted upload, in megabytes."),
+    max_upload_mb: float = typer.Option(20.0, min=MIN_UPLOAD_MB, max=MAX_UPLOAD_MB, help="Largest accepted upload, in megabytes."),
     max_pixels: int = typer.Option(SERVE_MAX_PIXELS, min=1, help="Largest accepted image, in pixels (width x height)."),
     read_timeout: float = typer.Option(
-        60.0, min=MIN_READ_TIMEOUT_S, help="Seconds an upload may take to arrive; slower ones get 408."
+        60.0, min=MIN_READ_TIMEOUT_S, max=MAX_READ_TIMEOUT_S, help="Seconds an upload may take to arrive; slower ones get 408."
     ),
     flip_tta: bool = typer.Option(
         False, "--flip-tta", help="Average matted cutouts with the mirrored photo's prediction, as `petseg cutout` does: "

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import os
 import re
 from contextlib import asynccontextmanager
@@ -26,8 +25,9 @@ from starlette.exceptions import HTTPException
 
 from petseg import __version__
 from petseg.data.decode import source_name
-from petseg.errors import ECHO_CHARACTERS, ImageError, NotAnImageError, PetsegError, clipped, quoted
-from petseg.limits import MIN_READ_TIMEOUT_S, MIN_UPLOAD_MB, SERVE_MAX_PIXELS, check_threads, check_whole_number
+from petseg.errors import ECHO_CHARACTERS, ImageError, NotAnImageError, PetsegError, clipped, one_line, quoted
+from petseg.limits import (MAX_READ_TIMEOUT_S, MAX_UPLOAD_MB, MIN_READ_TIMEOUT_S, MIN_UPLOAD_MB, SERVE_MAX_PIXELS,
+                           check_threads, check_whole_number)
 from petseg.server.inference_queue import InferenceQueue
 from petseg.server.memory import release_freed_memory
 from petseg.server.upload_limit import UploadLimitMiddleware
@@ -84,10 +84,10 @@ def create_app(
     check_whole_number(max_pixels, "max_pixels", 1)
     if not isinstance(flip_tta, bool):
         raise PetsegError(f"must be True or False, got {quoted(flip_tta)}", option="flip_tta")
-    for name, value, low in (("max_upload_mb", max_upload_mb, MIN_UPLOAD_MB), ("read_timeout_s", read_timeout_s,
-                                                                                 MIN_READ_TIMEOUT_S)):
-        if not low <= value < math.inf:
-            raise PetsegError(f"must be a number from {low:g} up, got {quoted(value)}", option=name)
+    for name, value, low, high in (("max_upload_mb", max_upload_mb, MIN_UPLOAD_MB, MAX_UPLOAD_MB),
+                                   ("read_timeout_s", read_timeout_s, MIN_READ_TIMEOUT_S, MAX_READ_TIMEOUT_S)):
+        if not (isinstance(value, (int, float)) and low <= value <= high):
+            raise PetsegError(f"must be a number from {low:g} to {high:g}, got {quoted(value)}", option=name)
     if segmenter is None:
         from petseg.inference import Segmenter
 
@@ -136,7 +136,7 @@ def create_app(
             encoded = await queue.run(run_model)
         except ImageError as error:
             # The decoder names in-memory data with a stand-in; the user knows the upload by its name.
-            named = error.message.replace(source_name(b""), clipped(upload.filename or "the upload"), 1)
+            named = error.message.replace(source_name(b""), one_line(clipped(upload.filename or "the upload")), 1)
             failure = type(error)(named, advice=error.advice)
         if failure is not None:  # raised outside the except: the worker's frames (the upload, its pixels) go now
             raise failure
