@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from petseg.errors import PetsegError
+from petseg.errors import PetsegError, quoted
 from petseg.inference.onnx_memory import MEMORY_VARIABLE, arena_bytes, images_per_run, is_out_of_memory, session_options
 from petseg.models.config import CONFIG_METADATA_KEY, ModelConfig
 
@@ -82,17 +82,45 @@ class OnnxBackend:
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
+        failure = None
         try:
-            # A copy: the answer would otherwise stay in the capped arena until the whole batch is joined.
-            return self.session.run(None, {self.input_name: batch})[0].copy()
+            [output] = self.session.run([OUTPUT_NAME], {self.input_name: batch})
         except Exception as error:  # onnxruntime's errors are untyped
             failure = run_failure(error, self.label, *batch.shape[:1], *batch.shape[2:])
-        raise failure
+        if failure is not None:  # raised outside the except: the failed run's frames go now
+            raise failure
+        # Every run, not only the load check's blank one: a graph may answer that batch
+        # rightly and a bigger one (more images, larger photos) with another shape.
+        check_output(output, self.label, len(batch), *batch.shape[2:], self.config.num_classes)
+        # A copy: the answer would otherwise stay in the capped arena until the whole batch is joined.
+        return output.copy()
+
+
+def batch_words(images: int, height: int, width: int) -> str:
+    return f"a batch of {images} {width}x{height} image{'s' * (images != 1)}"
+
+
+def check_output(output, label: str, images: int, height: int, width: int, num_classes: int) -> None:
+    """Refuse a session's answer that is not float32 (images, num_classes, height, width).
+
+    Shapes and the dtype only (no pass over the values): it runs on every batch. Wrong
+    shapes otherwise surface as numpy's broadcast or index errors, or, for a smaller map
+    of the right rank, as wrong cutouts.
+    """
+    expected = (images, num_classes, height, width)
+    shape = getattr(output, "shape", None)
+    if not isinstance(output, np.ndarray) or shape != expected:
+        got = f"an output of shape {quoted(shape)}" if isinstance(output, np.ndarray) else f"a {type(output).__name__}"
+        raise PetsegError(f"{label}: the ONNX model answers {batch_words(images, height, width)} with {got}, "
+                          f"not {expected}")
+    if output.dtype != np.float32:
+        raise PetsegError(f"{label}: the ONNX model answers {batch_words(images, height, width)} with "
+                          f"{quoted(str(output.dtype))} values, not float32")
 
 
 def run_failure(error: Exception, label: str, images: int, height: int, width: int) -> PetsegError:
     """How a failed session run reads: the capped arena's refusal, or ONNX Runtime's first line."""
-    batch = f"a batch of {images} {width}x{height} image{'s' * (images != 1)}"
+    batch = batch_words(images, height, width)
     if is_out_of_memory(error):
         return PetsegError(f"{label}: the ONNX model needs more than the {arena_bytes() // 2**20} MB petseg lets "
                            f"ONNX Runtime use on {batch}", advice=f"a model this big needs {MEMORY_VARIABLE} set higher")
@@ -142,11 +170,7 @@ def check_onnx_model(session, config: ModelConfig, label: str) -> None:
         failure = run_failure(error, label, 2, size, size)
     if failure is not None:  # raised outside the except: the failed run's frames go now
         raise failure
-    if probabilities.shape != (2, config.num_classes, size, size):
-        raise PetsegError(
-            f"{label}: ONNX model answers a batch of two {size}x{size} images with shape {probabilities.shape}, "
-            f"expected {(2, config.num_classes, size, size)}"
-        )
+    check_output(probabilities, label, 2, size, size, config.num_classes)
     sums = probabilities.sum(axis=1)
     if not (np.isfinite(probabilities).all() and probabilities.min() >= -PROBABILITY_TOLERANCE
             and probabilities.max() <= 1 + PROBABILITY_TOLERANCE

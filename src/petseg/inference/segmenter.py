@@ -146,7 +146,12 @@ class Segmenter:
         self.backend = backend
         self.flip_tta = flip_tta
         self.name = name  # how messages name the model: its file, when it came from one
-        self.classes = PetClasses.from_labels(backend.config.labels)  # refuses a model that has no background
+        try:
+            self.classes = PetClasses.from_labels(backend.config.labels)  # refuses a model that has no background
+        except PetsegError as error:
+            if name == "the model":  # no file to name: "the model's classes ..." says it
+                raise
+            raise PetsegError(f"{name}: {error.message}", advice=error.advice, option=error.option) from None
 
     @property
     def config(self) -> ModelConfig:
