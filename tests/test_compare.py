@@ -234,3 +234,94 @@ def test_a_comparison_removes_the_temporaries_a_killed_one_left(two_runs, tmp_pa
     stale.write_bytes(b"half a chart")
     compare_runs(two_runs, out, image_size=64, repeats=1)
     assert sorted(path.name for path in out.iterdir()) == ["comparison.csv", "comparison.md", "comparison.png"]
+
+
+@pytest.fixture
+def good_and_bad_runs(tmp_path):
+    """A good run, one whose history holds a word for a number, one whose model file is garbage."""
+    good = make_run(tmp_path / "good", 4, rows(0.5), 30.0)
+    bad_history = make_run(tmp_path / "bad_history", 4, rows(0.5), 30.0)
+    (bad_history / "history.json").write_text('[{"val_miou": "x"}]')
+    bad_model = make_run(tmp_path / "bad_model", 4, rows(0.5), 30.0)
+    (bad_model / "best.safetensors").write_bytes(b"not a model file" * 8)
+    return good, bad_history, bad_model
+
+
+def test_bad_runs_are_listed_and_the_good_ones_still_compared(good_and_bad_runs, tmp_path):
+    good, bad_history, bad_model = good_and_bad_runs
+    out = tmp_path / "cmp"
+    comparison = compare_runs([bad_history, good, bad_model], out, image_size=64, repeats=1)
+    [summary] = comparison  # still a list of the summaries
+    assert (summary.name, summary.miou) == ("good", 0.5) and summary.latency_ms > 0
+    assert [run for run, _ in comparison.failures] == [str(bad_history), str(bad_model)]
+    history_problem, model_problem = (message for _, message in comparison.failures)
+    assert history_problem == f"{bad_history / 'history.json'}: row 1 is not a mapping of names to numbers"
+    assert str(bad_model / "best.safetensors") in model_problem and "\n" not in model_problem
+    with open(out / "comparison.csv") as handle:
+        assert [record["name"] for record in csv.DictReader(handle)] == ["good"]
+    assert (out / "comparison.md").read_text().count("| good |") == 1 and (out / "comparison.png").is_file()
+    assert compare_runs([good], image_size=64, repeats=1).failures == []
+
+
+def test_when_no_run_can_be_compared_it_is_one_error_naming_each(good_and_bad_runs, tmp_path):
+    _, bad_history, bad_model = good_and_bad_runs
+    with pytest.raises(PetsegError) as raised:
+        compare_runs([bad_history, bad_model], tmp_path / "cmp", image_size=64, repeats=1)
+    message = str(raised.value)
+    assert message.startswith("none of the 2 runs can be compared: ")
+    assert str(bad_history / "history.json") in message and str(bad_model / "best.safetensors") in message
+    assert not (tmp_path / "cmp" / "comparison.csv").exists()
+
+
+def _run_cli(arguments, capsys, monkeypatch) -> tuple[int, str, str]:
+    from petseg.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["petseg", "compare", *map(str, arguments), "--image-size", "64", "--repeats", "1"])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    printed = capsys.readouterr()
+    return exit_info.value.code, printed.out, printed.err
+
+
+def test_cli_compares_the_good_run_names_each_bad_one_and_exits_1(good_and_bad_runs, tmp_path, capsys, monkeypatch):
+    good, bad_history, bad_model = good_and_bad_runs
+    out = tmp_path / "cmp"
+    code, printed, errors = _run_cli([good, bad_history, bad_model, "--out", out], capsys, monkeypatch)
+    assert code == 1
+    assert "good" in printed and "mIoU" in printed and "bad_" not in printed
+    assert f"wrote {out / 'comparison.md'}" in printed
+    lines = errors.splitlines()
+    assert lines[0] == f"error: {bad_history / 'history.json'}: row 1 is not a mapping of names to numbers"
+    assert lines[1].startswith("error: ") and str(bad_model / "best.safetensors") in lines[1]
+    assert lines[2:] == ["compared 1 run(s), 2 failed"]
+    with open(out / "comparison.csv") as handle:
+        assert [record["name"] for record in csv.DictReader(handle)] == ["good"]
+
+
+def test_cli_fails_in_one_line_when_no_run_can_be_compared(good_and_bad_runs, tmp_path, capsys, monkeypatch):
+    _, bad_history, bad_model = good_and_bad_runs
+    code, printed, errors = _run_cli([bad_history, bad_model, "--out", tmp_path / "cmp"], capsys, monkeypatch)
+    assert (code, printed) == (2, "")
+    [line] = errors.splitlines()
+    assert line.startswith("error: none of the 2 runs can be compared: ") and "bad_model" in line
+    code, printed, errors = _run_cli([bad_model], capsys, monkeypatch)  # one run: its own error, as before
+    assert (code, printed) == (2, "")
+    [line] = errors.splitlines()
+    assert line.startswith(f"error: model file {bad_model / 'best.safetensors'} ")
+
+
+def test_a_run_file_the_system_refuses_is_that_runs_failure(two_runs, monkeypatch):
+    import petseg.models
+
+    small, wide = two_runs
+    load_model = petseg.models.load_model
+
+    def refused(path, *args, **kwargs):
+        if Path(path).parent == small:
+            raise PermissionError(13, "Permission denied", str(path))
+        return load_model(path, *args, **kwargs)
+
+    monkeypatch.setattr(petseg.models, "load_model", refused)
+    comparison = compare_runs(two_runs, image_size=64, repeats=1)
+    assert [summary.name for summary in comparison] == ["wide"]
+    assert comparison.failures == [(str(small), f"{small / 'best.safetensors'}: Permission denied")]

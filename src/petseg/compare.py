@@ -189,9 +189,23 @@ def to_csv(summaries: list[RunSummary]) -> str:
     return buffer.getvalue()
 
 
+class Comparison(list):
+    """The summaries of the runs that could be compared, in the order given (a list, as before),
+    and `failures`: (run, message) for each run that could not be, the message naming its file."""
+
+    def __init__(self, summaries=(), failures=()) -> None:
+        super().__init__(summaries)
+        self.failures: list[tuple[str, str]] = list(failures)
+
+
 def compare_runs(run_dirs: list[str | Path], out_dir: str | Path | None = None, *, force: bool = False,
-                 image_size: int = 224, repeats: int = 10, threads: int | None = 1) -> list[RunSummary]:
-    """Summaries of the runs; with out_dir, also comparison.md/.csv/.png there."""
+                 image_size: int = 224, repeats: int = 10, threads: int | None = 1) -> Comparison:
+    """Summaries of the runs; with out_dir, also comparison.md/.csv/.png there.
+
+    A run that cannot be read (a damaged history or model file, not a run folder) is left out
+    and listed in the result's `failures`; the others are compared and written. When no run
+    can be compared, PetsegError: one line, naming each run and what is wrong with it.
+    """
     if not run_dirs:
         raise PetsegError("compare: give at least one run directory")
     check_threads(threads)
@@ -199,14 +213,35 @@ def compare_runs(run_dirs: list[str | Path], out_dir: str | Path | None = None, 
     check_whole_number(image_size, "image_size", 16, IMAGE_SIZE_RANGE[1])
     if out_dir is not None:
         _check_out_dir(Path(out_dir), force)
-    summaries, models = zip(*(summarize_run(run_dir, image_size=image_size) for run_dir in run_dirs))
-    summaries = list(summaries)
-    for summary, latency in zip(summaries, measure_latencies(list(models), image_size, repeats, threads=threads)):
+    summaries, models, failures = [], [], []
+    for run_dir in run_dirs:
+        try:
+            summary, model = summarize_run(run_dir, image_size=image_size)
+        except PetsegError as error:
+            failures.append((str(run_dir), error))
+            continue
+        except OSError as error:  # what the system refused on one run's files (permissions, a vanished folder)
+            where = error.filename if error.filename is not None else run_dir
+            failures.append((str(run_dir), PetsegError(f"{where}: {error.strerror or error}")))
+            continue
+        summaries.append(summary)
+        models.append(model)
+    if not summaries:
+        raise _nothing_to_compare(failures)
+    for summary, latency in zip(summaries, measure_latencies(models, image_size, repeats, threads=threads)):
         summary.latency_ms = latency
     _unique_names(summaries)
     if out_dir is not None:
         _write_outputs(summaries, Path(out_dir))
-    return summaries
+    return Comparison(summaries, [(run, str(error)) for run, error in failures])
+
+
+def _nothing_to_compare(failures: list[tuple[str, PetsegError]]) -> PetsegError:
+    """One run's own error as it is; several runs' in one line."""
+    if len(failures) == 1:
+        return failures[0][1]
+    messages = "; ".join(str(error) for _, error in failures)
+    return PetsegError(f"none of the {len(failures)} runs can be compared: {messages}")
 
 
 def _check_out_dir(out_dir: Path, force: bool) -> None:

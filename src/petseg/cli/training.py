@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from petseg.cli.app import app, fail
+from petseg.cli.app import app, fail, say
 from petseg.errors import PetsegError, quoted
 
 
@@ -144,10 +144,15 @@ def compare(
     threads: int = typer.Option(1, min=1, help="CPU threads for the latency (1 gives steady figures on a busy machine)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an earlier comparison in --out."),
 ) -> None:
-    """Compare runs: size, speed, training time and best validation metrics, side by side."""
+    """Compare runs: size, speed, training time and best validation metrics, side by side.
+
+    A run that cannot be read is reported in one line at the end and the others are still compared;
+    the exit status is then 1.
+    """
     from rich.console import Console
     from rich.table import Table
 
+    from petseg.cli.cutout import SOME_FILES_FAILED
     from petseg.compare import COLUMNS, compare_runs, table_rows
 
     if repeats < 1:
@@ -164,3 +169,8 @@ def compare(
     console.print(table)
     if out is not None:
         typer.echo(f"wrote {out / 'comparison.md'}, {out / 'comparison.csv'} and {out / 'comparison.png'}")
+    for _, message in summaries.failures:
+        say("error", message)
+    if summaries.failures:
+        typer.echo(f"compared {len(summaries)} run(s), {len(summaries.failures)} failed", err=True)
+        raise typer.Exit(SOME_FILES_FAILED)
