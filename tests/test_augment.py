@@ -241,9 +241,14 @@ def test_pet_recolouring_follows_the_mask_through_the_geometry():
     {"scale": (0.0, 1.0)}, {"scale": (1.5, 1.0)}, {"color_jitter": 1.5}, {"crop_scale": (0.5, 1.5)},
     {"hue": 0.6}, {"rotation": -1}, {"grayscale": 2}, {"copy_paste": -0.1}, {"gamma": 1.0}, {"pet_recolor": 1.5},
 ])
-def test_bad_augment_options_are_errors(options):
-    with pytest.raises(PetsegError, match="augment"):
+def test_bad_augment_options_are_errors_naming_their_setting(options):
+    from petseg.errors import command_line_flag
+
+    (name,) = options
+    with pytest.raises(PetsegError) as raised:
         Augment(**options)
+    assert raised.value.option == name  # so the command line names its flag: --pet-recolor must be ...
+    assert raised.value.worded(command_line_flag).startswith(command_line_flag(name) + " ")
 
 
 def test_the_training_dataset_pastes_onto_other_samples(toy_data, tmp_path):

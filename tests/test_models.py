@@ -220,7 +220,10 @@ def test_summary_refuses_an_input_no_petseg_model_takes():
 
     result = CliRunner().invoke(app, ["summary", "unet_diy", "--image-size", "100000"])
     assert isinstance(result.exception, PetsegError)
-    assert str(result.exception) == "--image-size: at most 2048 (what petseg models take), got 100000"
+    assert str(result.exception) == "--image-size: 32..2048 (what petseg models take), got 100000"
+    for size in (8, 31):  # too small for the encoder's five halvings: a PyTorch traceback before
+        result = CliRunner().invoke(app, ["summary", "unet_diy", "--image-size", str(size)])
+        assert str(result.exception) == f"--image-size: 32..2048 (what petseg models take), got {size}"
 
 
 def test_float16_model_files_are_half_the_size_and_load_as_float32(tmp_path):

@@ -101,7 +101,7 @@ def _bundled_config():
 @app.command("summary")
 def summary_command(
     model: str = typer.Argument(..., help="A model name (see `petseg models`), a run folder or a .safetensors model file."),
-    image_size: int = typer.Option(None, "--image-size", min=8, help="Input side in pixels [default: the model's]."),
+    image_size: int = typer.Option(None, "--image-size", help="Input side in pixels [default: the model's]."),
     depth: int = typer.Option(2, "--depth", min=1, help="How many module levels the table goes down."),
     diagram: Optional[Path] = typer.Option(None, "--diagram", help="Also draw the U-Net into FILE.png or FILE.svg."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --diagram file."),
@@ -116,8 +116,9 @@ def summary_command(
     from petseg.models.config import IMAGE_SIZE_RANGE
     from petseg.models.summary import count_parameters, layer_table, measure_gflops
 
-    if image_size is not None and image_size > IMAGE_SIZE_RANGE[1]:
-        raise PetsegError(f"--image-size: at most {IMAGE_SIZE_RANGE[1]} (what petseg models take), got {image_size}")
+    if image_size is not None and not IMAGE_SIZE_RANGE[0] <= image_size <= IMAGE_SIZE_RANGE[1]:
+        low, high = IMAGE_SIZE_RANGE  # 8..31 px reached PyTorch: "Output size is too small", a traceback
+        raise PetsegError(f"--image-size: {low}..{high} (what petseg models take), got {image_size}")
     if diagram is not None:  # before the model is built: a diagram that cannot be written is refused first
         _check_diagram_path(diagram, force)
     if Path(model).exists() or model.endswith(".safetensors"):

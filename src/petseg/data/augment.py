@@ -26,7 +26,7 @@ import numpy as np
 from petseg.data.copy_paste import paste_on_background
 from petseg.data.labels import IGNORE_INDEX
 from petseg.data.pet_recolor import random_recolor
-from petseg.errors import PetsegError
+from petseg.errors import PetsegError, quoted
 
 Pair = tuple[np.ndarray, np.ndarray]
 BLUR_KERNEL = 5
@@ -39,7 +39,7 @@ def _range(name: str, value) -> tuple[float, float] | None:
     if value is None:
         return None
     if len(value) != 2 or not 0 < value[0] <= value[1]:
-        raise PetsegError(f"augment {name} must be (min, max) with 0 < min <= max, got {value}")
+        raise PetsegError(f"must be (min, max) with 0 < min <= max, got {quoted(value)}", option=name)
     return (float(value[0]), float(value[1]))
 
 
@@ -73,16 +73,16 @@ class Augment:
         object.__setattr__(self, "scale", _range("scale", self.scale))
         object.__setattr__(self, "crop_scale", _range("crop_scale", self.crop_scale))
         if self.crop_scale is not None and self.crop_scale[1] > 1:
-            raise PetsegError(f"augment crop_scale is a share of the area, at most 1, got {self.crop_scale}")
+            raise PetsegError(f"is a share of the area, at most 1, got {quoted(self.crop_scale)}", option="crop_scale")
         # Factors 1 - J must stay positive; the others are probabilities or plain bounds.
         below = {"color_jitter": 1, "gamma": 1}
         up_to = {"hue": 0.5, "rotation": 180, "noise": 1, "grayscale": 1, "blur": 1, "copy_paste": 1, "pet_recolor": 1}
         for name, limit in below.items():
             if not 0 <= getattr(self, name) < limit:
-                raise PetsegError(f"augment {name} must be in [0, {limit}), got {getattr(self, name)}")
+                raise PetsegError(f"must be in [0, {limit}), got {quoted(getattr(self, name))}", option=name)
         for name, limit in up_to.items():
             if not 0 <= getattr(self, name) <= limit:
-                raise PetsegError(f"augment {name} must be in [0, {limit}], got {getattr(self, name)}")
+                raise PetsegError(f"must be in [0, {limit}], got {quoted(getattr(self, name))}", option=name)
 
     @classmethod
     def from_config(cls, config) -> "Augment":
