@@ -106,19 +106,19 @@ _TRAIN_MODULES = {
 }
 
 
-def missing_train_extra(error: ModuleNotFoundError, what: str) -> PetsegError | None:
-    """"<what> needs PyTorch: pip install 'petseg[train]'" when `error` is a [train] module, else None."""
-    package = _TRAIN_MODULES.get((error.name or "").partition(".")[0])
-    return None if package is None else PetsegError(f"{what} needs {package}: {TRAIN_INSTALL}")
-
-
 class TrainInstallMissing(PetsegError):
-    """A function of the training install called without it; `package` is what is missing.
-    The CLI names its command instead of the function ("petseg export needs PyTorch")."""
+    """Something of the training install used without it; `package` is what is missing.
+    The CLI names its command instead of a Python function ("petseg export needs PyTorch")."""
 
     def __init__(self, what: str, package: str) -> None:
         super().__init__(f"{what} needs {package}: {TRAIN_INSTALL}")
         self.package = package
+
+
+def missing_train_extra(error: ModuleNotFoundError, what: str) -> TrainInstallMissing | None:
+    """"<what> needs PyTorch: pip install 'petseg[train]'" when `error` is a [train] module, else None."""
+    package = _TRAIN_MODULES.get((error.name or "").partition(".")[0])
+    return None if package is None else TrainInstallMissing(what, package)
 
 
 def needs_train_install(what: str):
@@ -133,10 +133,10 @@ def needs_train_install(what: str):
             try:
                 return function(*args, **kwargs)
             except ModuleNotFoundError as error:
-                package = _TRAIN_MODULES.get((error.name or "").partition(".")[0])
-                if package is None:
+                problem = missing_train_extra(error, what)
+                if problem is None:
                     raise
-            raise TrainInstallMissing(what, package)
+            raise problem
 
         return wrapper
 
