@@ -6,12 +6,16 @@
   (Prediction.labels) and compared with its own trimap. This is what a user of a cutout sees.
 
 `evaluate()` is the one implementation behind `petseg evaluate`, the demo and the
-benchmarks; `write_prediction_grid()` draws the reference notebook's four columns.
+benchmarks; `prediction_grid_png()` draws the reference notebook's four columns (`write_prediction_grid()`
+writes them to a file).
 """
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -19,12 +23,13 @@ from typing import Callable, Sequence
 import numpy as np
 
 from petseg.data.labels import CLASS_NAMES
-from petseg.errors import PetsegError
-from petseg.atomic import write_atomic
+from petseg.errors import PetsegError, quoted
+from petseg.atomic import write_bytes_atomic
 from petseg.inference.compose import check_trimap_classes
 from petseg.inference.compose import ALPHAS
 from petseg.inference.render import cutout_alpha
 from petseg.inference.segmenter import DEFAULT_BATCH_SIZE, Segmenter
+from petseg.models.config import ModelConfig
 from petseg.metrics import ALPHA_KEYS, AlphaMetrics, SegmentationMetrics
 from petseg.limits import MAX_BATCH_SIZE, check_whole_number
 
@@ -46,8 +51,61 @@ class Example:
     alpha: np.ndarray  # (H, W) uint8
 
 
+MODEL_KINDS = "a Segmenter, a model path or a petseg model"
+
+
 def as_segmenter(model_or_segmenter) -> Segmenter:
-    return model_or_segmenter if isinstance(model_or_segmenter, Segmenter) else Segmenter.from_model(model_or_segmenter)
+    """The Segmenter evaluate() runs: a Segmenter as it is, a path (str or os.PathLike: a run
+    folder, .safetensors or .onnx file) loaded by Segmenter.load, an in-memory petseg model
+    (PyTorch, as create_model/load_model give) wrapped by Segmenter.from_model."""
+    model = model_or_segmenter
+    if isinstance(model, Segmenter):
+        return model
+    if isinstance(model, (str, os.PathLike)):
+        return Segmenter.load(model)
+    torch = sys.modules.get("torch")  # not imported: no object can be a torch module
+    if torch is not None and isinstance(model, torch.nn.Module):
+        if not isinstance(getattr(model, "config", None), ModelConfig):
+            raise PetsegError(f"is a {type(model).__name__} that has no petseg config (give a model of "
+                              "petseg.create_model or load_model, or its file)", option="model_or_segmenter")
+        return Segmenter.from_model(model)
+    advice = "for the bundled model, pass Segmenter.load()" if model is None else "e.g. Segmenter.load(path)"
+    raise PetsegError(f"must be {MODEL_KINDS}, got {type(model).__name__} ({advice})", option="model_or_segmenter")
+
+
+def check_samples(samples) -> None:
+    """Refuse samples that are not a non-empty list or tuple of Sample: a folder's characters,
+    a generator (no len()), paths (no masks)."""
+    from petseg.data.layouts import Sample
+
+    if not isinstance(samples, (list, tuple)):
+        folder = isinstance(samples, (str, os.PathLike))
+        advice = "for a dataset folder, pass load_samples(folder, split)" if folder else "pass list(samples)"
+        raise PetsegError(f"must be a list or tuple of petseg.data.layouts.Sample, got {type(samples).__name__} "
+                          f"({advice})", option="samples")
+    for index, sample in enumerate(samples):
+        if not isinstance(sample, Sample):
+            raise PetsegError(f"must hold petseg.data.layouts.Sample (load_samples(folder, split) makes them), "
+                              f"item {index} is {type(sample).__name__} {quoted(sample)}", option="samples")
+    if not samples:
+        raise PetsegError("is empty: there is nothing to evaluate", option="samples")
+
+
+def check_alphas(alphas) -> tuple[str, ...]:
+    """The cutout alphas to score, each once, in order; a text ("hard") or None refused."""
+    if not isinstance(alphas, (list, tuple)):
+        if isinstance(alphas, str):
+            advice = f"for one, pass [{quoted(alphas)}]"
+        elif isinstance(alphas, (set, frozenset)):
+            advice = "a set has no order: pass a list"
+        else:
+            advice = "e.g. ['matting', 'hard']"
+        raise PetsegError(f"must be a list or tuple of {', '.join(ALPHAS)}, got {type(alphas).__name__} ({advice})",
+                          option="alphas")
+    for kind in alphas:
+        if not isinstance(kind, str) or kind not in ALPHAS:
+            raise PetsegError(f"holds {quoted(kind)}, which is not one of {', '.join(ALPHAS)}", option="alphas")
+    return tuple(dict.fromkeys(alphas))
 
 
 def evaluate(
@@ -59,7 +117,15 @@ def evaluate(
     alphas: Sequence[str] = ALPHAS,
     on_batch: Callable[[int], None] = lambda count: None,
 ) -> dict:
-    """Metrics of a model (nn.Module or Segmenter) over `samples` (petseg.data.layouts.Sample).
+    """Metrics of a model over `samples`, a list or tuple of petseg.data.layouts.Sample
+    (`load_samples(folder, split)`).
+
+    model_or_segmenter: a Segmenter (its backend and flip_tta are used as they are); a path
+    (str or os.PathLike) to a run folder, .safetensors or .onnx file, loaded with
+    Segmenter.load(path) (default backend and flip_tta); or an in-memory petseg model (PyTorch).
+    For the bundled model pass Segmenter.load(). `alphas`: a list or tuple of "matting",
+    "hard", "soft". Arguments of the wrong kind raise PetsegError naming them, before any
+    model loads.
 
     Returns {"model": ..., "image_size", "num_images", "skipped": [reasons],
     "resolutions": {"model": metrics, "original": metrics}, "alpha": {kind: alpha metrics},
@@ -73,6 +139,10 @@ def evaluate(
 
     check_whole_number(batch_size, "batch_size", 1, MAX_BATCH_SIZE)
     check_whole_number(examples, "examples", 0, MAX_EXAMPLES)
+    alphas = check_alphas(alphas)
+    if not callable(on_batch):
+        raise PetsegError(f"must be callable, got {type(on_batch).__name__}", option="on_batch")
+    check_samples(samples)
     segmenter = as_segmenter(model_or_segmenter)
     check_trimap_classes(segmenter.config.labels)
     accumulators = {resolution: SegmentationMetrics(num_classes=segmenter.config.num_classes) for resolution in RESOLUTIONS}
@@ -190,8 +260,9 @@ def colorize(labels: np.ndarray) -> np.ndarray:
     return image
 
 
-def write_prediction_grid(examples: Sequence[Example], path: str | Path) -> Path:
-    """The notebook's figure: input, true mask, predicted mask, background removed; one row per example."""
+def prediction_grid_png(examples: Sequence[Example]) -> bytes:
+    """The notebook's figure as PNG bytes: input, true mask, predicted mask, background removed;
+    one row per example. Drawn in memory, so that a caller can write it with its other outputs."""
     from matplotlib.figure import Figure
 
     if not examples:
@@ -206,6 +277,20 @@ def write_prediction_grid(examples: Sequence[Example], path: str | Path) -> Path
             ax.set_title(title)
             ax.axis("off")
     figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=80)
+    return buffer.getvalue()
+
+
+def refuse_folder_in_the_way(path: str | Path) -> None:
+    """A folder (not a link to one) where a file is to be written: refused, naming it."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        raise PetsegError(f"{path} is a folder, where the evaluation writes a file")
+
+
+def write_prediction_grid(examples: Sequence[Example], path: str | Path) -> Path:
+    """Write `prediction_grid_png(examples)` to `path` (replacing a file there)."""
     path = Path(path)
-    write_atomic(path, lambda file: figure.savefig(file, format="png", dpi=80))
+    refuse_folder_in_the_way(path)
+    write_bytes_atomic(path, prediction_grid_png(examples))
     return path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -44,7 +45,8 @@ def evaluate(
     from petseg.data.layouts import load_samples, parse_label_map
     from petseg.errors import PetsegError, missing_train_extra, quoted
     from petseg.evaluate import evaluate as run_evaluation
-    from petseg.evaluate import MAX_EXAMPLES, fit_check_warning, format_report, metrics_json, write_prediction_grid
+    from petseg.evaluate import (MAX_EXAMPLES, fit_check_warning, format_report, metrics_json, prediction_grid_png,
+                                 refuse_folder_in_the_way)
     from petseg.inference import Segmenter
     from petseg.atomic import prepare_output_folder, write_bytes_atomic
     from petseg.limits import check_whole_number
@@ -53,9 +55,16 @@ def evaluate(
     if out is not None and out.exists() and not out.is_dir():
         raise PetsegError(f"--out: {out} is a file, not a folder")
     outputs = [out / METRICS_FILE, out / GRID_FILE] if out else []
-    existing = [str(path) for path in outputs if path.exists()]
+    for path in outputs:  # before any work: a failure must not leave metrics.json without its grid
+        try:
+            refuse_folder_in_the_way(path)
+        except PetsegError as error:
+            raise PetsegError(f"--out: {error}") from None
+    # lexists: a dangling symbolic link is there too (exists() calls it absent), and writing would replace it
+    existing = [path for path in outputs if os.path.lexists(path)]
     if existing and not force:
-        raise PetsegError(f"--out: {', '.join(existing)} already exist (use --force to overwrite)")
+        raise PetsegError(f"--out: {', '.join(map(str, existing))} already exist{'s' if len(existing) == 1 else ''} "
+                          "(use --force to overwrite)")
     if out is not None:
         try:
             prepare_output_folder(out)
@@ -78,19 +87,25 @@ def evaluate(
     warning = fit_check_warning(model, [sample.name for sample in samples])
     if warning:
         say("warning", warning)
-    written = []
+    written: list[Path] = []
     if out:
-        try:
-            write_bytes_atomic(out / METRICS_FILE, metrics_json(result).encode())
-            written.append(out / METRICS_FILE)
-            written.append(write_prediction_grid(result["examples"], out / GRID_FILE))
-        except OSError as error:
-            raise PetsegError(f"--out: cannot write to {out} ({error.strerror or error})") from None
+        contents = {out / METRICS_FILE: metrics_json(result).encode()}
+        try:  # drawn before anything is written
+            contents[out / GRID_FILE] = prediction_grid_png(result["examples"])
         except ModuleNotFoundError as error:  # the light install has no matplotlib: metrics only
             problem = missing_train_extra(error, f"drawing {GRID_FILE}")
             if problem is None:
                 raise
             typer.echo(f"skipped {out / GRID_FILE}: {problem}", err=True)
+        for path, content in contents.items():
+            try:
+                write_bytes_atomic(path, content)
+            except OSError as error:
+                for done in written:  # nothing new is left of a failed run
+                    if done not in existing:
+                        done.unlink(missing_ok=True)
+                raise PetsegError(f"--out: cannot write {path} ({error.strerror or error})") from None
+            written.append(path)
     typer.echo(metrics_json(result) if as_json else format_report(result))
     if written and not as_json:
         typer.echo(f"\nwrote {' and '.join(map(str, written))}")
