@@ -263,13 +263,16 @@ def test_bad_runs_are_listed_and_the_good_ones_still_compared(good_and_bad_runs,
     assert compare_runs([good], image_size=64, repeats=1).failures == []
 
 
-def test_when_no_run_can_be_compared_it_is_one_error_naming_each(good_and_bad_runs, tmp_path):
+def test_when_no_run_can_be_compared_the_error_holds_each(good_and_bad_runs, tmp_path):
+    from petseg.compare import NothingToCompare
+
     _, bad_history, bad_model = good_and_bad_runs
-    with pytest.raises(PetsegError) as raised:
+    with pytest.raises(NothingToCompare) as raised:
         compare_runs([bad_history, bad_model], tmp_path / "cmp", image_size=64, repeats=1)
-    message = str(raised.value)
-    assert message.startswith("none of the 2 runs can be compared: ")
-    assert str(bad_history / "history.json") in message and str(bad_model / "best.safetensors") in message
+    assert str(raised.value) == f"{bad_history / 'history.json'}: row 1 is not a mapping of names to numbers"
+    [(first, history_problem), (second, model_problem)] = raised.value.failures
+    assert (first, second, history_problem) == (str(bad_history), str(bad_model), str(raised.value))
+    assert str(bad_model / "best.safetensors") in model_problem
     assert not (tmp_path / "cmp" / "comparison.csv").exists()
 
 
@@ -298,12 +301,13 @@ def test_cli_compares_the_good_run_names_each_bad_one_and_exits_1(good_and_bad_r
         assert [record["name"] for record in csv.DictReader(handle)] == ["good"]
 
 
-def test_cli_fails_in_one_line_when_no_run_can_be_compared(good_and_bad_runs, tmp_path, capsys, monkeypatch):
+def test_cli_fails_with_a_line_per_run_when_no_run_can_be_compared(good_and_bad_runs, tmp_path, capsys, monkeypatch):
     _, bad_history, bad_model = good_and_bad_runs
     code, printed, errors = _run_cli([bad_history, bad_model, "--out", tmp_path / "cmp"], capsys, monkeypatch)
     assert (code, printed) == (2, "")
-    [line] = errors.splitlines()
-    assert line.startswith("error: none of the 2 runs can be compared: ") and "bad_model" in line
+    history_line, model_line = errors.splitlines()
+    assert history_line == f"error: {bad_history / 'history.json'}: row 1 is not a mapping of names to numbers"
+    assert model_line.startswith(f"error: model file {bad_model / 'best.safetensors'} ")
     code, printed, errors = _run_cli([bad_model], capsys, monkeypatch)  # one run: its own error, as before
     assert (code, printed) == (2, "")
     [line] = errors.splitlines()

@@ -16,7 +16,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from petseg.errors import PetsegError
+from petseg.errors import PetsegError, clipped
 from petseg.limits import check_threads, check_whole_number, finite_float
 from petseg.models.config import IMAGE_SIZE_RANGE
 from petseg.atomic import prepare_output_folder, refuse_to_overwrite, write_text_atomic
@@ -222,7 +222,7 @@ def compare_runs(run_dirs: list[str | Path], out_dir: str | Path | None = None, 
             continue
         except OSError as error:  # what the system refused on one run's files (permissions, a vanished folder)
             where = error.filename if error.filename is not None else run_dir
-            failures.append((str(run_dir), PetsegError(f"{where}: {error.strerror or error}")))
+            failures.append((str(run_dir), PetsegError(f"{clipped(str(where))}: {error.strerror or error}")))
             continue
         summaries.append(summary)
         models.append(model)
@@ -236,12 +236,19 @@ def compare_runs(run_dirs: list[str | Path], out_dir: str | Path | None = None, 
     return Comparison(summaries, [(run, str(error)) for run, error in failures])
 
 
+class NothingToCompare(PetsegError):
+    """No run could be compared: the first run's error, and every run's in `failures`
+    (the CLI prints one line each)."""
+
+    def __init__(self, failures: list[tuple[str, PetsegError]]) -> None:
+        first = failures[0][1]
+        super().__init__(first.message, advice=first.advice, option=first.option)
+        self.failures = [(run, str(error)) for run, error in failures]
+
+
 def _nothing_to_compare(failures: list[tuple[str, PetsegError]]) -> PetsegError:
-    """One run's own error as it is; several runs' in one line."""
-    if len(failures) == 1:
-        return failures[0][1]
-    messages = "; ".join(str(error) for _, error in failures)
-    return PetsegError(f"none of the {len(failures)} runs can be compared: {messages}")
+    """One run's own error as it is; several runs' as NothingToCompare."""
+    return failures[0][1] if len(failures) == 1 else NothingToCompare(failures)
 
 
 def _check_out_dir(out_dir: Path, force: bool) -> None:

@@ -153,11 +153,16 @@ def compare(
     from rich.table import Table
 
     from petseg.cli.cutout import SOME_FILES_FAILED
-    from petseg.compare import COLUMNS, compare_runs, table_rows
+    from petseg.compare import COLUMNS, NothingToCompare, compare_runs, table_rows
 
     if repeats < 1:
         fail(f"--repeats must be at least 1, got {repeats}")
-    summaries = compare_runs(run_dirs, out, force=force, image_size=image_size, repeats=repeats, threads=threads)
+    try:
+        summaries = compare_runs(run_dirs, out, force=force, image_size=image_size, repeats=repeats, threads=threads)
+    except NothingToCompare as error:  # one line per run, as when some could be compared
+        for _, message in error.failures:
+            say("error", message)
+        raise typer.Exit(error.exit_code) from None
     table = Table(title=f"runs compared (latency: 1 image at {image_size}x{image_size}, {threads} CPU thread(s))")
     for title, _, _ in COLUMNS:
         table.add_column(title, justify="left" if title in ("run", "model", "init") else "right", no_wrap=True)
