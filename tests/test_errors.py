@@ -278,3 +278,12 @@ def test_no_problem_line_is_longer_than_about_a_thousand_characters(monkeypatch,
     [error, _] = capsys.readouterr().err.splitlines()  # the error and "wrote 0 file(s) ..."
     assert error.startswith(f"error: {tmp_path}/folder/") and error.endswith("cat.jpg: no such file or folder")
     assert len(error) < 1100 and "characters left out" in error
+
+
+def test_a_json_number_of_thousands_of_digits_is_named_without_pythons_advice(tmp_path):
+    from petseg.text_files import parse_json
+
+    with pytest.raises(PetsegError) as raised:
+        parse_json('{"image_size": ' + "9" * 5000 + "}", tmp_path / "config.json")
+    assert str(raised.value) == f"{tmp_path / 'config.json'}: not valid JSON (a number of over 4300 digits)"
+

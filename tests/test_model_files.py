@@ -522,3 +522,20 @@ def test_any_batch_size_runs_in_pieces_that_fit_the_arena(monkeypatch):
     for one, pieced in zip(whole, segmenter.predict_batch(photos)):
         np.testing.assert_allclose(pieced.probabilities, one.probabilities, atol=1e-6)
     assert onnx_memory.images_per_run(2048, 2048) == 1 and onnx_memory.images_per_run(256, 256) == 2
+
+
+def test_an_empty_model_path_and_a_best_model_that_is_no_file_are_named(tmp_path):
+    """'' loaded the current folder as a run ("run folder has no best.safetensors"), and a
+    best.safetensors linked to /dev/zero or made a folder read as "no finished epoch yet"."""
+    from petseg.errors import PetsegError
+    from petseg.models.files import resolve_model_path
+
+    with pytest.raises(PetsegError, match=r"^the model's path is empty \(give a run folder"):
+        resolve_model_path("")
+    for kind, reason in (("device", "is a character device, not a regular file"), ("folder", "is a directory, not a file")):
+        run = tmp_path / kind
+        run.mkdir()
+        (run / "best.safetensors").symlink_to("/dev/zero") if kind == "device" else (run / "best.safetensors").mkdir()
+        with pytest.raises(PetsegError) as raised:
+            resolve_model_path(run)
+        assert str(raised.value) == f"{run / 'best.safetensors'}: cannot read the model file ({reason})"

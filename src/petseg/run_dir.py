@@ -161,6 +161,11 @@ def check_world_size(run_dir: str | Path, saved: int | None, current: int) -> No
 def best_model_file(run_dir: str | Path) -> Path:
     """The model file a run folder stands for: its best validation epoch's."""
     path = Path(run_dir) / BEST_MODEL_FILE
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise PetsegError(f"{run_dir}: run folder has no {BEST_MODEL_FILE} (no finished epoch yet?)")
+    from petseg.data.decode import not_a_regular_file
+
+    problem = not_a_regular_file(path)  # a link to /dev/zero, a folder: not "no finished epoch"
+    if problem:
+        raise PetsegError(f"{path}: cannot read the model file ({problem})")
     return path

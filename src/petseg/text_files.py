@@ -46,4 +46,6 @@ def parse_json(text: str, path: str | Path) -> Any:
     except RecursionError:
         raise PetsegError(f"{path}: not valid JSON (nested too deeply)") from None
     except ValueError as error:
+        if "int_max_str_digits" in str(error):  # Python's advice to raise its limit is not the user's to take
+            raise PetsegError(f"{path}: not valid JSON (a number of over 4300 digits)") from None
         raise PetsegError(f"{path}: not valid JSON ({error})") from None

@@ -49,6 +49,8 @@ def resolve_model_path(model: str | Path | None) -> Path:
         return bundled_model_path()
     if not isinstance(model, (str, os.PathLike)):
         raise PetsegError(f"a model is a run folder or a model file's path, not {quoted(model)}")
+    if not os.fspath(model):  # Path("") is the current folder: an unset variable would pick it
+        raise PetsegError("the model's path is empty (give a run folder, a .safetensors or an .onnx file)")
     path = Path(model)
     if path.is_dir():
         return best_model_file(path)  # a training run folder: its best epoch's model
