@@ -98,3 +98,56 @@ def test_a_write_that_fails_on_rank_0_stops_every_rank_at_once(toy_data, tmp_pat
     assert any("rank 0 could not save epoch 1" in line for line in ranks), result.stderr[-3000:]
     assert "[rank" not in result.stderr, "a rank printed a traceback"
     assert (out / "config.json").is_file() and not (out / "best.safetensors").exists()
+
+
+# Run through torchrun in place of `-m petseg`: rank 1's loss turns NaN at its second step.
+NAN_ON_RANK_1 = """
+import os, sys
+import torch
+import petseg.train.losses as losses
+
+original = losses.make_loss
+
+
+def make_loss(name):
+    loss = original(name)
+    if os.environ.get("RANK") != "1":
+        return loss
+    steps = []
+
+    class NanAtStep2(torch.nn.Module):
+        def forward(self, logits, masks):
+            steps.append(1)
+            value = loss(logits, masks)
+            return value * float("nan") if len(steps) == 2 else value
+
+    return NanAtStep2()
+
+
+losses.make_loss = make_loss
+from petseg.cli import main
+
+sys.argv = ["petseg", *sys.argv[1:]]
+main()
+"""
+
+
+@pytest.mark.slow
+def test_a_loss_that_diverges_on_one_rank_stops_every_rank_at_that_step(toy_data, tmp_path):
+    """Rank 1 alone raised; rank 0 went on into backward()'s all-reduce and was killed there by
+    torchrun, with no line of its own. Now every rank learns of it at the same step."""
+    import os
+
+    script = tmp_path / "nan_on_rank_1.py"
+    script.write_text(NAN_ON_RANK_1)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
+               "train", "--model", "unet_diy", "--width", "8", "--image-size", "64", "--batch-size", "4",
+               "--epochs", "1", "--device", "cpu", "--no-progress", "--data", str(toy_data), "--out", str(tmp_path / "ddp")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error: training diverged at step 2 ")]
+    assert len(lines) == 2, result.stderr[-3000:]  # one from each rank
+    assert any("(train loss nan)" in line for line in lines)
+    assert any("(another process's train loss was not finite)" in line for line in lines)
+    assert "[rank" not in result.stderr, "a rank printed a traceback"

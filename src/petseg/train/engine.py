@@ -104,10 +104,13 @@ def train_one_epoch(engine: Engine, loader, optimizer, scheduler, scaler, stats:
         with autocast(engine.device, engine.amp_dtype):
             logits = model(images)
         loss = engine.loss_fn(logits.float(), masks)
-        if not math.isfinite(loss.item()):
-            # Raised before this step's update; only Ctrl-C and an epoch's end save (loop.py), so the
-            # checkpoint stays the last one. lr cannot change on --resume: a new run is the way on.
-            raise PetsegError(f"training diverged at step {stats.steps + 1} of the epoch (train loss {loss.item()}); "
+        diverged = not math.isfinite(loss.item())
+        # Every process stops at this step when any diverged: one stopping alone left the others
+        # waiting in backward()'s all-reduce. Raised before the update; only Ctrl-C and an epoch's
+        # end save (loop.py), so the checkpoint stays the last one. lr cannot change on --resume.
+        if any_rank(engine.context, diverged):
+            shown = f"train loss {loss.item()}" if diverged else "another process's train loss was not finite"
+            raise PetsegError(f"training diverged at step {stats.steps + 1} of the epoch ({shown}); "
                               "nothing since the last checkpoint was saved",
                               advice="lower {lr} and start again with {force}")
         optimizer.zero_grad(set_to_none=True)
