@@ -118,3 +118,21 @@ def test_classes_that_cannot_cut_out_name_the_model_file(tmp_path):
                          inputs=[image], outputs=[tensor("probabilities", ["batch", changes["num_classes"], "height", "width"])])  # fmt: skip
         with pytest.raises(PetsegError, match=f"^{re.escape(f'{path}: {words}')}"):
             Segmenter.load(path)
+
+
+def test_the_server_answers_a_model_that_fails_on_a_photo_with_500_naming_it(tmp_path):
+    """A broken served model is the server's fault: 500, not the 422 that a wrong option gets."""
+    import io
+
+    from fastapi.testclient import TestClient
+
+    from petseg.server import create_app
+
+    changes, tail, size, shape = OUTPUTS["slice64"]
+    path = model_file(tmp_path / "slice64.onnx", changes, tail())
+    buffer = io.BytesIO()
+    Image.fromarray(photos(1)[0]).save(buffer, format="PNG")
+    with TestClient(create_app(path)) as client:
+        response = client.post("/api/cutout", files={"file": ("p.png", buffer.getvalue(), "image/png")})
+    assert response.status_code == 500
+    assert response.json()["detail"].startswith(f"{path}: the ONNX model answers a batch of 1 96x96 image with an output of shape (1, 3, 64, 64)")

@@ -92,6 +92,11 @@ class NotAnImageError(ImageError):
     """Content that is not an image at all (empty, text, unknown format)."""
 
 
+class ModelError(PetsegError):
+    """A model file that fails on a run (a wrong output, more memory than allowed): the model
+    is at fault, not the photo, so the server answers 500, not a client error."""
+
+
 # The light install (`pip install petseg`) cuts out photos on ONNX Runtime; these
 # modules come only with the training install, pyproject's [train] extra.
 TRAIN_INSTALL = "pip install 'petseg[train]'"

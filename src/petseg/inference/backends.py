@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from petseg.errors import PetsegError, quoted
+from petseg.errors import ModelError, PetsegError, quoted
 from petseg.inference.onnx_memory import MEMORY_VARIABLE, arena_bytes, images_per_run, is_out_of_memory, session_options
 from petseg.models.config import CONFIG_METADATA_KEY, ModelConfig
 
@@ -111,20 +111,20 @@ def check_output(output, label: str, images: int, height: int, width: int, num_c
     shape = getattr(output, "shape", None)
     if not isinstance(output, np.ndarray) or shape != expected:
         got = f"an output of shape {quoted(shape)}" if isinstance(output, np.ndarray) else f"a {type(output).__name__}"
-        raise PetsegError(f"{label}: the ONNX model answers {batch_words(images, height, width)} with {got}, "
+        raise ModelError(f"{label}: the ONNX model answers {batch_words(images, height, width)} with {got}, "
                           f"not {expected}")
     if output.dtype != np.float32:
-        raise PetsegError(f"{label}: the ONNX model answers {batch_words(images, height, width)} with "
+        raise ModelError(f"{label}: the ONNX model answers {batch_words(images, height, width)} with "
                           f"{quoted(str(output.dtype))} values, not float32")
 
 
-def run_failure(error: Exception, label: str, images: int, height: int, width: int) -> PetsegError:
+def run_failure(error: Exception, label: str, images: int, height: int, width: int) -> ModelError:
     """How a failed session run reads: the capped arena's refusal, or ONNX Runtime's first line."""
     batch = batch_words(images, height, width)
     if is_out_of_memory(error):
-        return PetsegError(f"{label}: the ONNX model needs more than the {arena_bytes() // 2**20} MB petseg lets "
+        return ModelError(f"{label}: the ONNX model needs more than the {arena_bytes() // 2**20} MB petseg lets "
                            f"ONNX Runtime use on {batch}", advice=f"a model this big needs {MEMORY_VARIABLE} set higher")
-    return PetsegError(f"{label}: the ONNX model fails on {batch} ({str(error).splitlines()[0][:200]})")
+    return ModelError(f"{label}: the ONNX model fails on {batch} ({str(error).splitlines()[0][:200]})")
 
 
 # The blank images' size for graphs whose height and width are free (petseg exports them so).

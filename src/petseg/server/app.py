@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException
 
 from petseg import __version__
 from petseg.data.decode import source_name
-from petseg.errors import ECHO_CHARACTERS, ImageError, NotAnImageError, PetsegError, clipped, one_line, quoted
+from petseg.errors import ECHO_CHARACTERS, ImageError, ModelError, NotAnImageError, PetsegError, clipped, one_line, quoted
 from petseg.limits import (MAX_READ_TIMEOUT_S, MAX_UPLOAD_MB, MIN_READ_TIMEOUT_S, MIN_UPLOAD_MB, SERVE_MAX_PIXELS,
                            check_threads, check_whole_number)
 from petseg.server.inference_queue import InferenceQueue
@@ -226,6 +226,9 @@ def _install_error_handlers(app: FastAPI) -> None:
             status = 415
         elif isinstance(error, ImageError):
             status = 400  # corrupt, truncated, or over the pixel limit
+        elif isinstance(error, ModelError):  # the served model failed: the server's fault, not the request's
+            log.error("%s", error.worded(None))
+            status = 500
         else:
             status = 422
         # No advice: it names options of the command line or of Python, not of this form.
