@@ -24,6 +24,8 @@ from petseg.models.config import ModelConfig
 from petseg.models.files import bundled_model_path, resolve_model_path
 
 BACKENDS = ("torch", "onnx")
+# How messages name a model that came from no file.
+UNNAMED_MODEL = "the model"
 DEFAULT_BATCH_SIZE = 8
 
 PhotoLike = Union[np.ndarray, Image.Image, bytes, str, Path, BinaryIO]
@@ -141,7 +143,7 @@ class Segmenter:
     True: always; False: never; None (default): for matted cutouts only (see `flips_for`).
     """
 
-    def __init__(self, backend, *, flip_tta: bool | None = None, name: str = "the model"):
+    def __init__(self, backend, *, flip_tta: bool | None = None, name: str = UNNAMED_MODEL):
         check_flip_tta(flip_tta)
         self.backend = backend
         self.flip_tta = flip_tta
@@ -149,7 +151,7 @@ class Segmenter:
         try:
             self.classes = PetClasses.from_labels(backend.config.labels)  # refuses a model that has no background
         except PetsegError as error:
-            if name == "the model":  # no file to name: "the model's classes ..." says it
+            if name == UNNAMED_MODEL:  # no file to name: "the model's classes ..." says it
                 raise
             raise PetsegError(f"{name}: {error.message}", advice=error.advice, option=error.option) from None
 
@@ -192,7 +194,7 @@ class Segmenter:
 
     @classmethod
     def from_model(cls, model, backend: str = "torch", *, threads: int | None = None,
-                   flip_tta: bool | None = None, name: str = "the model") -> "Segmenter":
+                   flip_tta: bool | None = None, name: str = UNNAMED_MODEL) -> "Segmenter":
         """Wrap an in-memory petseg model (anything create_model/load_model returns); `name`
         names it in messages."""
         check_threads(threads)
