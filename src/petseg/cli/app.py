@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
 import warnings
+from typing import Iterator
 
 import typer
 
@@ -54,7 +57,8 @@ def main() -> None:
         say("error", empty)
         sys.exit(2)
     try:
-        sys.exit(_run_app())
+        with _sigterm_as_exit():
+            sys.exit(_run_app())
     except TrainInstallMissing as error:  # from the Python API inside a command: name the command
         say("error", str(TrainInstallMissing(f"petseg {_command_name()}", error.package)))
         sys.exit(error.exit_code)
@@ -76,6 +80,27 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+
+
+@contextlib.contextmanager
+def _sigterm_as_exit() -> Iterator[None]:
+    """SIGTERM (kill, timeout, a job scheduler, torchrun) as SystemExit(143), so that every
+    command's cleanup runs as on Ctrl-C: staging folders and temporaries are removed, not left
+    for a later run to find. A second SIGTERM kills at once."""
+
+    def stop(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise SystemExit(128 + signum)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread (a test runner's): leave signals alone
+        previous = None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _os_problem(error: OSError) -> str:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import signal
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
 import typer
 
@@ -71,26 +69,5 @@ def toy(
     """Generate a small synthetic pet dataset, for offline runs and tests."""
     from petseg.data.toy import make_toy_dataset
 
-    with _sigterm_as_exit():
-        make_toy_dataset(out_dir, n=n, size=size, seed=seed, force=force)
+    make_toy_dataset(out_dir, n=n, size=size, seed=seed, force=force)
     typer.echo(f"wrote {n} toy images to {out_dir}")
-
-
-@contextlib.contextmanager
-def _sigterm_as_exit() -> Iterator[None]:
-    """Turn SIGTERM (kill, timeout, a job scheduler) into SystemExit(143) while the block runs, so
-    that the block's cleanup (the toy dataset's staging folder) runs; a second SIGTERM kills at once."""
-
-    def stop(signum, frame):
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        raise SystemExit(128 + signum)
-
-    try:
-        previous = signal.signal(signal.SIGTERM, stop)
-    except ValueError:  # not the main thread (a test runner's): leave signals alone
-        previous = None
-    try:
-        yield
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
